@@ -1,0 +1,187 @@
+"""The curated model lists (`model_lists/*.toml`): which checkpoints a family has, their
+size, precision and role, and the short names (`qwen2.5:7b-4bit`) users type.
+
+File format (one family per file):
+
+    family = "qwen2.5"                 # the name used with --family
+    description = "..."
+    source = "hub"                     # "hub": Hugging Face repos; "offline": built by mlxdraft
+
+    [[models]]
+    name = "qwen2.5:7b-4bit"           # short name, unique across all lists
+    repo = "mlx-community/Qwen2.5-7B-Instruct-4bit"   # hub families
+    variant = "fp32"                   # offline families: which locally built variant
+    params_b = 7.62                    # parameters, billions
+    precision = "4bit"                 # bf16, fp16, fp32 or <n>bit
+    role = "target"                    # target, draft or both
+    size_gb = 4.29                     # estimated weight size, GB
+
+Lists are read from $MLXDRAFT_MODEL_LISTS (folders or files, separated by the path
+separator), the `model_lists/` folder of this checkout, and <app dir>/model_lists; a path
+to a .toml file works wherever a family name is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import InvalidInputError, ModelNotFoundError
+from .paths import app_dir
+
+ROLES = ("target", "draft", "both")
+BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "model_lists"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    family: str
+    source: str  # "hub" or "offline"
+    params_b: float
+    precision: str
+    role: str
+    size_gb: float
+    repo: str | None = None
+    variant: str | None = None
+
+    @property
+    def can_target(self) -> bool:
+        return self.role in ("target", "both")
+
+    @property
+    def can_draft(self) -> bool:
+        return self.role in ("draft", "both")
+
+    @property
+    def bits(self) -> int:
+        """Bits per weight: 16 for bf16/fp16, 32 for fp32, n for nbit."""
+        if self.precision.endswith("bit"):
+            return int(self.precision[:-3])
+        return 32 if self.precision == "fp32" else 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def list_files() -> list[Path]:
+    places: list[Path] = []
+    for item in os.environ.get("MLXDRAFT_MODEL_LISTS", "").split(os.pathsep):
+        if item:
+            places.append(Path(item).expanduser())
+    places += [BUNDLED_LISTS, app_dir() / "model_lists"]
+    files = []
+    for place in places:
+        if place.is_file():
+            files.append(place)
+        elif place.is_dir():
+            files.extend(sorted(place.glob("*.toml")))
+    return files
+
+
+def load_list_file(path: Path) -> list[CatalogEntry]:
+    """Parse and validate one list file."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"model list {path} does not exist")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInputError(f"model list {path} cannot be read: {exc}")
+    family = data.get("family")
+    source = data.get("source", "hub")
+    if not isinstance(family, str) or not family:
+        raise InvalidInputError(f"model list {path} needs a top-level family = \"name\"")
+    if source not in ("hub", "offline"):
+        raise InvalidInputError(f"model list {path}: source must be \"hub\" or \"offline\", not {source!r}")
+    entries = []
+    for index, model in enumerate(data.get("models", []), start=1):
+        where = f"model list {path}, model {index}"
+        try:
+            entry = CatalogEntry(
+                name=str(model["name"]),
+                family=family,
+                source=source,
+                params_b=float(model["params_b"]),
+                precision=str(model["precision"]),
+                role=str(model.get("role", "both")),
+                size_gb=float(model["size_gb"]),
+                repo=model.get("repo"),
+                variant=model.get("variant"),
+            )
+        except KeyError as exc:
+            raise InvalidInputError(f"{where}: missing key {exc.args[0]!r}")
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: {exc}")
+        if entry.role not in ROLES:
+            raise InvalidInputError(f"{where}: role must be one of {', '.join(ROLES)}, not {entry.role!r}")
+        if source == "hub" and not entry.repo:
+            raise InvalidInputError(f"{where}: hub models need repo = \"owner/name\"")
+        if source == "offline" and not entry.variant:
+            raise InvalidInputError(f"{where}: offline models need variant = \"...\"")
+        entries.append(entry)
+    if not entries:
+        raise InvalidInputError(f"model list {path} has no [[models]] entries")
+    return entries
+
+
+def load_catalog() -> dict[str, list[CatalogEntry]]:
+    """Every family from every list file; the first file naming a family wins."""
+    families: dict[str, list[CatalogEntry]] = {}
+    for path in list_files():
+        entries = load_list_file(path)
+        families.setdefault(entries[0].family, entries)
+    return families
+
+
+def family_entries(family: str) -> list[CatalogEntry]:
+    """Entries of a family name, or of a list file given by path."""
+    if family.endswith(".toml") or os.sep in family:
+        return load_list_file(Path(family).expanduser())
+    families = load_catalog()
+    if family not in families:
+        known = ", ".join(sorted(families)) or "none"
+        raise InvalidInputError(f"unknown family {family!r}; known families: {known}")
+    return families[family]
+
+
+def find_entry(name: str) -> CatalogEntry:
+    families = load_catalog()
+    for entries in families.values():
+        for entry in entries:
+            if entry.name == name:
+                return entry
+    family = name.split(":", 1)[0]
+    if family in families:
+        names = ", ".join(e.name for e in families[family])
+        raise ModelNotFoundError(f"no model {name!r} in the {family} list; choose one of: {names}")
+    raise ModelNotFoundError(
+        f"no model list knows {name!r}; see `mlxdraft models` for short names, "
+        "or pass a model folder or a Hub repo id"
+    )
+
+
+def resolve_entry(entry: CatalogEntry, allow_download: bool = True, progress=None):
+    """The local folder of a catalog entry (building or downloading it when allowed)."""
+    from .loading import ModelSource
+
+    if entry.source == "offline":
+        from . import offline
+
+        if not allow_download and not offline.is_complete(offline.variant_dir(entry.variant)):
+            raise ModelNotFoundError(
+                f"{entry.name} is not built yet and --no-download forbids fetching it; run "
+                "`mlxdraft prepare smollm2` first"
+            )
+        path = offline.prepare([entry.variant], progress=progress)[entry.variant]
+        return ModelSource(name=entry.name, path=path, kind="offline")
+    from . import hub
+
+    path, revision = hub.ensure_local(entry.repo, allow_download=allow_download, progress=progress)
+    return ModelSource(name=entry.name, path=path, kind="hub", repo_id=entry.repo, revision=revision)

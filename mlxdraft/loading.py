@@ -1,0 +1,147 @@
+"""Turning what the user typed (a folder, a Hub repo id or a catalog short name) into a loaded
+mlx-lm model with its tokenizer. The one place models are found and loaded."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import MlxdraftError, ModelNotFoundError
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class ModelSource:
+    """Where a model's files are, and how we got there."""
+
+    name: str  # what the user asked for (short name, repo id or path)
+    path: Path  # local folder in the Hugging Face layout
+    kind: str  # "local", "hub" or "offline"
+    repo_id: str | None = None
+    revision: str | None = None
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "kind": self.kind,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+        }
+
+
+@dataclass
+class LoadedModel:
+    source: ModelSource
+    model: object  # mlx.nn.Module
+    tokenizer: object  # mlx_lm TokenizerWrapper
+    config: dict
+    weights_bytes: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def precision(self) -> str:
+        return describe_precision(self.config)
+
+
+def describe_precision(config: dict) -> str:
+    """'4bit', 'bf16', 'fp16', 'fp32' ... from a model config."""
+    quantization = config.get("quantization") or {}
+    if quantization.get("bits"):
+        return f"{quantization['bits']}bit"
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "unknown")
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
+
+
+def resolve_model(name: str, allow_download: bool = True, progress=None) -> ModelSource:
+    """Find the local folder for `name` without loading any weights.
+
+    Accepts a local model folder, a catalog short name (`family:variant`, see `model_lists/`)
+    or a Hugging Face repo id (`owner/name`), which is downloaded unless `allow_download` is False.
+    `progress`, if given, is called with one-line messages about long work (downloads, builds).
+    """
+    name = str(name).strip()
+    if not name:
+        raise ModelNotFoundError("an empty model name was given; pass a folder, a repo id or a short name")
+    path = Path(name).expanduser()
+    looks_like_path = name.startswith((".", "/", "~")) or path.exists()
+    if looks_like_path:
+        check_model_folder(path, name)
+        return ModelSource(name=name, path=path.resolve(), kind="local")
+    if ":" in name and "/" not in name:
+        from . import catalog
+
+        entry = catalog.find_entry(name)
+        return catalog.resolve_entry(entry, allow_download=allow_download, progress=progress)
+    if REPO_ID.match(name):
+        from . import hub
+
+        folder, revision = hub.ensure_local(name, allow_download=allow_download, progress=progress)
+        return ModelSource(name=name, path=folder, kind="hub", repo_id=name, revision=revision)
+    raise ModelNotFoundError(
+        f"{name!r} is not a model folder, a short name (family:variant, see `mlxdraft models`) "
+        "or a Hub repo id (owner/name)"
+    )
+
+
+def check_model_folder(path: Path, name: str | None = None) -> None:
+    """Raise ModelNotFoundError unless `path` holds config.json and safetensors weights."""
+    shown = name or str(path)
+    if not path.exists():
+        raise ModelNotFoundError(f"model folder {shown} does not exist; check the path")
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{shown} is a file, not a model folder; pass the folder holding config.json")
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{shown} is not a model folder (no config.json); pass a folder made by mlx_lm.convert "
+            "or a Hub repo id"
+        )
+    if not any(path.glob("*.safetensors")):
+        raise ModelNotFoundError(
+            f"{shown} has no .safetensors weights; convert the model with mlx_lm.convert first"
+        )
+
+
+def config_warnings(config: dict) -> list[str]:
+    """Problems in a config that mlx-lm would silently paper over."""
+    warnings = []
+    rope_keys = ("rope_theta", "rope_parameters", "rope_scaling")
+    if config.get("model_type") in {"llama", "qwen2", "mistral"} and not any(
+        key in config for key in rope_keys
+    ):
+        warnings.append(
+            "config.json has no rope_theta, so mlx-lm falls back to 10000; if the model was converted "
+            "through transformers, copy rope_theta from the original config"
+        )
+    return warnings
+
+
+def load_model(source: ModelSource) -> LoadedModel:
+    """Load weights and tokenizer through `mlx_lm.load` (never with trust_remote_code)."""
+    import mlx_lm
+
+    try:
+        model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True)
+    except MlxdraftError:
+        raise
+    except Exception as exc:  # mlx-lm raises ValueError/KeyError/OSError for unusable folders
+        raise ModelNotFoundError(f"cannot load {source.name}: {exc}") from exc
+    weights_bytes = sum(f.stat().st_size for f in source.path.glob("*.safetensors"))
+    return LoadedModel(
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        weights_bytes=weights_bytes,
+        warnings=config_warnings(config),
+    )
+
+
+def resolve_and_load(name: str, allow_download: bool = True, progress=None) -> LoadedModel:
+    return load_model(resolve_model(name, allow_download=allow_download, progress=progress))

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mlxdraft.cli import cli
+
+FAST = ["--max-tokens", "8", "-w", "0", "--prompt", "Hello there"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_pair_end_to_end_human(tiny):
+    result = run("pair", str(tiny.target), str(tiny.target), "-k", "3", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "Speedup" in result.stdout
+    assert "100.0 ± 0.0 % (100.0 … 100.0, n=1) of proposed draft tokens accepted" in result.stdout
+    assert "Lossless        yes: identical token ids in 1 of 1 runs" in result.stdout
+    assert "--num-draft-tokens 3" in result.stdout
+    assert "Loading target" in result.stderr
+
+
+def test_pair_json_parses_and_saves(tiny, tmp_path):
+    out = tmp_path / "r.json"
+    result = run("pair", str(tiny.target), str(tiny.draft), "--json", "-r", "2", "-o", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data == json.loads(out.read_text())
+    assert data["schema_version"] == 1 and data["kind"] == "pair"
+    assert len(data["samples"]) == 4
+    assert data["summary"]["lossless"]["identical"] is True
+    assert data["versions"]["mlx-lm"] and data["machine"]["memory_gb"] > 0
+    assert data["target"]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["/nonexistent/model", "DRAFT"], "Error: model folder /nonexistent/model does not exist; check the path"),
+        (["TARGET", "DRAFT", "-k", "0"], "Error: --num-draft-tokens must be at least 1 (got 0)"),
+        (["TARGET", "DRAFT", "--max-tokens", "0"], "Error: --max-tokens must be at least 1 (got 0)"),
+        (["TARGET", "DRAFT", "--prompt", "a", "--prompts", "b"], "Error: give either --prompt or --prompts, not both"),
+        (["TARGET", "DRAFT", "--prompts", "/nonexistent.txt"],
+         "Error: prompts file /nonexistent.txt does not exist; pass an existing file to --prompts"),
+    ],
+)
+def test_pair_bad_input(tiny, args, message):
+    args = [str(tiny.target) if a == "TARGET" else str(tiny.draft) if a == "DRAFT" else a for a in args]
+    result = run("pair", *args)
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == message
+    assert "Traceback" not in result.output
+
+
+def test_pair_empty_prompts_file(tiny, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run("pair", str(tiny.target), str(tiny.draft), "--prompts", str(empty))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: prompts file {empty} is empty; put one prompt per line (or JSONL with a 'prompt' key)\n"
+    )
+
+
+def test_pair_folder_that_is_not_a_model(tiny, tmp_path):
+    result = run("pair", str(tmp_path), str(tiny.draft), *FAST)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {tmp_path} is not a model folder (no config.json); pass a folder made by "
+        "mlx_lm.convert or a Hub repo id\n"
+    )
+
+
+def test_incompatible_pair_fails_before_generating(tiny):
+    result = run("pair", str(tiny.target), str(tiny.other_tokenizer), *FAST)
+    assert result.exit_code == 1
+    assert "Measuring" not in result.stderr
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {tiny.other_tokenizer} cannot draft for {tiny.target}: "
+                           "their tokenizers differ at token id ")
