@@ -11,6 +11,7 @@ File format (one family per file):
     name = "qwen2.5:7b-4bit"           # short name, unique across all lists
     repo = "mlx-community/Qwen2.5-7B-Instruct-4bit"   # hub families
     variant = "fp32"                   # offline families: which locally built variant
+    size = "7b"                        # optional size label for filters (default: from name)
     params_b = 7.62                    # parameters, billions
     precision = "4bit"                 # bf16, fp16, fp32 or <n>bit
     role = "target"                    # target, draft or both
@@ -51,6 +52,13 @@ class CatalogEntry:
     size_gb: float
     repo: str | None = None
     variant: str | None = None
+    size: str | None = None  # size label used by filters ("7b"); default from the short name
+
+    @property
+    def size_label(self) -> str:
+        if self.size:
+            return self.size.lower()
+        return self.name.split(":", 1)[-1].split("-", 1)[0].lower()
 
     @property
     def can_target(self) -> bool:
@@ -114,6 +122,7 @@ def load_list_file(path: Path) -> list[CatalogEntry]:
                 size_gb=float(model["size_gb"]),
                 repo=model.get("repo"),
                 variant=model.get("variant"),
+                size=model.get("size"),
             )
         except KeyError as exc:
             raise InvalidInputError(f"{where}: missing key {exc.args[0]!r}")

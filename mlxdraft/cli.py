@@ -145,6 +145,118 @@ def pair(target, draft, num_draft_tokens, max_tokens, runs, warmup, prompt_text,
         click.echo(render_pair(result))
 
 
+def split_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def parse_num_draft_tokens(text: str) -> list[int]:
+    from . import measure
+
+    try:
+        values = [int(item) for item in split_list(text)]
+    except ValueError:
+        raise InvalidInputError(
+            f"--num-draft-tokens takes whole numbers separated by commas, like 1,2,4 (got {text!r})"
+        )
+    return measure.check_num_draft_tokens(values)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@cli.command()
+@click.option("--family", "families", multiple=True,
+              help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
+@click.option("--targets", help="Comma-separated targets: short names, repo ids or folders.")
+@click.option("--drafts", help="Comma-separated drafts: short names, repo ids or folders.")
+@click.option("-k", "--num-draft-tokens", "num_draft_tokens_text", default="1,2,3,4,6,8", show_default=True,
+              help="Numbers of draft tokens to try, comma-separated.")
+@click.option("--target-sizes", help="Only family targets of these sizes, e.g. 7b,14b.")
+@click.option("--target-precisions", help="Only family targets of these precisions, e.g. 4bit,8bit,bf16.")
+@click.option("--draft-sizes", help="Only family drafts of these sizes, e.g. 0.5b,1.5b.")
+@click.option("--draft-precisions", help="Only family drafts of these precisions.")
+@measure_options
+@click.option("--memory-gb", type=float,
+              help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
+@click.option("--resume", is_flag=True, help="Continue the results file where it stopped.")
+def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
+          draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, seed, fixed_length,
+          no_download, memory_gb, output, resume):
+    """Measure every sensible target x draft x number of draft tokens and tabulate the speedups."""
+    from . import memory
+    from . import sweep as sweeping
+    from .report import render_sweep
+
+    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
+    ks = parse_num_draft_tokens(num_draft_tokens_text)
+    prompts = choose_prompts(prompt_text, prompts_file)
+    if memory_gb is not None and memory_gb <= 0:
+        raise InvalidInputError(f"--memory-gb must be positive (got {memory_gb})")
+    chosen_targets, chosen_drafts = sweeping.choose_models(
+        list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
+        split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions))
+    plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts,
+                              memory.memory_budget(memory_gb))
+    output = Path(output or f"results/sweep-{'+'.join(families) or 'custom'}.json")
+    groups = plan.groups()
+    progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x k in {ks}: "
+             f"{len(groups)} pairings, {plan.total_runs()} runs; memory budget {plan.budget.gb:.1f} GB "
+             f"({plan.budget.source}); saving to {output}")
+    try:
+        for event in sweeping.iter_sweep(plan, output, resume=resume, allow_download=not no_download):
+            where = (f"[pair {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
+                     f" | {format_duration(event.elapsed_s)} elapsed, ETA {format_duration(event.eta_s)}]")
+            pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
+            if event.kind == "run":
+                sample = event.sample
+                what = "baseline" if sample.is_baseline else f"k={sample.num_draft_tokens}"
+                tps = f"{sample.decode_tps:.1f} tok/s" if sample.decode_tps else "n/a"
+                progress(f"{where} {pair_name}: {what} prompt {sample.prompt_index + 1}: {tps}")
+            elif event.kind in ("skipped", "failed"):
+                progress(f"{where} {pair_name}: {event.kind.upper()}: {event.message}")
+            elif event.kind == "loading":
+                progress(f"{where} {event.message} ...")
+    except KeyboardInterrupt:
+        progress(f"Interrupted. Everything measured so far is saved in {output}; "
+                 "run the same command with --resume to continue.")
+        raise SystemExit(130)
+    from .sweep import load_results
+
+    click.echo(render_sweep(load_results(output)))
+    progress(f"Saved {output}; render it again with: mlxdraft report {output} --format markdown|html|csv|json")
+
+
+@cli.command()
+@click.argument("results_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
+              default="table", show_default=True)
+@click.option("--metric", type=click.Choice(["speedup", "acceptance", "tokens-per-round"]),
+              default="speedup", show_default=True, help="What the matrix cells show (table, markdown).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def report(results_file, fmt, metric, output):
+    """Render a sweep results file: speedup matrix, best setup per target, mlx-lm commands."""
+    from .report import render_sweep
+    from .sweep import load_results
+
+    state = load_results(Path(results_file))
+    if state.get("kind") != "sweep":
+        raise InvalidInputError(f"{results_file} holds a {state.get('kind')} result; report renders sweeps")
+    text = render_sweep(state, fmt, metric)
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        progress(f"Wrote {output}")
+    else:
+        click.echo(text)
+
+
 @cli.command()
 @click.argument("family", type=click.Choice(["smollm2"]))
 @click.option("--variant", "variants", multiple=True,

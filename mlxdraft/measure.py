@@ -232,11 +232,16 @@ class Variant:
     num_draft_tokens: int = 0
 
 
+def count_runs(variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings) -> int:
+    return settings.runs * len(prompts) * len(variants)
+
+
 def iter_interleaved_runs(
-    target, variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings
+    target, variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings, skip: int = 0
 ) -> Iterator[RunSample]:
     """Yield RunSamples: warmups first (not yielded), then for every pass and prompt one run of
-    each variant in turn (A B C A B C ...), so slow drift of the machine hits all of them."""
+    each variant in turn (A B C A B C ...), so slow drift of the machine hits all of them.
+    `skip` leaves out the first runs of that order (already measured, when resuming)."""
     encoded = [encode_prompt(target.tokenizer, prompt) for prompt in prompts]
     for _ in range(settings.warmup):
         for variant in variants:
@@ -244,9 +249,13 @@ def iter_interleaved_runs(
                 target, encoded[0], settings, variant.draft, variant.num_draft_tokens,
                 max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
             )
+    slot = 0
     for pass_index in range(settings.runs):
         for prompt_index, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
             for variant in variants:
+                slot += 1
+                if slot <= skip:
+                    continue
                 yield measure_generation(
                     target, prompt_ids, settings, variant.draft, variant.num_draft_tokens,
                     prompt_index=prompt_index, category=prompt.category, pass_index=pass_index,

@@ -1,0 +1,82 @@
+"""Memory: this machine's budget for model weights, and what a target + draft pair will need
+(weights plus KV caches), estimated from files before anything is loaded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .results import total_memory_gb
+
+BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    gb: float
+    source: str  # where the number comes from, for the user
+
+
+def memory_budget(override_gb: float | None = None) -> MemoryBudget:
+    """On Apple silicon the GPU's recommended working set (what Metal lets models use without
+    swapping); elsewhere total RAM; `override_gb` wins."""
+    if override_gb is not None:
+        return MemoryBudget(float(override_gb), "--memory-gb")
+    try:
+        import mlx.core as mx
+
+        info = mx.device_info()
+        working_set = info.get("max_recommended_working_set_size")
+        if working_set:
+            return MemoryBudget(working_set / 1e9, "Metal recommended working set")
+    except Exception:  # device_info is missing on some backends and versions
+        pass
+    return MemoryBudget(total_memory_gb() or 0.0, "total RAM")
+
+
+def weights_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors")) / 1e9
+
+
+def kv_cache_gb(config: dict, tokens: int) -> float:
+    """Keys and values for `tokens` positions in every layer, in the model's float dtype."""
+    text = config.get("text_config", config)
+    layers = int(text.get("num_hidden_layers", 0))
+    heads = int(text.get("num_attention_heads", 1))
+    kv_heads = int(text.get("num_key_value_heads", heads))
+    head_dim = int(text.get("head_dim") or text.get("hidden_size", 0) // max(heads, 1))
+    dtype = str(config.get("torch_dtype") or "float16")
+    if config.get("quantization"):
+        dtype = "float16"  # quantized checkpoints compute (and cache) in their scale dtype
+    return 2 * layers * kv_heads * head_dim * tokens * BYTES_PER_DTYPE.get(dtype, 2) / 1e9
+
+
+def read_config(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class PairEstimate:
+    target_weights_gb: float
+    draft_weights_gb: float
+    kv_cache_gb: float
+    overhead_gb: float
+
+    @property
+    def total_gb(self) -> float:
+        return self.target_weights_gb + self.draft_weights_gb + self.kv_cache_gb + self.overhead_gb
+
+
+def estimate_pair(target_folder: Path, draft_folder: Path | None, tokens: int) -> PairEstimate:
+    """Memory for running target (+ draft) over `tokens` positions, with 10% working overhead."""
+    target_config = read_config(target_folder)
+    target_weights = weights_gb(target_folder)
+    draft_weights = weights_gb(draft_folder) if draft_folder else 0.0
+    kv = kv_cache_gb(target_config, tokens)
+    if draft_folder:
+        kv += kv_cache_gb(read_config(draft_folder), tokens)
+    return PairEstimate(target_weights, draft_weights, kv, 0.1 * (target_weights + draft_weights) + kv * 0.1)

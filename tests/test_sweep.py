@@ -1,0 +1,199 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from mlxdraft.cli import cli
+from mlxdraft.report import render_sweep
+from mlxdraft.sweep import load_results
+
+
+def sweep_args(tiny, output, *extra, prompts=None):
+    args = ["sweep", "--targets", f"{tiny.target},{tiny.target_qwen}",
+            "--drafts", f"{tiny.draft},{tiny.other_tokenizer}", "-k", "1,3", "--max-tokens", "10",
+            "-w", "0", "-o", str(output)]
+    if prompts:
+        args += ["--prompts", str(prompts)]
+    else:
+        args += ["--prompt", "Hello there"]
+    return args + list(extra)
+
+
+def structure(state):
+    """What must be identical between two sweeps of the same plan: groups, statuses, and per run
+    the variant, prompt, pass and greedy token ids (timings differ, of course)."""
+    return {
+        key: (g["status"], g["reason"],
+              [(s["num_draft_tokens"], s["prompt_index"], s["pass_index"], s["token_ids"]) for s in g["samples"]])
+        for key, g in state["groups"].items()
+    }
+
+
+def test_sweep_end_to_end(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    result = CliRunner().invoke(cli, sweep_args(tiny, out))
+    assert result.exit_code == 0, result.output
+    state = load_results(out)
+    groups = state["groups"]
+    assert [g["status"] for g in groups.values()] == ["done", "failed", "done", "failed"]
+    done = groups[f"{tiny.target} | {tiny.draft}"]
+    assert [s["num_draft_tokens"] for s in done["samples"]] == [0, 1, 3]
+    failed = groups[f"{tiny.target} | {tiny.other_tokenizer}"]
+    assert "their tokenizers differ at token id" in failed["reason"]
+    assert state["versions"]["mlx"] and state["machine"]["chip"]
+    assert state["models"][str(tiny.target)]["precision"] == "fp32"
+    assert "Speedup (rows: drafts, columns: targets)" in result.stdout
+    assert "tiny-other        failed" in result.stdout
+    assert "[pair 1/4 | run 1/12 |" in result.stderr
+
+
+def test_existing_output_needs_resume_and_same_settings(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    assert CliRunner().invoke(cli, sweep_args(tiny, out)).exit_code == 0
+    again = CliRunner().invoke(cli, sweep_args(tiny, out))
+    assert again.exit_code == 1
+    assert again.output.splitlines()[-1] == (
+        f"Error: {out} already exists; pass --resume to continue it, or choose another --output")
+    changed = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume", "--max-tokens", "12"))
+    assert changed.exit_code == 1
+    assert changed.output.splitlines()[-1] == (
+        f"Error: cannot resume {out}: it was made with different settings (max_tokens is 10 there, 12 now); "
+        "rerun with the same options or choose another --output")
+    before = out.read_bytes()
+    finished = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume"))
+    assert finished.exit_code == 0
+    assert structure(json.loads(before)) == structure(load_results(out))
+
+
+def test_pair_over_memory_budget_is_skipped_with_reason(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    result = CliRunner().invoke(cli, sweep_args(tiny, out, "--memory-gb", "0.0001"))
+    assert result.exit_code == 0, result.output
+    state = load_results(out)
+    statuses = {g["status"] for g in state["groups"].values() if "tiny-other" not in g["draft"]}
+    assert statuses == {"skipped"}
+    reason = state["groups"][f"{tiny.target} | {tiny.draft}"]["reason"]
+    assert reason.startswith("needs about ") and reason.endswith("over the 0.0 GB budget (--memory-gb)")
+    assert "skipped" in result.stdout
+
+
+def test_failing_case_is_recorded_and_sweep_goes_on(tiny, tmp_path):
+    broken = tmp_path / "broken-draft"
+    broken.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "model.safetensors"):
+        (broken / name).write_bytes((tiny.draft / name).read_bytes())
+    config = json.loads((tiny.draft / "config.json").read_text())
+    config["hidden_size"] = 80  # weights no longer fit the architecture
+    (broken / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--targets", str(tiny.target), "--drafts", f"{broken},{tiny.draft}", "-k", "2",
+            "--max-tokens", "6", "-w", "0", "--prompt", "Hi", "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    groups = list(load_results(out)["groups"].values())
+    assert groups[0]["status"] == "failed" and groups[0]["reason"].startswith(f"cannot load {broken}")
+    assert groups[1]["status"] == "done"
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_sweep(tiny, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\nthree\nfour\n")
+    full = tmp_path / "full.json"
+    assert CliRunner().invoke(cli, sweep_args(tiny, full, "--max-tokens", "40", prompts=prompts)).exit_code == 0
+
+    killed = tmp_path / "killed.json"
+    args = sweep_args(tiny, killed, "--max-tokens", "40", prompts=prompts)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "mlxdraft", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    runs = 0
+    while time.time() < deadline and process.poll() is None:
+        try:
+            runs = sum(len(g["samples"]) for g in json.loads(killed.read_text())["groups"].values())
+        except (OSError, ValueError):
+            runs = 0
+        if runs >= 5:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the sweep finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = load_results(killed)  # still a valid file
+    total = sum(len(g["samples"]) for g in partial["groups"].values())
+    assert 5 <= total < 24
+    resumed = CliRunner().invoke(cli, args + ["--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert structure(load_results(killed)) == structure(load_results(full))
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "sweep.json"
+    result = CliRunner().invoke(cli, sweep_args(tiny, out, "-r", "3"))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json", "html"])
+def test_every_report_format_renders(finished_sweep, fmt):
+    result = CliRunner().invoke(cli, ["report", str(finished_sweep), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    if fmt == "json":
+        data = json.loads(text)
+        done = [c for c in data["cases"] if c["status"] == "done"]
+        assert len(done) == 4 and all(c["summary"]["speedup"]["ci_low"] is not None for c in done)
+    elif fmt == "csv":
+        lines = text.strip().splitlines()
+        assert lines[0].startswith("target,draft,num_draft_tokens,status")
+        assert len(lines) == 1 + 8
+    elif fmt == "markdown":
+        assert "| draft \\ target" in text and "## Best setup per target" in text
+    elif fmt == "html":
+        assert text.startswith("<!DOCTYPE html>") and "<svg" in text
+    else:
+        assert "baseline tok/s" in text
+
+
+def test_metrics_share_the_layout(finished_sweep):
+    for metric, title in [("acceptance", "Acceptance rate"), ("tokens-per-round", "Tokens per verify round")]:
+        result = CliRunner().invoke(cli, ["report", str(finished_sweep), "--metric", metric])
+        assert result.exit_code == 0 and title in result.stdout
+
+
+def test_html_is_offline_and_escapes_names(finished_sweep):
+    state = load_results(finished_sweep)
+    evil = "<script>alert('x')</script>"
+    text = json.dumps(state)
+    for record in state["groups"].values():
+        target = record["target"]
+    text = text.replace(json.dumps(target)[1:-1], evil.replace("'", "\\u0027"))
+    page = render_sweep(json.loads(text), "html")
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page and "//cdn" not in page
+
+
+def test_report_errors(tmp_path):
+    missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 1
+    assert missing.output == f"Error: results file {tmp_path / 'nope.json'} does not exist\n"
+    junk = tmp_path / "junk.json"
+    junk.write_text("{")
+    bad = CliRunner().invoke(cli, ["report", str(junk)])
+    assert bad.exit_code == 1 and bad.output.startswith(f"Error: results file {junk} cannot be read:")
+
+
+def test_sweep_bad_input(tiny, tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", "--targets", str(tiny.target), "-k", "1,x"])
+    assert result.output == "Error: --num-draft-tokens takes whole numbers separated by commas, like 1,2,4 (got '1,x')\n"
+    nothing = CliRunner().invoke(cli, ["sweep"])
+    assert nothing.output == "Error: name what to sweep: --family F, or both --targets and --drafts\n"
+    family = CliRunner().invoke(cli, ["sweep", "--family", "nope"])
+    assert family.exit_code == 1 and family.output.startswith("Error: unknown family 'nope'; known families: ")
