@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo lint bench-overhead clean
+.PHONY: venv test test-fast demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,33 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
-## make demo: the main job, offline
+## make demo: the main job, offline: a real sweep on SmolLM2-135M (fp16 target; fp32 and 8-bit drafts)
+DEMO_RESULTS := results/demo-smollm2.json
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	rm -f $(DEMO_RESULTS)
+	$(BIN)/mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions fp32,8bit \
+		-k 2,4 --max-tokens 24 --prompts scripts/demo_prompts.jsonl -o $(DEMO_RESULTS)
+	$(BIN)/mlxdraft report $(DEMO_RESULTS) --format html -o results/demo-smollm2.html
+
+## Presets: one mechanism, a memory budget per machine. Results go to results/<preset>-<family>.json/.md
+## and a stopped run continues where it left off.
+BENCH_FAMILIES ?= qwen2.5 llama3
+BENCH_FILTERS ?= --target-sizes 7b,8b,14b,32b,70b,72b --target-precisions 4bit,8bit \
+	--draft-sizes 0.5b,1b,1.5b,3b --draft-precisions 4bit,8bit -k 1,2,3,4,6,8 -r 2
+bench-m4max:
+	$(MAKE) bench BENCH_NAME=m4max BENCH_MEMORY_GB=128
+bench-m3pro-36gb:
+	$(MAKE) bench BENCH_NAME=m3pro-36gb BENCH_MEMORY_GB=36
+bench-m2-16gb:
+	$(MAKE) bench BENCH_NAME=m2-16gb BENCH_MEMORY_GB=16
+bench: $(STAMP)
+	@test -n "$(BENCH_NAME)" -a -n "$(BENCH_MEMORY_GB)" || { echo "Error: use a preset such as make bench-m4max"; exit 2; }
+	set -e; for family in $(BENCH_FAMILIES); do \
+		$(BIN)/mlxdraft sweep --family $$family --memory-gb $(BENCH_MEMORY_GB) $(BENCH_FILTERS) \
+			-o results/$(BENCH_NAME)-$$family.json --resume; \
+		$(BIN)/mlxdraft report results/$(BENCH_NAME)-$$family.json --format markdown \
+			-o results/$(BENCH_NAME)-$$family.md; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlxdraft tests scripts

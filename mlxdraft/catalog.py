@@ -176,6 +176,17 @@ def find_entry(name: str) -> CatalogEntry:
     )
 
 
+def local_status(entry: CatalogEntry) -> str:
+    """'downloaded', 'partial' or 'absent' (offline families: built or not)."""
+    if entry.source == "offline":
+        from . import offline
+
+        return "downloaded" if offline.is_complete(offline.variant_dir(entry.variant)) else "absent"
+    from . import hub
+
+    return hub.local_status(entry.repo)
+
+
 def resolve_entry(entry: CatalogEntry, allow_download: bool = True, progress=None):
     """The local folder of a catalog entry (building or downloading it when allowed)."""
     from .loading import ModelSource

@@ -186,7 +186,7 @@ def format_duration(seconds: float | None) -> str:
               help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
-@click.option("--resume", is_flag=True, help="Continue the results file where it stopped.")
+@click.option("--resume", is_flag=True, help="Continue the results file where it stopped (start it if missing).")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
           draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, seed, fixed_length,
           no_download, memory_gb, output, resume):
@@ -255,6 +255,86 @@ def report(results_file, fmt, metric, output):
         progress(f"Wrote {output}")
     else:
         click.echo(text)
+
+
+@cli.command()
+@click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
+@click.option("--memory-gb", type=float,
+              help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(families, memory_gb, as_json):
+    """List the curated models: size, whether they are downloaded, whether they fit this machine."""
+    from tabulate import tabulate
+
+    from . import catalog, memory
+
+    budget = memory.memory_budget(memory_gb)
+    chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
+    rows, pairs = [], []
+    for entries in chosen.values():
+        for entry in entries:
+            rows.append({**entry.to_dict(), "local": catalog.local_status(entry),
+                         "fits": memory.fits(entry.size_gb, budget)})
+        for target in (e for e in entries if e.can_target):
+            for draft in (e for e in entries if e.can_draft):
+                if (draft.name != target.name and draft.params_b <= target.params_b
+                        and memory.fits(target.size_gb + draft.size_gb, budget)):
+                    pairs.append({"target": target.name, "draft": draft.name,
+                                  "size_gb": round(target.size_gb + draft.size_gb, 2)})
+    if as_json:
+        click.echo(json.dumps({"memory_budget": {"gb": budget.gb, "source": budget.source},
+                               "models": rows, "pairs_that_fit": pairs}, indent=2))
+        return
+    table = [[r["name"], r["repo"] or "built offline (mlxdraft prepare)", f"{r['params_b']:g}", r["precision"],
+              r["role"], f"{r['size_gb']:.2f}", r["local"], "yes" if r["fits"] else "no"] for r in rows]
+    click.echo(tabulate(table, headers=["name", "repo", "params (B)", "precision", "role", "size (GB)",
+                                        "local", f"fits {budget.gb:.0f} GB"], disable_numparse=True))
+    click.echo(f"\nMemory budget: {budget.gb:.1f} GB ({budget.source}); a model fits when its weights "
+               f"x {memory.WORKING_OVERHEAD} do.")
+    by_target: dict[str, list[str]] = {}
+    for pair_info in pairs:
+        by_target.setdefault(pair_info["target"], []).append(pair_info["draft"])
+    click.echo(f"Target + draft pairs that fit together: {len(pairs)}")
+    for target, drafts in by_target.items():
+        shown = ", ".join(drafts[:4]) + (f" and {len(drafts) - 4} more" if len(drafts) > 4 else "")
+        click.echo(f"  {target}: {shown}")
+
+
+@cli.command()
+@click.argument("model_names", nargs=-1, metavar="[MODEL]...")
+@click.option("--family", "families", multiple=True, help="Every model of this family (repeatable).")
+@click.option("--targets", help="Comma-separated models to pull as targets.")
+@click.option("--drafts", help="Comma-separated models to pull as drafts.")
+@click.option("--max-gb", type=float, help="Skip family models larger than this many GB.")
+def pull(model_names, families, targets, drafts, max_gb):
+    """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
+
+    Only safetensors, JSON, tokenizer files, chat templates and the model card are fetched,
+    never pickles or code. Interrupted downloads resume.
+    """
+    from . import catalog, hub
+
+    names = list(model_names) + split_list(targets) + split_list(drafts)
+    for family in families:
+        names += [e.name for e in catalog.family_entries(family) if max_gb is None or e.size_gb <= max_gb]
+    if not names:
+        raise InvalidInputError("name models to pull (short names or repo ids), or --family F")
+    failures = []
+    for name in dict.fromkeys(names):
+        try:
+            if ":" in name and "/" not in name:
+                entry = catalog.find_entry(name)
+                source = catalog.resolve_entry(entry, allow_download=True, progress=progress)
+            else:
+                source = None
+                path, _ = hub.ensure_local(name, allow_download=True, progress=progress)
+            click.echo(f"{name}: {source.path if source else path}")
+        except MlxdraftError as exc:
+            failures.append(str(exc))
+            progress(f"Failed: {exc}")
+    if failures:
+        more = f" ({len(failures) - 1} more failed, see above)" if len(failures) > 1 else ""
+        raise MlxdraftError(failures[0] + more)
 
 
 @cli.command()

@@ -1,16 +1,19 @@
 """Downloads from the Hugging Face Hub through huggingface_hub: only the files inference
-needs (safetensors, json, tokenizer files, chat templates; never pickles), resumable,
-honouring HF_HOME, HF_HUB_OFFLINE, HF_TOKEN and HF_ENDPOINT."""
+needs (safetensors, json, tokenizer files, chat templates, the model card; never pickles or
+code), with a free-disk check first, resumable, honouring HF_HOME, HF_HUB_OFFLINE, HF_TOKEN
+and HF_ENDPOINT. Also what the local cache holds."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DownloadError, ModelNotFoundError
 
 ALLOW_PATTERNS = [
     "*.safetensors",
-    "*.safetensors.index.json",
     "*.json",
     "tokenizer.model",
     "*.tiktoken",
@@ -18,37 +21,150 @@ ALLOW_PATTERNS = [
     "*.txt",
     "README.md",
 ]
-NEVER_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.h5", "*.msgpack", "*.py"]
+IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.h5", "*.msgpack",
+                   "*.npz", "*.py", "*.onnx", "*.gguf"]
 
 
-def ensure_local(repo_id: str, allow_download: bool = True, revision: str | None = None,
-                 progress=None) -> tuple[Path, str | None]:
+def cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def repo_folder(repo_id: str) -> Path:
+    return cache_dir() / ("models--" + repo_id.replace("/", "--"))
+
+
+def _snapshot_is_complete(snapshot: Path) -> bool:
+    if not (snapshot / "config.json").is_file():
+        return False
+    index = snapshot / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            return False
+        return all((snapshot / shard).is_file() for shard in shards)
+    return any(snapshot.glob("*.safetensors"))
+
+
+def local_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of the repo's main revision, if it is complete."""
+    folder = repo_folder(repo_id)
+    ref = folder / "refs" / "main"
+    candidates = []
+    if ref.is_file():
+        candidates.append(folder / "snapshots" / ref.read_text().strip())
+    candidates += sorted((folder / "snapshots").glob("*")) if (folder / "snapshots").is_dir() else []
+    for snapshot in candidates:
+        if _snapshot_is_complete(snapshot):
+            return snapshot
+    return None
+
+
+def local_status(repo_id: str) -> str:
+    """'downloaded', 'partial' (something is cached, not all) or 'absent'."""
+    if local_snapshot(repo_id) is not None:
+        return "downloaded"
+    return "partial" if repo_folder(repo_id).exists() else "absent"
+
+
+def ensure_local(repo_id: str, allow_download: bool = True, progress=None) -> tuple[Path, str | None]:
     """Local snapshot folder and commit of a Hub repo, downloading what is missing."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        cached = snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS,
-                                   ignore_patterns=NEVER_PATTERNS, local_files_only=True)
-        folder = Path(cached)
-        if any(folder.glob("*.safetensors")):
-            return folder, folder.name
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-        pass
+    snapshot = local_snapshot(repo_id)
+    if snapshot is not None:
+        return snapshot, snapshot.name
     if not allow_download:
         raise ModelNotFoundError(
-            f"{repo_id} is not in the local Hugging Face cache and downloading is off; run "
-            f"`mlxdraft pull {repo_id}` first"
+            f"{repo_id} is not in the local Hugging Face cache ({cache_dir()}) and downloading is off; "
+            f"run `mlxdraft pull {repo_id}` first"
         )
-    return download(repo_id, revision=revision, progress=progress)
+    return download(repo_id, progress=progress)
 
 
-def download(repo_id: str, revision: str | None = None, progress=None) -> tuple[Path, str | None]:
-    from huggingface_hub import snapshot_download
+@dataclass(frozen=True)
+class RemoteRepo:
+    repo_id: str
+    commit: str
+    files: dict[str, int]  # file name -> size in bytes (only the files we would download)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+
+def _hub_error(repo_id: str, exc: Exception) -> DownloadError:
+    """One user-facing message per kind of Hub failure."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.GatedRepoError):
+        return DownloadError(f"{repo_id} is gated: accept its license on the Hugging Face Hub, then set "
+                             "HF_TOKEN to a token of that account")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return DownloadError(f"{repo_id} was not found on the Hugging Face Hub (or is private); check the "
+                             "repo id, for example with `mlxdraft models`")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return DownloadError(f"{repo_id} has no such revision on the Hugging Face Hub")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return DownloadError(f"{repo_id} needs authorization (HTTP {status}); set HF_TOKEN to a token "
+                             "that can read it")
+    if isinstance(exc, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)) or "offline" in str(exc).lower():
+        return DownloadError(f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE) and it is "
+                             "not in the cache; unset HF_HUB_OFFLINE or pull it on a connected machine")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DownloadError(f"could not download {repo_id} from the Hugging Face Hub ({first_line}); check "
+                         "the network and run the command again: files already downloaded are kept")
+
+
+def remote_repo(repo_id: str) -> RemoteRepo:
+    """The repo's commit and the sizes of the files we would fetch."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
 
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS,
-                                        ignore_patterns=NEVER_PATTERNS))
-    except Exception as exc:
-        raise DownloadError(f"could not download {repo_id}: {exc}") from exc
+        info = HfApi().model_info(repo_id, files_metadata=True)
+    except Exception as exc:  # every Hub failure becomes one message that names the repo
+        raise _hub_error(repo_id, exc) from exc
+    siblings = {s.rfilename: (s.size or 0) for s in (info.siblings or [])}
+    wanted = filter_repo_objects(siblings, allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
+    return RemoteRepo(repo_id, info.sha, {name: siblings[name] for name in wanted})
+
+
+def missing_bytes(remote: RemoteRepo) -> int:
+    """Bytes still to fetch: files not yet in the snapshot folder for that commit."""
+    snapshot = repo_folder(remote.repo_id) / "snapshots" / remote.commit
+    return sum(size for name, size in remote.files.items() if not (snapshot / name).is_file())
+
+
+def free_bytes(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_disk_space(remote: RemoteRepo) -> None:
+    needed = missing_bytes(remote)
+    free = free_bytes(cache_dir())
+    if needed > free:
+        raise DownloadError(
+            f"not enough disk space for {remote.repo_id}: it needs {needed / 1e9:.2f} GB, "
+            f"{free / 1e9:.2f} GB are free in {cache_dir()}; free some space or point HF_HOME at a larger disk"
+        )
+
+
+def download(repo_id: str, progress=None) -> tuple[Path, str]:
+    """Download (or finish downloading) the inference files of `repo_id`; returns (folder, commit)."""
+    from huggingface_hub import snapshot_download
+
+    remote = remote_repo(repo_id)
+    check_disk_space(remote)
+    if progress:
+        progress(f"Downloading {repo_id} ({missing_bytes(remote) / 1e9:.2f} GB to fetch, "
+                 f"{len(remote.files)} files) into {cache_dir()} ...")
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS,
+                                        ignore_patterns=IGNORE_PATTERNS))
+    except Exception as exc:  # every Hub failure becomes one message that names the repo
+        raise _hub_error(repo_id, exc) from exc
     return folder, folder.name

@@ -35,6 +35,14 @@ def memory_budget(override_gb: float | None = None) -> MemoryBudget:
     return MemoryBudget(total_memory_gb() or 0.0, "total RAM")
 
 
+WORKING_OVERHEAD = 1.1  # weights x this: room for activations, KV cache and buffers
+
+
+def fits(size_gb: float, budget: MemoryBudget) -> bool:
+    """Whether weights of `size_gb` (all models that run together) fit the budget."""
+    return size_gb * WORKING_OVERHEAD <= budget.gb
+
+
 def weights_gb(folder: Path) -> float:
     return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors")) / 1e9
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import DownloadError, MlxdraftError
 from .paths import downloads_dir, models_dir

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .catalog import CatalogEntry, family_entries
 from .errors import InvalidInputError, MlxdraftError, ResumeMismatchError
-from .measure import MeasureSettings, RunSample, Variant, count_runs, iter_interleaved_runs
+from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
 from .memory import MemoryBudget, estimate_pair
 from .prompts import Prompt
 from .results import SCHEMA_VERSION, environment, model_record, now_iso, write_json_atomic
@@ -29,7 +29,7 @@ class ModelChoice:
     size_gb: float | None = None
 
     @classmethod
-    def from_entry(cls, entry: CatalogEntry) -> "ModelChoice":
+    def from_entry(cls, entry: CatalogEntry) -> ModelChoice:
         return cls(entry.name, entry.params_b, entry.precision, entry.size_gb)
 
 
@@ -192,7 +192,7 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
 def open_state(plan: SweepPlan, output: Path, resume: bool) -> dict:
     """The results to continue: a fresh state, or the saved one after checking its settings."""
     output = Path(output)
-    if not output.exists():
+    if not output.exists():  # --resume on a missing file simply starts the sweep
         return _new_state(plan)
     if not resume:
         raise InvalidInputError(

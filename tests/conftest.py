@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
-from mlxdraft.testkit import build_tiny_family
+# huggingface_hub reads these when it is first imported, so they are set before any test runs:
+# the suite never touches the user's Hugging Face cache or the network. Hub tests run the CLI
+# in subprocesses with their own values.
+_HF_HOME = tempfile.mkdtemp(prefix="mlxdraft-tests-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("HF_ENDPOINT", None)
+
+from mlxdraft.testkit import build_tiny_family  # noqa: E402 - after the environment above
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +39,6 @@ def loaded(tiny):
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """Keep every test away from the user's real caches."""
+    """Keep every test away from the user's real mlxdraft state and model lists."""
     monkeypatch.setenv("MLXDRAFT_HOME", str(tmp_path / "mlxdraft-home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("MLXDRAFT_MODEL_LISTS", raising=False)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlxdraft.cli import cli
-from mlxdraft.loading import load_model, ModelSource
+from mlxdraft.loading import ModelSource, load_model
 from mlxdraft.measure import MeasureSettings, measure_generation
 from mlxdraft.prompts import Prompt, encode_prompt
 from mlxdraft.stats import compare

@@ -192,8 +192,29 @@ def test_report_errors(tmp_path):
 
 def test_sweep_bad_input(tiny, tmp_path):
     result = CliRunner().invoke(cli, ["sweep", "--targets", str(tiny.target), "-k", "1,x"])
-    assert result.output == "Error: --num-draft-tokens takes whole numbers separated by commas, like 1,2,4 (got '1,x')\n"
+    assert result.output == (
+        "Error: --num-draft-tokens takes whole numbers separated by commas, like 1,2,4 (got '1,x')\n")
     nothing = CliRunner().invoke(cli, ["sweep"])
     assert nothing.output == "Error: name what to sweep: --family F, or both --targets and --drafts\n"
     family = CliRunner().invoke(cli, ["sweep", "--family", "nope"])
     assert family.exit_code == 1 and family.output.startswith("Error: unknown family 'nope'; known families: ")
+
+
+def test_family_filters_and_list_sizes_skip_before_any_download(tmp_path):
+    out = tmp_path / "q.json"
+    result = CliRunner().invoke(cli, [
+        "sweep", "--family", "qwen2.5", "--target-sizes", "72b,7b", "--target-precisions", "4bit",
+        "--draft-sizes", "0.5b", "--draft-precisions", "4bit,8bit", "--memory-gb", "16", "-k", "2",
+        "-o", str(out), "--no-download"])
+    assert result.exit_code == 0, result.output
+    groups = load_results(out)["groups"]
+    assert list(groups) == [
+        "qwen2.5:7b-4bit | qwen2.5:0.5b-4bit", "qwen2.5:7b-4bit | qwen2.5:0.5b-8bit",
+        "qwen2.5:72b-4bit | qwen2.5:0.5b-4bit", "qwen2.5:72b-4bit | qwen2.5:0.5b-8bit",
+    ]
+    big = groups["qwen2.5:72b-4bit | qwen2.5:0.5b-4bit"]
+    assert big["status"] == "skipped"
+    assert big["reason"] == ("weights alone are about 41.2 GB by the model lists, over the 16.0 GB budget "
+                             "(--memory-gb)")
+    small = groups["qwen2.5:7b-4bit | qwen2.5:0.5b-4bit"]
+    assert small["status"] == "failed" and "run `mlxdraft pull" in small["reason"]
