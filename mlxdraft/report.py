@@ -212,7 +212,8 @@ def _cell(case: SweepCase | None, record_status: str | None, metric: str) -> str
         return {"skipped": "skipped", "failed": "failed", "pending": "not run"}.get(record_status or "", "")
     comparison = case.comparison
     if metric == "speedup":
-        return f"{comparison.speedup.ratio:.2f}x ±{comparison.speedup.stdev:.2f} k={case.num_draft_tokens}"
+        text = f"{comparison.speedup.ratio:.2f}x ±{comparison.speedup.stdev:.2f} k={case.num_draft_tokens}"
+        return text + (" (output differs)" if comparison.lossless.identical is False else "")
     if metric == "acceptance":
         value = comparison.acceptance_rate
         return "n/a" if value is None else f"{value.mean * 100:.0f}% k={case.num_draft_tokens}"
@@ -288,7 +289,7 @@ def _header_lines(state: dict) -> list[str]:
         f"{len(plan['prompts'])} prompt(s), warmup {settings['warmup']}, temp {settings['temp']}, "
         f"memory budget {plan['memory_budget_gb']:.1f} GB",
         "Speedup = speculative / baseline mean decode tok/s (± σ, relative errors in quadrature), "
-        "at each pair's best k.",
+        "at each pair's best k; '(output differs)' marks greedy output that was not identical.",
     ]
 
 

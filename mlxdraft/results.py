@@ -108,6 +108,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

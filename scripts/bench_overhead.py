@@ -5,8 +5,8 @@ Times the same model, prompt and length, side by side in one process: a bare
 `mlx_lm.stream_generate` loop, and `mlxdraft.measure.measure_generation`. Runs alternate
 (A B A B ...) and the medians are compared. Target: mlxdraft tok/s / bare tok/s >= 0.97.
 
-Usage: python scripts/bench_overhead.py [--model PATH_OR_NAME] [--repeats 15] [--max-tokens 128]
-Without --model a ~60M-parameter random Llama is built in a temporary folder.
+Usage: python scripts/bench_overhead.py [--model PATH_OR_NAME] [--repeats 10] [--max-tokens 64]
+Without --model a ~20M-parameter random Llama is built in a temporary folder.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def bare_tps(model, tokenizer, prompt_ids, max_tokens) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--model", help="model folder, repo id or short name (default: a built one)")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
 
     from mlxdraft.loading import resolve_and_load
@@ -52,8 +52,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         name = args.model
         if name is None:
-            spec = TinyModelSpec(hidden_size=768, num_hidden_layers=8, intermediate_size=2048,
-                                 num_attention_heads=12, num_key_value_heads=4)
+            spec = TinyModelSpec(hidden_size=512, num_hidden_layers=6, intermediate_size=1536,
+                                 num_attention_heads=8, num_key_value_heads=4)
             name = str(build_model_folder(Path(tmp) / "bench-model", spec))
         target = resolve_and_load(name)
         settings = MeasureSettings(max_tokens=args.max_tokens, warmup=0)
