@@ -35,7 +35,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import InvalidInputError, ModelNotFoundError
-from .paths import app_dir
+from .paths import app_dir, read_user_file
 
 ROLES = ("target", "draft", "both")
 BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "model_lists"
@@ -96,11 +96,10 @@ def list_files() -> list[Path]:
 
 def load_list_file(path: Path) -> list[CatalogEntry]:
     """Parse and validate one list file."""
+    text = read_user_file(path, "model list")
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInputError(f"model list {path} does not exist")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"model list {path} cannot be read: {exc}")
     family = data.get("family")
     source = data.get("source", "hub")

@@ -228,7 +228,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         progress(f"Interrupted. Everything measured so far is saved in {output}; "
                  "run the same command with --resume to continue.")
         raise SystemExit(130)
-    from .sweep import load_results
+    from .results import load_results
 
     click.echo(render_sweep(load_results(output)))
     progress(f"Saved {output}; render it again with: mlxdraft report {output} --format markdown|html|csv|json")
@@ -244,7 +244,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 def report(results_file, fmt, metric, output):
     """Render a sweep results file: speedup matrix, best setup per target, mlx-lm commands."""
     from .report import render_sweep
-    from .sweep import load_results
+    from .results import load_results
 
     state = load_results(Path(results_file))
     if state.get("kind") != "sweep":

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import InvalidInputError
+from .paths import read_user_file
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,7 @@ def load_prompts_file(path: str | Path) -> list[Prompt]:
     """Read prompts from a file: JSONL objects with `prompt` (and optional `category`), or plain
     text with one prompt per line. Blank lines are ignored."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"prompts file {path} does not exist; pass an existing file to --prompts")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read prompts file {path}: {exc}; pass a readable UTF-8 text file")
+    text = read_user_file(path, "prompts file", "pass an existing UTF-8 text file to --prompts")
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise InvalidInputError(

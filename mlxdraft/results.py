@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from .errors import InvalidInputError
 from .measure import MeasureSettings, RunSample
+from .paths import read_user_file
 from .stats import Comparison, compare
 
 SCHEMA_VERSION = 1
@@ -114,6 +116,18 @@ def write_json_atomic(path: Path, data: dict) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def load_results(path: Path) -> dict:
+    """A results file written by mlxdraft, checked for its schema version."""
+    text = read_user_file(path, "results file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"results file {path} cannot be read: {exc}")
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise InvalidInputError(f"{path} is not an mlxdraft results file of schema version {SCHEMA_VERSION}")
+    return data
 
 
 def model_record(loaded) -> dict:

@@ -14,7 +14,7 @@ from .errors import InvalidInputError, MlxdraftError, ResumeMismatchError
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
 from .memory import MemoryBudget, estimate_pair
 from .prompts import Prompt
-from .results import SCHEMA_VERSION, environment, model_record, now_iso, write_json_atomic
+from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso, write_json_atomic
 
 DEFAULT_NUM_DRAFT_TOKENS = [1, 2, 3, 4, 6, 8]
 
@@ -158,22 +158,6 @@ def _new_state(plan: SweepPlan) -> dict:
         "models": {},
         "groups": {},
     }
-
-
-def load_results(path: Path) -> dict:
-    import json
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInputError(f"results file {path} does not exist")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"results file {path} cannot be read: {exc}")
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise InvalidInputError(
-            f"{path} is not an mlxdraft results file of schema version {SCHEMA_VERSION}"
-        )
-    return data
 
 
 def _describe_difference(saved: dict, wanted: dict) -> str:

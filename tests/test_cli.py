@@ -43,7 +43,7 @@ def test_pair_json_parses_and_saves(tiny, tmp_path):
         (["TARGET", "DRAFT", "--max-tokens", "0"], "Error: --max-tokens must be at least 1 (got 0)"),
         (["TARGET", "DRAFT", "--prompt", "a", "--prompts", "b"], "Error: give either --prompt or --prompts, not both"),
         (["TARGET", "DRAFT", "--prompts", "/nonexistent.txt"],
-         "Error: prompts file /nonexistent.txt does not exist; pass an existing file to --prompts"),
+         "Error: prompts file /nonexistent.txt does not exist; pass an existing UTF-8 text file to --prompts"),
     ],
 )
 def test_pair_bad_input(tiny, args, message):

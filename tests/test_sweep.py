@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mlxdraft.cli import cli
 from mlxdraft.report import render_sweep
-from mlxdraft.sweep import load_results
+from mlxdraft.results import load_results
 
 
 def sweep_args(tiny, output, *extra, prompts=None):
