@@ -409,6 +409,15 @@ def _html_heatmap(state: dict, k: int | None, cases: list[SweepCase]) -> str:
     return "\n".join(out)
 
 
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    lines = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>"]
+    for row in rows:
+        lines.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
 def _html_memory_chart(state: dict, cases: list[SweepCase]) -> str:
     points = []
     for (target, draft), case in best_cases(cases).items():
@@ -418,22 +427,25 @@ def _html_memory_chart(state: dict, cases: list[SweepCase]) -> str:
                            f" k={case.num_draft_tokens}"))
     if not points:
         return "<p>No measured pairs.</p>"
-    width, height, pad = 640, 360, 50
+    width, height, pad, right = 820, 380, 56, 200  # room on the right for point labels
     max_x = max(p[0] for p in points) * 1.1 or 1
     max_y = max(max(p[1] for p in points) * 1.1, 1.2)
-    sx = lambda x: pad + x / max_x * (width - 2 * pad)  # noqa: E731
+    sx = lambda x: pad + x / max_x * (width - pad - right)  # noqa: E731
     sy = lambda y: height - pad - y / max_y * (height - 2 * pad)  # noqa: E731
     esc = html.escape
+    axis_end = width - right
     parts = [f'<svg width="{width}" height="{height}" role="img">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#333"/>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{axis_end}" y2="{height - pad}" stroke="#333"/>',
              f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{sy(1):.1f}" x2="{width - pad}" y2="{sy(1):.1f}" stroke="#999" '
+             f'<line x1="{pad}" y1="{sy(1):.1f}" x2="{axis_end}" y2="{sy(1):.1f}" stroke="#999" '
              'stroke-dasharray="4"/>',
-             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">peak memory (GB)</text>',
+             f'<text x="{(pad + axis_end) / 2}" y="{height - 12}" text-anchor="middle">peak memory (GB)</text>',
              f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
              'text-anchor="middle">speedup (x)</text>',
              f'<text x="{pad - 6}" y="{sy(1) + 4:.1f}" text-anchor="end">1x</text>',
-             f'<text x="{width - pad}" y="{height - pad + 16}" text-anchor="end">{max_x:.2f}</text>']
+             f'<text x="{pad - 6}" y="{sy(0) + 4:.1f}" text-anchor="end">0x</text>',
+             f'<text x="{pad}" y="{height - pad + 16}" text-anchor="middle">0</text>',
+             f'<text x="{axis_end}" y="{height - pad + 16}" text-anchor="end">{max_x:.3g}</text>']
     for x, y, name in points:
         parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{_color(y)}" stroke="#333">'
                      f"<title>{esc(name)}: {y:.2f}x at {x:.2f} GB</title></circle>")
@@ -449,6 +461,9 @@ def render_html(state: dict) -> str:
     sections = ["<h2>Best k per pair</h2>", _html_heatmap(state, None, cases)]
     for k in state["plan"]["num_draft_tokens"]:
         sections += [f"<h2>k = {k} draft tokens</h2>", _html_heatmap(state, k, cases)]
+    for metric, title in (("acceptance", "Acceptance rate"), ("tokens-per-round", "Tokens per verify round")):
+        headers, rows = _matrix(state, metric)
+        sections += [f"<h2>{title} (at each pair's best k)</h2>", _html_table(headers, rows)]
     sections += ["<h2>Speedup versus peak memory (best k per pair)</h2>", _html_memory_chart(state, cases)]
     problems = _problems(state)
     if problems:
@@ -461,7 +476,7 @@ def render_html(state: dict) -> str:
     header = "".join(f"<p>{esc(line)}</p>" for line in _header_lines(state))
     style = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}.muted{color:#888}"
-             "pre{background:#f4f4f4;padding:4px}")
+             "pre{background:#f4f4f4;padding:4px;white-space:pre-wrap}")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mlxdraft sweep</title>"
             f"<style>{style}</style></head><body><h1>mlxdraft sweep</h1>{header}\n"
             + "\n".join(sections) + "\n</body></html>\n")
