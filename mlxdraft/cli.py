@@ -46,14 +46,13 @@ def choose_prompts(prompt_text: str | None, prompts_file: str | None):
     return load_default_prompts()
 
 
-def load_with_progress(name: str, role: str, allow_download: bool):
-    from .loading import load_model, resolve_model
+def load_with_progress(source, role: str):
+    from .loading import load_model
 
-    source = resolve_model(name, allow_download=allow_download, progress=progress)
-    progress(f"Loading {role} {name} ...")
+    progress(f"Loading {role} {source.name} ...")
     loaded = load_model(source)
     for warning in loaded.warnings:
-        progress(f"Warning: {name}: {warning}")
+        progress(f"Warning: {source.name}: {warning}")
     return loaded
 
 
@@ -106,14 +105,18 @@ def pair(target, draft, num_draft_tokens, max_tokens, runs, warmup, prompt_text,
     TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
     """
     from . import measure, pairing, results
+    from .loading import resolve_model
 
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
     measure.check_num_draft_tokens([num_draft_tokens])
     prompts = choose_prompts(prompt_text, prompts_file)
 
-    target_model = load_with_progress(target, "target", not no_download)
-    draft_model = target_model if draft == target else load_with_progress(draft, "draft", not no_download)
-    pairing.check_pair(target_model, draft_model)
+    target_source = resolve_model(target, allow_download=not no_download, progress=progress)
+    draft_source = resolve_model(draft, allow_download=not no_download, progress=progress)
+    pairing.check_sources(target_source, draft_source)
+    target_model = load_with_progress(target_source, "target")
+    draft_model = target_model if draft == target else load_with_progress(draft_source, "draft")
+    pairing.check_caches(target_model, draft_model)
 
     variants = [measure.Variant(), measure.Variant(draft_model, num_draft_tokens)]
     total = settings.runs * len(prompts) * len(variants)

@@ -50,8 +50,35 @@ def check_trimmable(model, name: str) -> None:
         )
 
 
+class TokenizerCache:
+    """Tokenizers loaded from model folders alone (no weights), each folder once."""
+
+    def __init__(self):
+        self._by_path: dict[str, object] = {}
+
+    def get(self, source):
+        from mlx_lm.utils import load_tokenizer
+
+        key = str(source.path)
+        if key not in self._by_path:
+            self._by_path[key] = load_tokenizer(source.path)
+        return self._by_path[key]
+
+
+def check_sources(target_source, draft_source, tokenizers: TokenizerCache | None = None) -> None:
+    """Tokenizer preflight from the folders (ModelSource), before gigabytes of weights are loaded."""
+    tokenizers = tokenizers or TokenizerCache()
+    check_tokenizers(tokenizers.get(target_source), tokenizers.get(draft_source), target_source.name,
+                     draft_source.name)
+
+
+def check_caches(target, draft) -> None:
+    """The loaded-model half of the preflight (LoadedModel objects)."""
+    check_trimmable(target.model, target.name)
+    check_trimmable(draft.model, draft.name)
+
+
 def check_pair(target, draft) -> None:
     """Full preflight for two LoadedModel objects."""
     check_tokenizers(target.tokenizer, draft.tokenizer, target.name, draft.name)
-    check_trimmable(target.model, target.name)
-    check_trimmable(draft.model, draft.name)
+    check_caches(target, draft)

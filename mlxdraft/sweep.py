@@ -195,12 +195,12 @@ def open_state(plan: SweepPlan, output: Path, resume: bool) -> dict:
     return state
 
 
-def _release(loaded) -> None:
+def _free_memory() -> None:
+    """Give memory of models no longer referenced back before the next one loads."""
     import gc
 
     import mlx.core as mx
 
-    del loaded
     gc.collect()
     mx.clear_cache()
 
@@ -224,7 +224,7 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
                allow_download: bool = True) -> Iterator[SweepEvent]:
     """Run (or continue) the sweep, saving to `output` after every run; yields progress."""
     from .loading import load_model, resolve_model
-    from .pairing import check_tokenizers, check_trimmable
+    from .pairing import TokenizerCache, check_caches, check_sources
 
     output = Path(output)
     state = open_state(plan, output, resume)
@@ -237,19 +237,11 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
     save()
 
     loaded_target = None
-    tokenizers: dict[str, object] = {}
+    tokenizers = TokenizerCache()
 
     def event(kind, index, group, message="", sample=None):
         return SweepEvent(kind, index, len(groups), group, runs_done, runs_total, clock.elapsed(),
                           clock.eta(runs_total - runs_done), message, sample)
-
-    def tokenizer_of(source):
-        from mlx_lm.utils import load_tokenizer
-
-        key = str(source.path)
-        if key not in tokenizers:
-            tokenizers[key] = load_tokenizer(source.path)
-        return tokenizers[key]
 
     for index, group in enumerate(groups, start=1):
         group_runs = plan.settings.runs * len(plan.prompts) * plan.variants_per_group(group)
@@ -269,9 +261,8 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
             draft_source = None
             if group.draft:
                 draft_source = resolve_model(group.draft.name, allow_download=allow_download)
-                check_tokenizers(tokenizer_of(target_source), tokenizer_of(draft_source),
-                                 group.target.name, group.draft.name)
-            longest = max(len(tokenizer_of(target_source).encode(p.text)) for p in plan.prompts)
+                check_sources(target_source, draft_source, tokenizers)
+            longest = max(len(tokenizers.get(target_source).encode(p.text)) for p in plan.prompts)
             estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None,
                                      longest + 64 + plan.settings.max_tokens + max(plan.num_draft_tokens))
             if estimate.total_gb > plan.budget.gb:
@@ -281,9 +272,8 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
                     f"{plan.budget.gb:.1f} GB budget ({plan.budget.source})"
                 )
             if loaded_target is None or loaded_target.name != group.target.name:
-                if loaded_target is not None:
-                    _release(loaded_target)
-                    loaded_target = None
+                loaded_target = None
+                _free_memory()
                 yield event("loading", index, group, f"loading target {group.target.name}")
                 loaded_target = load_model(target_source)
                 state["models"][group.target.name] = model_record(loaded_target)
@@ -293,8 +283,7 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
                 yield event("loading", index, group, f"loading draft {group.draft.name}")
                 draft = loaded_target if draft_source.path == target_source.path else load_model(draft_source)
                 state["models"][group.draft.name] = model_record(draft)
-                check_trimmable(loaded_target.model, group.target.name)
-                check_trimmable(draft.model, group.draft.name)
+                check_caches(loaded_target, draft)
                 variants += [Variant(draft, k) for k in plan.num_draft_tokens]
             skip = len(record["samples"])
             runs_done += skip
@@ -308,8 +297,8 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
                 save()
                 yield event("run", index, group, sample=sample)
             record["status"] = "done"
-            if draft is not None and draft is not loaded_target:
-                _release(draft)
+            variants = draft = None
+            _free_memory()
             save()
             yield event("done", index, group)
         except _Skip as skip_reason:
@@ -323,8 +312,8 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
             runs_done += group_runs - len(record["samples"])
             save()
             yield event("failed", index, group, record["reason"])
-    if loaded_target is not None:
-        _release(loaded_target)
+    loaded_target = None
+    _free_memory()
 
 
 class _Skip(Exception):

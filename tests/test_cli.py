@@ -73,10 +73,19 @@ def test_pair_folder_that_is_not_a_model(tiny, tmp_path):
     )
 
 
-def test_incompatible_pair_fails_before_generating(tiny):
+def test_incompatible_pair_fails_before_loading_weights(tiny):
     result = run("pair", str(tiny.target), str(tiny.other_tokenizer), *FAST)
     assert result.exit_code == 1
-    assert "Measuring" not in result.stderr
+    assert "Loading" not in result.stderr and "Measuring" not in result.stderr
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"Error: {tiny.other_tokenizer} cannot draft for {tiny.target}: "
                            "their tokenizers differ at token id ")
+
+
+def test_pair_unreadable_prompts_file(tiny, tmp_path):
+    binary = tmp_path / "prompts.bin"
+    binary.write_bytes(b"\xff\xfe\x00broken")
+    result = run("pair", str(tiny.target), str(tiny.draft), "--prompts", str(binary))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: prompts file {binary} cannot be read: ")
+    assert result.output.endswith("; pass an existing UTF-8 text file to --prompts\n")
