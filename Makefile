@@ -34,8 +34,8 @@ demo: $(STAMP)
 ## Presets: one mechanism, a memory budget per machine. Results go to results/<preset>-<family>.json/.md
 ## and a stopped run continues where it left off.
 BENCH_FAMILIES ?= qwen2.5 llama3
-BENCH_FILTERS ?= --target-sizes 7b,8b,14b,32b,70b,72b --target-precisions 4bit,8bit \
-	--draft-sizes 0.5b,1b,1.5b,3b --draft-precisions 4bit,8bit -k 1,2,3,4,6,8 -r 2
+BENCH_FILTERS ?= --target-sizes 7b,8b,32b,70b,72b --target-precisions 4bit,8bit \
+	--draft-sizes 0.5b,1b,1.5b,3b --draft-precisions 4bit -k 2,3,4,6 -r 1
 bench-m4max:
 	$(MAKE) bench BENCH_NAME=m4max BENCH_MEMORY_GB=128
 bench-m3pro-36gb:
