@@ -80,11 +80,12 @@ class PairEstimate:
 
 
 def estimate_pair(target_folder: Path, draft_folder: Path | None, tokens: int) -> PairEstimate:
-    """Memory for running target (+ draft) over `tokens` positions, with 10% working overhead."""
+    """Memory for running target (+ draft) over `tokens` positions, with working room on top."""
     target_config = read_config(target_folder)
     target_weights = weights_gb(target_folder)
     draft_weights = weights_gb(draft_folder) if draft_folder else 0.0
     kv = kv_cache_gb(target_config, tokens)
     if draft_folder:
         kv += kv_cache_gb(read_config(draft_folder), tokens)
-    return PairEstimate(target_weights, draft_weights, kv, 0.1 * (target_weights + draft_weights) + kv * 0.1)
+    overhead = (WORKING_OVERHEAD - 1) * (target_weights + draft_weights + kv)
+    return PairEstimate(target_weights, draft_weights, kv, overhead)

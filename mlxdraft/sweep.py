@@ -12,11 +12,11 @@ from pathlib import Path
 from .catalog import CatalogEntry, family_entries
 from .errors import InvalidInputError, MlxdraftError, ResumeMismatchError
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
-from .memory import MemoryBudget, estimate_pair
+from .memory import MemoryBudget, estimate_pair, fits
 from .prompts import Prompt
 from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso, write_json_atomic
 
-DEFAULT_NUM_DRAFT_TOKENS = [1, 2, 3, 4, 6, 8]
+CHAT_TEMPLATE_TOKENS = 64  # room for the chat template around the longest prompt, in the KV estimate
 
 
 @dataclass(frozen=True)
@@ -245,13 +245,14 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
 
     for index, group in enumerate(groups, start=1):
         group_runs = plan.settings.runs * len(plan.prompts) * plan.variants_per_group(group)
+        runs_after_group = runs_done + group_runs
         record = state["groups"].setdefault(
             group.key,
             {"target": group.target.name, "draft": group.draft.name if group.draft else None,
              "status": "pending", "reason": None, "samples": []},
         )
         if record["status"] != "pending":
-            runs_done += group_runs
+            runs_done = runs_after_group
             continue
         try:
             reason = _precheck_sizes(plan, group)
@@ -263,8 +264,8 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
                 draft_source = resolve_model(group.draft.name, allow_download=allow_download)
                 check_sources(target_source, draft_source, tokenizers)
             longest = max(len(tokenizers.get(target_source).encode(p.text)) for p in plan.prompts)
-            estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None,
-                                     longest + 64 + plan.settings.max_tokens + max(plan.num_draft_tokens))
+            tokens = longest + CHAT_TEMPLATE_TOKENS + plan.settings.max_tokens + max(plan.num_draft_tokens)
+            estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None, tokens)
             if estimate.total_gb > plan.budget.gb:
                 raise _Skip(
                     f"needs about {estimate.total_gb:.1f} GB (weights {estimate.target_weights_gb:.1f} + "
@@ -303,13 +304,13 @@ def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
             yield event("done", index, group)
         except _Skip as skip_reason:
             record.update(status="skipped", reason=str(skip_reason))
-            runs_done += group_runs - len(record["samples"])
+            runs_done = runs_after_group
             save()
             yield event("skipped", index, group, str(skip_reason))
         except Exception as exc:  # noqa: BLE001 - a failed case is recorded, the sweep goes on
             reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
             record.update(status="failed", reason=reason)
-            runs_done += group_runs - len(record["samples"])
+            runs_done = runs_after_group
             save()
             yield event("failed", index, group, record["reason"])
     loaded_target = None
@@ -326,7 +327,7 @@ def _precheck_sizes(plan: SweepPlan, group: Group) -> str | None:
     if any(size is None for size in sizes):
         return None
     total = sum(sizes)
-    if total > plan.budget.gb:
-        return (f"weights alone are about {total:.1f} GB by the model lists, over the "
+    if not fits(total, plan.budget):
+        return (f"weights alone are about {total:.1f} GB by the model lists, too much for the "
                 f"{plan.budget.gb:.1f} GB budget ({plan.budget.source})")
     return None

@@ -214,7 +214,7 @@ def test_family_filters_and_list_sizes_skip_before_any_download(tmp_path):
     ]
     big = groups["qwen2.5:72b-4bit | qwen2.5:0.5b-4bit"]
     assert big["status"] == "skipped"
-    assert big["reason"] == ("weights alone are about 41.2 GB by the model lists, over the 16.0 GB budget "
-                             "(--memory-gb)")
+    assert big["reason"] == ("weights alone are about 41.2 GB by the model lists, too much for the 16.0 GB "
+                             "budget (--memory-gb)")
     small = groups["qwen2.5:7b-4bit | qwen2.5:0.5b-4bit"]
     assert small["status"] == "failed" and "run `mlxdraft pull" in small["reason"]
