@@ -1,20 +1,17 @@
-"""Rendering results for people: the `pair` block, and the sweep report in its formats.
-Every figure shown carries its unit; nothing here measures or stores anything."""
+"""Rendering results as text: the `pair` block, and the sweep report as a table, Markdown, CSV
+or JSON (HTML lives in html_report). Every figure shown carries its unit; nothing here
+measures or stores anything."""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
-import shlex
-from dataclasses import dataclass
-from pathlib import Path
 
 from tabulate import tabulate
 
-from .results import sample_from_dict
-from .stats import Comparison, Speedup, Summary, compare, summarize
+from .analysis import Recommendation, SweepAnalysis, SweepCase, analyse_sweep, label, mlx_lm_commands
+from .stats import Comparison, Speedup, Summary
 
 
 def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0) -> str:
@@ -53,17 +50,6 @@ def format_lossless(comparison: Comparison) -> str:
         f"NO: {lossless.runs_diverged} of {lossless.runs_compared} runs differ; first at token "
         f"{where['token_index']} of prompt {where['prompt_index'] + 1}, pass {where['pass_index'] + 1}"
     )
-
-
-def mlx_lm_commands(target: dict, draft: dict, num_draft_tokens: int) -> list[str]:
-    """Commands that use this setup with mlx-lm itself."""
-    model = shlex.quote(target.get("repo_id") or target["path"])
-    draft_model = shlex.quote(draft.get("repo_id") or draft["path"])
-    return [
-        f"mlx_lm.generate --model {model} --draft-model {draft_model} "
-        f"--num-draft-tokens {num_draft_tokens} --prompt 'Hello'",
-        f"mlx_lm.server --model {model} --draft-model {draft_model} --num-draft-tokens {num_draft_tokens}",
-    ]
 
 
 def _model_line(record: dict) -> str:
@@ -147,64 +133,8 @@ def _percent(data: dict | None) -> str:
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 METRICS = ("speedup", "acceptance", "tokens-per-round")
-
-
-@dataclass
-class SweepCase:
-    """One (target, draft, k) of a sweep, with its statistics when it was measured."""
-
-    target: str
-    draft: str | None
-    num_draft_tokens: int | None
-    status: str  # done, pending, skipped, failed
-    reason: str | None
-    comparison: Comparison | None
-
-
-def sweep_cases(state: dict) -> list[SweepCase]:
-    settings = state["plan"]["settings"]
-    greedy = settings["temp"] == 0
-    cases = []
-    for record in state["groups"].values():
-        samples = [sample_from_dict(s) for s in record["samples"]]
-        baseline = [s for s in samples if s.is_baseline]
-        if record["draft"] is None:
-            cases.append(SweepCase(record["target"], None, None, record["status"], record["reason"], None))
-            continue
-        for k in state["plan"]["num_draft_tokens"]:
-            speculative = [s for s in samples if s.num_draft_tokens == k]
-            comparison = None
-            if speculative and baseline:
-                comparison = compare(baseline, speculative, k, greedy, settings["seed"])
-            cases.append(SweepCase(record["target"], record["draft"], k, record["status"], record["reason"],
-                                   comparison))
-    return cases
-
-
-def baseline_tps(state: dict) -> dict[str, object]:
-    """Target name -> Summary of baseline decode tok/s pooled over all its groups."""
-    pooled: dict[str, list[float]] = {}
-    for record in state["groups"].values():
-        values = pooled.setdefault(record["target"], [])
-        values += [s["decode_tps"] for s in record["samples"] if s["num_draft_tokens"] == 0]
-    return {target: summarize(values) for target, values in pooled.items()}
-
-
-def best_cases(cases: list[SweepCase]) -> dict[tuple[str, str], SweepCase]:
-    """(target, draft) -> the case with the highest mean speedup."""
-    best: dict[tuple[str, str], SweepCase] = {}
-    for case in cases:
-        if case.draft is None or not case.comparison or not case.comparison.speedup:
-            continue
-        key = (case.target, case.draft)
-        if key not in best or case.comparison.speedup.ratio > best[key].comparison.speedup.ratio:
-            best[key] = case
-    return best
-
-
-def label(name: str) -> str:
-    """Short display name: model lists' short names and repo ids as they are, folders by name."""
-    return Path(name).name if name.startswith(("/", ".", "~")) else name
+METRIC_TITLES = {"speedup": "Speedup", "acceptance": "Acceptance rate",
+                 "tokens-per-round": "Tokens per verify round"}
 
 
 def _cell(case: SweepCase | None, record_status: str | None, metric: str) -> str:
@@ -221,62 +151,41 @@ def _cell(case: SweepCase | None, record_status: str | None, metric: str) -> str
     return "n/a" if value is None else f"{value.mean:.2f} k={case.num_draft_tokens}"
 
 
-def _matrix(state: dict, metric: str):
-    """(headers, rows): drafts as rows, targets as columns, cells at each pair's best k."""
-    cases = sweep_cases(state)
-    best = best_cases(cases)
-    statuses = {(r["target"], r["draft"]): r["status"] for r in state["groups"].values()}
-    targets = state["plan"]["targets"]
-    drafts = state["plan"]["drafts"]
-    baselines = baseline_tps(state)
-    headers = ["draft \\ target"] + [label(t) for t in targets]
+def matrix(analysis: SweepAnalysis, metric: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): drafts as rows, targets as columns, cells at each pair's best k; the first
+    row is each target's baseline tok/s."""
+    baselines = analysis.baselines
+    headers = ["draft \\ target"] + [label(t) for t in analysis.targets]
     rows = [["baseline tok/s"] + [
-        f"{baselines[t].mean:.1f} ±{baselines[t].stdev:.1f}" if baselines.get(t) else "n/a" for t in targets
+        f"{baselines[t].mean:.1f} ±{baselines[t].stdev:.1f}" if baselines.get(t) else "n/a"
+        for t in analysis.targets
     ]]
-    for draft in drafts:
+    for draft in analysis.drafts:
         row = [label(draft)]
-        for target in targets:
-            status = statuses.get((target, draft))
-            row.append("" if status is None else _cell(best.get((target, draft)), status, metric))
+        for target in analysis.targets:
+            status = analysis.statuses.get((target, draft))
+            row.append("" if status is None else _cell(analysis.best.get((target, draft)), status, metric))
         rows.append(row)
     return headers, rows
 
 
-def recommendations(state: dict) -> list[dict]:
-    """Per target: the best measured setup, with the commands that use it in mlx-lm."""
-    best = best_cases(sweep_cases(state))
-    models = state.get("models", {})
-    out = []
-    for target in state["plan"]["targets"]:
-        candidates = [case for (t, _), case in best.items() if t == target]
-        if not candidates:
-            out.append({"target": target, "best": None, "text": "no measured draft"})
-            continue
-        case = max(candidates, key=lambda c: c.comparison.speedup.ratio)
-        speedup = case.comparison.speedup
-        entry = {"target": target, "draft": case.draft, "num_draft_tokens": case.num_draft_tokens,
-                 "speedup": speedup.to_dict(), "lossless": case.comparison.lossless.identical}
-        if speedup.ratio <= 1.0:
-            entry["text"] = (f"no draft beat the baseline (best: {label(case.draft)} at k={case.num_draft_tokens}, "
-                             f"{speedup.ratio:.2f}x); run without speculative decoding")
-            entry["commands"] = []
-        else:
-            entry["text"] = (f"{label(case.draft)} with k={case.num_draft_tokens}: "
-                             f"{format_speedup(speedup)} in decode tok/s")
-            entry["commands"] = mlx_lm_commands(
-                models.get(target, {"path": target}), models.get(case.draft, {"path": case.draft}),
-                case.num_draft_tokens)
-        out.append(entry)
-    return out
-
-
-def _problems(state: dict) -> list[str]:
+def problem_lines(analysis: SweepAnalysis) -> list[str]:
     return [f"{label(r['target'])} + {label(r['draft']) if r['draft'] else '(baseline)'}: "
-            f"{r['status']}: {r['reason']}"
-            for r in state["groups"].values() if r["status"] in ("skipped", "failed")]
+            f"{r['status']}: {r['reason']}" for r in analysis.problems()]
 
 
-def _header_lines(state: dict) -> list[str]:
+def recommendation_text(recommendation: Recommendation) -> str:
+    case = recommendation.case
+    if case is None:
+        return "no measured draft"
+    speedup = case.comparison.speedup
+    if not recommendation.beats_baseline:
+        return (f"no draft beat the baseline (best: {label(case.draft)} at k={case.num_draft_tokens}, "
+                f"{speedup.ratio:.2f}x); run without speculative decoding")
+    return f"{label(case.draft)} with k={case.num_draft_tokens}: {format_speedup(speedup)} in decode tok/s"
+
+
+def header_lines(state: dict) -> list[str]:
     plan = state["plan"]
     settings = plan["settings"]
     machine = state.get("machine", {})
@@ -294,51 +203,53 @@ def _header_lines(state: dict) -> list[str]:
 
 
 def render_sweep(state: dict, fmt: str = "table", metric: str = "speedup") -> str:
+    """A sweep results file rendered in one of FORMATS; statistics are derived here, once."""
     if fmt not in FORMATS:
         raise ValueError(fmt)
+    analysis = analyse_sweep(state)
     if fmt == "json":
-        return json.dumps(_sweep_json(state), indent=2)
+        return json.dumps(_sweep_json(analysis), indent=2)
     if fmt == "csv":
-        return _sweep_csv(state)
+        return _sweep_csv(analysis)
     if fmt == "html":
-        return render_html(state)
-    headers, rows = _matrix(state, metric)
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    title = {"speedup": "Speedup", "acceptance": "Acceptance rate",
-             "tokens-per-round": "Tokens per verify round"}[metric]
-    lines = []
-    if fmt == "markdown":
-        lines += ["# mlxdraft sweep", ""] + [f"- {line}" for line in _header_lines(state)] + ["", f"## {title}", ""]
+        from .html_report import render_html
+
+        return render_html(analysis)
+    headers, rows = matrix(analysis, metric)
+    markdown = fmt == "markdown"
+    title = METRIC_TITLES[metric]
+    if markdown:
+        lines = ["# mlxdraft sweep", ""] + [f"- {line}" for line in header_lines(state)] + ["", f"## {title}", ""]
     else:
-        lines += _header_lines(state) + ["", f"{title} (rows: drafts, columns: targets)"]
-    lines.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
-    problems = _problems(state)
+        lines = header_lines(state) + ["", f"{title} (rows: drafts, columns: targets)"]
+    lines.append(tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple",
+                          disable_numparse=True))
+    problems = problem_lines(analysis)
     if problems:
-        lines += ["", "## Skipped or failed" if fmt == "markdown" else "Skipped or failed:"]
+        lines += ["", "## Skipped or failed" if markdown else "Skipped or failed:"]
         lines += [f"- {p}" for p in problems]
-    lines += ["", "## Best setup per target" if fmt == "markdown" else "Best setup per target:"]
-    for rec in recommendations(state):
-        lines.append(f"- {label(rec['target'])}: {rec['text']}")
-        for command in rec.get("commands", []):
-            lines.append(f"    {command}" if fmt != "markdown" else f"  `{command}`")
+    lines += ["", "## Best setup per target" if markdown else "Best setup per target:"]
+    for recommendation in analysis.recommendations():
+        lines.append(f"- {label(recommendation.target)}: {recommendation_text(recommendation)}")
+        for command in recommendation.commands:
+            lines.append(f"  `{command}`" if markdown else f"    {command}")
     return "\n".join(lines)
 
 
-def _case_dict(case: SweepCase) -> dict:
-    return {"target": case.target, "draft": case.draft, "num_draft_tokens": case.num_draft_tokens,
-            "status": case.status, "reason": case.reason,
-            "summary": case.comparison.to_dict() if case.comparison else None}
-
-
-def _sweep_json(state: dict) -> dict:
+def _sweep_json(analysis: SweepAnalysis) -> dict:
+    state = analysis.state
     return {
         "schema_version": state["schema_version"],
         "machine": state.get("machine"),
         "versions": state.get("versions"),
         "plan": state["plan"],
-        "baseline_decode_tps": {t: s.to_dict() if s else None for t, s in baseline_tps(state).items()},
-        "cases": [_case_dict(c) for c in sweep_cases(state)],
-        "recommendations": recommendations(state),
+        "baseline_decode_tps": {t: s.to_dict() if s else None for t, s in analysis.baselines.items()},
+        "cases": [
+            {"target": c.target, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens, "status": c.status,
+             "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None}
+            for c in analysis.cases
+        ],
+        "recommendations": [r.to_dict() for r in analysis.recommendations()],
     }
 
 
@@ -350,133 +261,28 @@ CSV_COLUMNS = [
 ]
 
 
-def _sweep_csv(state: dict) -> str:
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _sweep_csv(analysis: SweepAnalysis) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for case in sweep_cases(state):
+    for case in analysis.cases:
         c = case.comparison
-        mean = lambda s: "" if s is None else f"{s.mean:.6g}"  # noqa: E731
-        stdev = lambda s: "" if s is None else f"{s.stdev:.6g}"  # noqa: E731
-        sp = c.speedup if c else None
+        mean = lambda s: _number(s.mean if s else None)
+        stdev = lambda s: _number(s.stdev if s else None)
+        speedup = c.speedup if c else None
         writer.writerow([
             case.target, case.draft or "", case.num_draft_tokens or "", case.status, case.reason or "",
             mean(c and c.baseline_decode_tps), stdev(c and c.baseline_decode_tps),
             mean(c and c.speculative_decode_tps), stdev(c and c.speculative_decode_tps),
-            f"{sp.ratio:.6g}" if sp else "", f"{sp.stdev:.6g}" if sp else "",
-            f"{sp.ci_low:.6g}" if sp and sp.ci_low is not None else "",
-            f"{sp.ci_high:.6g}" if sp and sp.ci_high is not None else "",
+            _number(speedup and speedup.ratio), _number(speedup and speedup.stdev),
+            _number(speedup and speedup.ci_low), _number(speedup and speedup.ci_high),
             mean(c and c.acceptance_rate), mean(c and c.draft_token_share), mean(c and c.tokens_per_round),
             "" if not c or c.lossless.identical is None else str(c.lossless.identical).lower(),
             mean(c and c.speculative_peak_memory_gb),
             c.speculative_decode_tps.n if c and c.speculative_decode_tps else 0,
         ])
     return buffer.getvalue()
-
-
-def _color(ratio: float) -> str:
-    """Red below 1x, white at 1x, green above; saturating at 0.5x and 2x."""
-    if ratio >= 1:
-        t = min((ratio - 1) / 1.0, 1.0)
-        return f"rgb({int(255 - 155 * t)},{int(255 - 35 * t)},{int(255 - 155 * t)})"
-    t = min((1 - ratio) / 0.5, 1.0)
-    return f"rgb(255,{int(255 - 155 * t)},{int(255 - 155 * t)})"
-
-
-def _html_heatmap(state: dict, k: int | None, cases: list[SweepCase]) -> str:
-    targets, drafts = state["plan"]["targets"], state["plan"]["drafts"]
-    by_pair = {}
-    for case in cases:
-        if case.draft and case.comparison and case.comparison.speedup and (k is None or case.num_draft_tokens == k):
-            by_pair[(case.target, case.draft)] = case
-    if k is None:
-        by_pair = best_cases(cases)
-    statuses = {(r["target"], r["draft"]): r["status"] for r in state["groups"].values()}
-    esc = html.escape
-    out = ["<table><tr><th>draft \\ target</th>" + "".join(f"<th>{esc(label(t))}</th>" for t in targets) + "</tr>"]
-    for draft in drafts:
-        cells = []
-        for target in targets:
-            case = by_pair.get((target, draft))
-            if case:
-                sp = case.comparison.speedup
-                text = f"{sp.ratio:.2f}x ±{sp.stdev:.2f}" + (f" k={case.num_draft_tokens}" if k is None else "")
-                cells.append(f'<td style="background:{_color(sp.ratio)}">{esc(text)}</td>')
-            else:
-                cells.append(f"<td class=muted>{esc(statuses.get((target, draft)) or '')}</td>")
-        out.append(f"<tr><th>{esc(label(draft))}</th>{''.join(cells)}</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _html_table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    lines = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>"]
-    for row in rows:
-        lines.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
-def _html_memory_chart(state: dict, cases: list[SweepCase]) -> str:
-    points = []
-    for (target, draft), case in best_cases(cases).items():
-        memory = case.comparison.speculative_peak_memory_gb
-        if memory:
-            points.append((memory.mean, case.comparison.speedup.ratio, f"{label(draft)} → {label(target)}"
-                           f" k={case.num_draft_tokens}"))
-    if not points:
-        return "<p>No measured pairs.</p>"
-    width, height, pad, right = 820, 380, 56, 200  # room on the right for point labels
-    max_x = max(p[0] for p in points) * 1.1 or 1
-    max_y = max(max(p[1] for p in points) * 1.1, 1.2)
-    sx = lambda x: pad + x / max_x * (width - pad - right)  # noqa: E731
-    sy = lambda y: height - pad - y / max_y * (height - 2 * pad)  # noqa: E731
-    esc = html.escape
-    axis_end = width - right
-    parts = [f'<svg width="{width}" height="{height}" role="img">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{axis_end}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{sy(1):.1f}" x2="{axis_end}" y2="{sy(1):.1f}" stroke="#999" '
-             'stroke-dasharray="4"/>',
-             f'<text x="{(pad + axis_end) / 2}" y="{height - 12}" text-anchor="middle">peak memory (GB)</text>',
-             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
-             'text-anchor="middle">speedup (x)</text>',
-             f'<text x="{pad - 6}" y="{sy(1) + 4:.1f}" text-anchor="end">1x</text>',
-             f'<text x="{pad - 6}" y="{sy(0) + 4:.1f}" text-anchor="end">0x</text>',
-             f'<text x="{pad}" y="{height - pad + 16}" text-anchor="middle">0</text>',
-             f'<text x="{axis_end}" y="{height - pad + 16}" text-anchor="end">{max_x:.3g}</text>']
-    for x, y, name in points:
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{_color(y)}" stroke="#333">'
-                     f"<title>{esc(name)}: {y:.2f}x at {x:.2f} GB</title></circle>")
-        parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 7:.1f}" font-size="11">{esc(name)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def render_html(state: dict) -> str:
-    """One self-contained page: no scripts, no external resources, every name escaped."""
-    esc = html.escape
-    cases = sweep_cases(state)
-    sections = ["<h2>Best k per pair</h2>", _html_heatmap(state, None, cases)]
-    for k in state["plan"]["num_draft_tokens"]:
-        sections += [f"<h2>k = {k} draft tokens</h2>", _html_heatmap(state, k, cases)]
-    for metric, title in (("acceptance", "Acceptance rate"), ("tokens-per-round", "Tokens per verify round")):
-        headers, rows = _matrix(state, metric)
-        sections += [f"<h2>{title} (at each pair's best k)</h2>", _html_table(headers, rows)]
-    sections += ["<h2>Speedup versus peak memory (best k per pair)</h2>", _html_memory_chart(state, cases)]
-    problems = _problems(state)
-    if problems:
-        sections += ["<h2>Skipped or failed</h2><ul>"] + [f"<li>{esc(p)}</li>" for p in problems] + ["</ul>"]
-    sections.append("<h2>Best setup per target</h2><ul>")
-    for rec in recommendations(state):
-        commands = "".join(f"<pre>{esc(c)}</pre>" for c in rec.get("commands", []))
-        sections.append(f"<li>{esc(label(rec['target']))}: {esc(rec['text'])}{commands}</li>")
-    sections.append("</ul>")
-    header = "".join(f"<p>{esc(line)}</p>" for line in _header_lines(state))
-    style = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}.muted{color:#888}"
-             "pre{background:#f4f4f4;padding:4px;white-space:pre-wrap}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mlxdraft sweep</title>"
-            f"<style>{style}</style></head><body><h1>mlxdraft sweep</h1>{header}\n"
-            + "\n".join(sections) + "\n</body></html>\n")
