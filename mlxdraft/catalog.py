@@ -148,6 +148,14 @@ def load_catalog() -> dict[str, list[CatalogEntry]]:
     return families
 
 
+def sensible_pair(target, draft) -> bool:
+    """Whether `draft` is worth trying for `target` (anything with .name and .params_b): not the
+    model itself, and not more parameters than the target (unknown sizes are given the benefit)."""
+    if draft.name == target.name:
+        return False
+    return draft.params_b is None or target.params_b is None or draft.params_b <= target.params_b
+
+
 def family_entries(family: str) -> list[CatalogEntry]:
     """Entries of a family name, or of a list file given by path."""
     if family.endswith(".toml") or os.sep in family:

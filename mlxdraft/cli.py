@@ -275,15 +275,9 @@ def models(families, memory_gb, as_json):
     chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
     rows, pairs = [], []
     for entries in chosen.values():
-        for entry in entries:
-            rows.append({**entry.to_dict(), "local": catalog.local_status(entry),
-                         "fits": memory.fits(entry.size_gb, budget)})
-        for target in (e for e in entries if e.can_target):
-            for draft in (e for e in entries if e.can_draft):
-                if (draft.name != target.name and draft.params_b <= target.params_b
-                        and memory.fits(target.size_gb + draft.size_gb, budget)):
-                    pairs.append({"target": target.name, "draft": draft.name,
-                                  "size_gb": round(target.size_gb + draft.size_gb, 2)})
+        rows += [{**entry.to_dict(), "local": catalog.local_status(entry),
+                  "fits": memory.fits(entry.size_gb, budget)} for entry in entries]
+        pairs += memory.pairs_that_fit(entries, budget)
     if as_json:
         click.echo(json.dumps({"memory_budget": {"gb": budget.gb, "source": budget.source},
                                "models": rows, "pairs_that_fit": pairs}, indent=2))
@@ -313,9 +307,10 @@ def pull(model_names, families, targets, drafts, max_gb):
     """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
 
     Only safetensors, JSON, tokenizer files, chat templates and the model card are fetched,
-    never pickles or code. Interrupted downloads resume.
+    never pickles or code. A broken-off transfer resumes; files already downloaded are kept.
     """
-    from . import catalog, hub
+    from . import catalog
+    from .loading import resolve_model
 
     names = list(model_names) + split_list(targets) + split_list(drafts)
     for family in families:
@@ -325,13 +320,7 @@ def pull(model_names, families, targets, drafts, max_gb):
     failures = []
     for name in dict.fromkeys(names):
         try:
-            if ":" in name and "/" not in name:
-                entry = catalog.find_entry(name)
-                source = catalog.resolve_entry(entry, allow_download=True, progress=progress)
-            else:
-                source = None
-                path, _ = hub.ensure_local(name, allow_download=True, progress=progress)
-            click.echo(f"{name}: {source.path if source else path}")
+            click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
             failures.append(str(exc))
             progress(f"Failed: {exc}")

@@ -143,8 +143,7 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check_disk_space(remote: RemoteRepo) -> None:
-    needed = missing_bytes(remote)
+def check_disk_space(remote: RemoteRepo, needed: int) -> None:
     free = free_bytes(cache_dir())
     if needed > free:
         raise DownloadError(
@@ -158,9 +157,10 @@ def download(repo_id: str, progress=None) -> tuple[Path, str]:
     from huggingface_hub import snapshot_download
 
     remote = remote_repo(repo_id)
-    check_disk_space(remote)
+    needed = missing_bytes(remote)
+    check_disk_space(remote, needed)
     if progress:
-        progress(f"Downloading {repo_id} ({missing_bytes(remote) / 1e9:.2f} GB to fetch, "
+        progress(f"Downloading {repo_id} ({needed / 1e9:.2f} GB to fetch, "
                  f"{len(remote.files)} files) into {cache_dir()} ...")
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS,

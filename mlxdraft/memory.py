@@ -43,6 +43,19 @@ def fits(size_gb: float, budget: MemoryBudget) -> bool:
     return size_gb * WORKING_OVERHEAD <= budget.gb
 
 
+def pairs_that_fit(entries, budget: MemoryBudget) -> list[dict]:
+    """Target + draft pairs among catalog entries whose weights fit the budget together."""
+    from .catalog import sensible_pair
+
+    pairs = []
+    for target in (e for e in entries if e.can_target):
+        for draft in (e for e in entries if e.can_draft):
+            if sensible_pair(target, draft) and fits(target.size_gb + draft.size_gb, budget):
+                pairs.append({"target": target.name, "draft": draft.name,
+                              "size_gb": round(target.size_gb + draft.size_gb, 2)})
+    return pairs
+
+
 def weights_gb(folder: Path) -> float:
     return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors")) / 1e9
 

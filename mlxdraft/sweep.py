@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import CatalogEntry, family_entries
+from .catalog import CatalogEntry, family_entries, sensible_pair
 from .errors import InvalidInputError, MlxdraftError, ResumeMismatchError
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
 from .memory import MemoryBudget, estimate_pair, fits
@@ -103,11 +103,7 @@ class SweepPlan:
         with no such draft is still measured alone, for its baseline."""
         groups = []
         for target in self.targets:
-            drafts = [
-                draft for draft in self.drafts
-                if draft.name != target.name
-                and (draft.params_b is None or target.params_b is None or draft.params_b <= target.params_b)
-            ]
+            drafts = [draft for draft in self.drafts if sensible_pair(target, draft)]
             groups += [Group(target, draft) for draft in drafts] or [Group(target, None)]
         return groups
 
