@@ -318,12 +318,14 @@ def pull(model_names, families, targets, drafts, max_gb):
     if not names:
         raise InvalidInputError("name models to pull (short names or repo ids), or --family F")
     failures = []
-    for name in dict.fromkeys(names):
+    names = list(dict.fromkeys(names))
+    for name in names:
         try:
             click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
             failures.append(str(exc))
-            progress(f"Failed: {exc}")
+            if len(names) > 1:  # the others go on; the final Error: line names the first failure
+                progress(f"Failed: {exc}")
     if failures:
         more = f" ({len(failures) - 1} more failed, see above)" if len(failures) > 1 else ""
         raise MlxdraftError(failures[0] + more)
