@@ -24,7 +24,10 @@ to a .toml file works wherever a family name is expected.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +38,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import InvalidInputError, ModelNotFoundError
-from .paths import app_dir, read_user_file
+from .loading import REPO_ID
+from .paths import app_dir, expand_user, read_user_file
 
 ROLES = ("target", "draft", "both")
 BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "model_lists"
@@ -83,7 +87,7 @@ def list_files() -> list[Path]:
     places: list[Path] = []
     for item in os.environ.get("MLXDRAFT_MODEL_LISTS", "").split(os.pathsep):
         if item:
-            places.append(Path(item).expanduser())
+            places.append(expand_user(item, "MLXDRAFT_MODEL_LISTS entry"))
     places += [BUNDLED_LISTS, app_dir() / "model_lists"]
     files = []
     for place in places:
@@ -94,8 +98,56 @@ def list_files() -> list[Path]:
     return files
 
 
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _positive(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0)
+
+
+def _shown(value) -> str:
+    """A wrong TOML value as the user wrote it, roughly: "x", 3, nan, true, a list, a table."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)[:60]
+    return str(value)
+
+
+PRECISION = re.compile(r"bf16|fp16|fp32|[1-9]\d?bit")
+# key: (required, test, what the value must be); keys not listed here are ignored
+MODEL_FIELDS = {
+    "name": (True, lambda v: _text(v) and ":" in v and "/" not in v, 'a short name like "family:variant"'),
+    "params_b": (True, _positive, "a positive number (billions of parameters)"),
+    "precision": (True, lambda v: isinstance(v, str) and PRECISION.fullmatch(v), "bf16, fp16, fp32 or <n>bit"),
+    "size_gb": (True, _positive, "a positive number (GB of weights)"),
+    "role": (False, lambda v: v in ROLES, f"one of {', '.join(ROLES)}"),
+    "repo": (False, lambda v: isinstance(v, str) and REPO_ID.match(v), 'a Hub repo id like "owner/name"'),
+    "variant": (False, _text, "a non-empty string"),
+    "size": (False, _text, 'a size label like "7b"'),
+}
+
+
+def _check_model(model, where: str) -> None:
+    if not isinstance(model, dict):
+        raise InvalidInputError(f"{where} is {_shown(model)}, not a table; write each model as a [[models]] table")
+    for key, (required, test, what) in MODEL_FIELDS.items():
+        if key not in model:
+            if required:
+                raise InvalidInputError(f"{where}: missing key {key!r}")
+        elif not test(model[key]):
+            raise InvalidInputError(f"{where}: {key} must be {what}, not {_shown(model[key])}")
+
+
 def load_list_file(path: Path) -> list[CatalogEntry]:
-    """Parse and validate one list file."""
+    """Parse and validate one list file: every problem is one InvalidInputError naming the file,
+    the model's position (1-based) and the field."""
     text = read_user_file(path, "model list")
     try:
         data = tomllib.loads(text)
@@ -103,37 +155,37 @@ def load_list_file(path: Path) -> list[CatalogEntry]:
         raise InvalidInputError(f"model list {path} cannot be read: {exc}")
     family = data.get("family")
     source = data.get("source", "hub")
-    if not isinstance(family, str) or not family:
+    models = data.get("models", [])
+    if not _text(family):
         raise InvalidInputError(f"model list {path} needs a top-level family = \"name\"")
     if source not in ("hub", "offline"):
-        raise InvalidInputError(f"model list {path}: source must be \"hub\" or \"offline\", not {source!r}")
+        raise InvalidInputError(f"model list {path}: source must be \"hub\" or \"offline\", not {_shown(source)}")
+    if not isinstance(models, list):
+        raise InvalidInputError(
+            f"model list {path}: models is {_shown(models)}; write each model as a [[models]] table"
+        )
     entries = []
-    for index, model in enumerate(data.get("models", []), start=1):
+    for index, model in enumerate(models, start=1):
         where = f"model list {path}, model {index}"
-        try:
-            entry = CatalogEntry(
-                name=str(model["name"]),
-                family=family,
-                source=source,
-                params_b=float(model["params_b"]),
-                precision=str(model["precision"]),
-                role=str(model.get("role", "both")),
-                size_gb=float(model["size_gb"]),
-                repo=model.get("repo"),
-                variant=model.get("variant"),
-                size=model.get("size"),
-            )
-        except KeyError as exc:
-            raise InvalidInputError(f"{where}: missing key {exc.args[0]!r}")
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"{where}: {exc}")
-        if entry.role not in ROLES:
-            raise InvalidInputError(f"{where}: role must be one of {', '.join(ROLES)}, not {entry.role!r}")
-        if source == "hub" and not entry.repo:
+        _check_model(model, where)
+        if source == "hub" and "repo" not in model:
             raise InvalidInputError(f"{where}: hub models need repo = \"owner/name\"")
-        if source == "offline" and not entry.variant:
+        if source == "offline" and "variant" not in model:
             raise InvalidInputError(f"{where}: offline models need variant = \"...\"")
-        entries.append(entry)
+        if any(model["name"] == entry.name for entry in entries):
+            raise InvalidInputError(f"{where}: the name {model['name']!r} is already used by another model")
+        entries.append(CatalogEntry(
+            name=model["name"],
+            family=family,
+            source=source,
+            params_b=float(model["params_b"]),
+            precision=model["precision"],
+            role=model.get("role", "both"),
+            size_gb=float(model["size_gb"]),
+            repo=model.get("repo"),
+            variant=model.get("variant"),
+            size=model.get("size"),
+        ))
     if not entries:
         raise InvalidInputError(f"model list {path} has no [[models]] entries")
     return entries
@@ -159,7 +211,7 @@ def sensible_pair(target, draft) -> bool:
 def family_entries(family: str) -> list[CatalogEntry]:
     """Entries of a family name, or of a list file given by path."""
     if family.endswith(".toml") or os.sep in family:
-        return load_list_file(Path(family).expanduser())
+        return load_list_file(expand_user(family, "model list"))
     families = load_catalog()
     if family not in families:
         known = ", ".join(sorted(families)) or "none"

@@ -1,9 +1,18 @@
 """The `mlxdraft` command line: parses, calls the library, renders. Results go to stdout,
-progress and warnings to stderr, and every MlxdraftError becomes one `Error: ...` line."""
+progress and warnings to stderr, and every MlxdraftError becomes one `Error: ...` line.
+
+Exit status: 0 done; 1 an error (bad input, a file that cannot be written); 2 a usage error;
+3 a sweep that measured what it could but some pairs failed (all saved; `--resume` retries them);
+130 interrupted (Ctrl-C or SIGTERM; what was measured is kept).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -11,9 +20,18 @@ import click
 from . import __version__
 from .errors import InvalidInputError, MlxdraftError
 
+EXIT_PAIRS_FAILED = 3
+EXIT_INTERRUPTED = 130
+MAX_DRAFT_TOKENS = 32  # -k upper bound: verify passes wider than this never pay off
+MAX_SEED = 2**32 - 1
+
 
 class _Group(click.Group):
     """Turns library errors into click's `Error: ...` line, in this one place."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["mlxdraft.argv"] = list(args)  # for the retry command a sweep prints
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
@@ -26,58 +44,98 @@ def progress(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group(cls=_Group)
+class FiniteFloat(click.ParamType):
+    """A float that is a real number (no NaN, no infinity), optionally bounded."""
+
+    name = "float"
+
+    def __init__(self, minimum: float | None = None, maximum: float | None = None, positive: bool = False):
+        self.minimum, self.maximum, self.positive = minimum, maximum, positive
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) and math.isfinite(value):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"must be positive (got {value})", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"must be at least {self.minimum:g} (got {value})", param, ctx)
+        if self.maximum is not None and number > self.maximum:
+            self.fail(f"must be at most {self.maximum:g} (got {value})", param, ctx)
+        return number
+
+
+EPILOG = """\b
+Examples:
+  mlxdraft pair smollm2:fp16 smollm2:q8 -k 4          one target + draft, measured honestly
+  mlxdraft sweep --family qwen2.5 --target-sizes 32b  every draft x k for the 32B targets
+  mlxdraft report results/sweep-qwen2.5.json --format html -o qwen.html
+"""
+
+
+@click.group(cls=_Group, epilog=EPILOG)
 @click.version_option(__version__, prog_name="mlxdraft")
 def cli():
     """Find the speculative-decoding setup that makes your local MLX model fastest."""
 
 
 def choose_prompts(prompt_text: str | None, prompts_file: str | None):
-    from .prompts import Prompt, load_default_prompts, load_prompts_file
+    from .prompts import MAX_PROMPT_CHARS, Prompt, load_default_prompts, load_prompts_file
 
     if prompt_text is not None and prompts_file is not None:
         raise InvalidInputError("give either --prompt or --prompts, not both")
     if prompt_text is not None:
         if not prompt_text.strip():
             raise InvalidInputError("--prompt is empty; give the text to generate from")
+        if len(prompt_text) > MAX_PROMPT_CHARS:
+            raise InvalidInputError(f"--prompt has {len(prompt_text)} characters, more than the "
+                                    f"{MAX_PROMPT_CHARS} allowed; shorten it")
         return [Prompt(text=prompt_text)]
     if prompts_file is not None:
         return load_prompts_file(prompts_file)
     return load_default_prompts()
 
 
-def load_with_progress(source, role: str):
-    from .loading import load_model
-
-    progress(f"Loading {role} {source.name} ...")
-    loaded = load_model(source)
-    for warning in loaded.warnings:
-        progress(f"Warning: {source.name}: {warning}")
-    return loaded
-
-
 def measure_options(function):
     """Options shared by `pair` and `sweep`."""
     options = [
         click.option("--max-tokens", type=int, default=128, show_default=True,
-                     help="Tokens generated per run."),
+                     help="Tokens generated per run (1 to 100000)."),
         click.option("-r", "--runs", type=int, default=1, show_default=True,
-                     help="Passes over the prompts (each pass runs every prompt once per variant)."),
+                     help="Passes over the prompts (each pass runs every prompt once per variant; at most 1000)."),
         click.option("-w", "--warmup", type=int, default=1, show_default=True,
-                     help="Unmeasured warmup generations per variant."),
+                     help="Unmeasured warmup generations per variant (at most 100)."),
         click.option("--prompt", "prompt_text", help="A single prompt instead of the built-in suite."),
         click.option("--prompts", "prompts_file",
                      help="Prompts file: one prompt per line, or JSONL with 'prompt' and 'category'."),
-        click.option("--temp", type=float, default=0.0, show_default=True,
+        click.option("--temp", type=FiniteFloat(0.0, 100.0), default=0.0, show_default=True,
                      help="Sampling temperature; 0 is greedy (and checkable for losslessness)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                     help=f"Random seed, 0 to {MAX_SEED}."),
         click.option("--fixed-length/--natural", default=True, show_default=True,
                      help="Ignore EOS so every run has max-tokens tokens, or stop at EOS."),
+        click.option("--memory-gb", type=FiniteFloat(positive=True),
+                     help="Memory budget in GB (default: Metal's recommended working set, else total RAM)."),
+        click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
+                     help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
         click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub."),
+        click.option("--force", is_flag=True, help="Replace an existing --output file."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def num_draft_tokens_option(default: str):
+    return click.option(
+        "-k", "--num-draft-tokens", "num_draft_tokens_text", default=default, show_default=True,
+        help=f"Draft tokens proposed per verify round, comma-separated to try several (1 to {MAX_DRAFT_TOKENS}).")
 
 
 def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length):
@@ -90,69 +148,11 @@ def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length):
     return settings
 
 
-@cli.command()
-@click.argument("target")
-@click.argument("draft")
-@click.option("-k", "--num-draft-tokens", type=int, default=4, show_default=True,
-              help="Draft tokens proposed per verify round.")
-@measure_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also save the full result as JSON.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
-def pair(target, draft, num_draft_tokens, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
-         seed, fixed_length, no_download, output, as_json):
-    """Measure whether DRAFT makes TARGET faster, by how much, and whether the output is unchanged.
-
-    TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
-    """
-    from . import measure, pairing, results
-    from .loading import resolve_model
-
-    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
-    measure.check_num_draft_tokens([num_draft_tokens])
-    prompts = choose_prompts(prompt_text, prompts_file)
-
-    target_source = resolve_model(target, allow_download=not no_download, progress=progress)
-    draft_source = resolve_model(draft, allow_download=not no_download, progress=progress)
-    pairing.check_sources(target_source, draft_source)
-    target_model = load_with_progress(target_source, "target")
-    draft_model = target_model if draft == target else load_with_progress(draft_source, "draft")
-    pairing.check_caches(target_model, draft_model)
-
-    variants = [measure.Variant(), measure.Variant(draft_model, num_draft_tokens)]
-    total = settings.runs * len(prompts) * len(variants)
-    result = results.PairResult(
-        target=results.model_record(target_model),
-        draft=results.model_record(draft_model),
-        num_draft_tokens=num_draft_tokens,
-        settings=settings,
-        prompts=[{"category": p.category, "text": p.text} for p in prompts],
-        environment=results.environment(),
-        created_at=results.now_iso(),
-    )
-    progress(f"Measuring {total} runs ({settings.warmup} warmup per variant first) ...")
-    for index, sample in enumerate(measure.iter_interleaved_runs(target_model, variants, prompts, settings), 1):
-        result.samples.append(sample)
-        label = "baseline" if sample.is_baseline else f"k={sample.num_draft_tokens}"
-        tps = f"{sample.decode_tps:.1f} tok/s" if sample.decode_tps else "n/a"
-        progress(f"  [{index}/{total}] {label:<9} prompt {sample.prompt_index + 1} ({sample.category}): {tps}")
-
-    data = result.to_dict()
-    if output:
-        results.write_json_atomic(Path(output), data)
-        progress(f"Saved {output}")
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        from .report import render_pair
-
-        click.echo(render_pair(result))
-
-
 def split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
-def parse_num_draft_tokens(text: str) -> list[int]:
+def parse_num_draft_tokens(text: str, max_tokens: int) -> list[int]:
     from . import measure
 
     try:
@@ -161,7 +161,14 @@ def parse_num_draft_tokens(text: str) -> list[int]:
         raise InvalidInputError(
             f"--num-draft-tokens takes whole numbers separated by commas, like 1,2,4 (got {text!r})"
         )
-    return measure.check_num_draft_tokens(values)
+    values = measure.check_num_draft_tokens(values)
+    for k in values:
+        if k > MAX_DRAFT_TOKENS:
+            raise InvalidInputError(f"--num-draft-tokens can be at most {MAX_DRAFT_TOKENS} (got {k})")
+        if k > max_tokens:
+            raise InvalidInputError(f"--num-draft-tokens {k} is more than --max-tokens {max_tokens}; "
+                                    "use fewer draft tokens or generate more")
+    return list(dict.fromkeys(values))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -173,88 +180,199 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-@cli.command()
+def check_new_output(output: str | None, force: bool, resume: bool = False) -> Path | None:
+    """An --output that may be written: never an existing file unless resumed or --force."""
+    if output is None:
+        return None
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise InvalidInputError(f"--output {output} is a folder; name a file")
+    if path.exists() and not (force or resume):
+        raise InvalidInputError(f"{output} already exists; pass --force to replace it"
+                                + (", --resume to continue it" if resume is not None else "")
+                                + ", or choose another --output")
+    return path
+
+
+def render_event(event) -> str | None:
+    """One progress line for a sweep event (None: nothing to say)."""
+    where = (f"[pair {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
+             f" | {format_duration(event.elapsed_s)} elapsed, ETA {format_duration(event.eta_s)}]")
+    pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
+    if event.kind == "run":
+        sample = event.sample
+        what = "baseline" if sample.is_baseline else f"k={sample.num_draft_tokens}"
+        tps = f"{sample.decode_tps:.1f} tok/s decode" if sample.decode_tps else "n/a"
+        return f"{where} {pair_name}: {what} prompt {sample.prompt_index + 1}: {tps}, {sample.wall_s:.2f} s in all"
+    if event.kind in ("skipped", "failed"):
+        if event.repeated:
+            return f"{where} {pair_name}: {event.kind.upper()} (same cause as above)"
+        return f"{where} {pair_name}: {event.kind.upper()}: {event.message}"
+    if event.kind in ("loading", "probe"):
+        return f"{where} {event.message} ..."
+    if event.kind == "warning":
+        return f"Warning: {event.message}"
+    return None
+
+
+def run_measurement(sweep_run) -> bool:
+    """Consume a sweep's events, printing progress; True when it was interrupted. Anything a
+    library prints to stdout meanwhile goes to stderr, so that stdout stays the result alone."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            for event in sweep_run.events():
+                line = render_event(event)
+                if line:
+                    progress(line)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+@cli.command(epilog="Example: mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64")
+@click.argument("target")
+@click.argument("draft")
+@num_draft_tokens_option("4")
+@measure_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also save the full result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
+def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
+         seed, fixed_length, memory_gb, objective, no_download, force, output, as_json):
+    """Measure whether DRAFT makes TARGET faster, by how much, and whether the output is unchanged.
+
+    TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
+    """
+    from . import files, memory
+    from .report import render_pair, render_sweep
+    from .sweep import SweepPlan, SweepRun, choice_for_name
+
+    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
+    ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
+    prompts = choose_prompts(prompt_text, prompts_file)
+    path = check_new_output(output, force, resume=None)
+    if path is not None:
+        files.check_writable(path)
+    plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)], ks, settings, prompts,
+                     memory.memory_budget(memory_gb), kind="pair")
+    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress)
+    interrupted = run_measurement(sweep_run)
+    state = sweep_run.state
+    measured = sum(len(g["samples"]) for g in state.get("groups", {}).values())
+    if interrupted:
+        progress(f"Interrupted after {measured} of {plan.total_runs()} runs; the result below is from those.")
+        if not measured:
+            raise SystemExit(EXIT_INTERRUPTED)
+    click.echo(render_sweep(state, "json", objective=objective) if as_json else render_pair(state, objective))
+    if path is not None:
+        try:
+            files.write_json_atomic(path, state)
+        except MlxdraftError as exc:
+            raise MlxdraftError(f"{exc} (the result above was not saved)") from None
+        progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
+    if interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+
+
+def retry_command() -> str:
+    args = [a for a in click.get_current_context().meta.get("mlxdraft.argv", []) if a != "--force"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return "mlxdraft " + shlex.join(args)
+
+
+@cli.command(epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
 @click.option("--family", "families", multiple=True,
               help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
 @click.option("--targets", help="Comma-separated targets: short names, repo ids or folders.")
 @click.option("--drafts", help="Comma-separated drafts: short names, repo ids or folders.")
-@click.option("-k", "--num-draft-tokens", "num_draft_tokens_text", default="1,2,3,4,6,8", show_default=True,
-              help="Numbers of draft tokens to try, comma-separated.")
+@num_draft_tokens_option("1,2,3,4,6,8")
 @click.option("--target-sizes", help="Only family targets of these sizes, e.g. 7b,14b.")
 @click.option("--target-precisions", help="Only family targets of these precisions, e.g. 4bit,8bit,bf16.")
 @click.option("--draft-sizes", help="Only family drafts of these sizes, e.g. 0.5b,1.5b.")
 @click.option("--draft-precisions", help="Only family drafts of these precisions.")
 @measure_options
-@click.option("--memory-gb", type=float,
-              help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
-@click.option("--resume", is_flag=True, help="Continue the results file where it stopped (start it if missing).")
+@click.option("--resume", is_flag=True,
+              help="Continue the results file where it stopped (start it if missing); retries failed pairs.")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
           draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, seed, fixed_length,
-          no_download, memory_gb, output, resume):
-    """Measure every sensible target x draft x number of draft tokens and tabulate the speedups."""
+          memory_gb, objective, no_download, force, output, resume):
+    """Measure every sensible target x draft x number of draft tokens and give a verdict per target.
+
+    Saved after every run; exits 3 when some pairs failed (everything else is saved, and
+    --resume retries them), 130 when interrupted.
+    """
     from . import memory
     from . import sweep as sweeping
     from .report import render_sweep
 
+    if resume and force:
+        raise InvalidInputError("--resume continues the file and --force replaces it; choose one")
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
-    ks = parse_num_draft_tokens(num_draft_tokens_text)
+    ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
     prompts = choose_prompts(prompt_text, prompts_file)
-    if memory_gb is not None and memory_gb <= 0:
-        raise InvalidInputError(f"--memory-gb must be positive (got {memory_gb})")
     chosen_targets, chosen_drafts = sweeping.choose_models(
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
         split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions))
     plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts,
                               memory.memory_budget(memory_gb))
-    output = Path(output or f"results/sweep-{'+'.join(families) or 'custom'}.json")
+    name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
+    output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
     groups = plan.groups()
     progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x k in {ks}: "
              f"{len(groups)} pairings, {plan.total_runs()} runs; memory budget {plan.budget.gb:.1f} GB "
              f"({plan.budget.source}); saving to {output}")
-    try:
-        for event in sweeping.iter_sweep(plan, output, resume=resume, allow_download=not no_download):
-            where = (f"[pair {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
-                     f" | {format_duration(event.elapsed_s)} elapsed, ETA {format_duration(event.eta_s)}]")
-            pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
-            if event.kind == "run":
-                sample = event.sample
-                what = "baseline" if sample.is_baseline else f"k={sample.num_draft_tokens}"
-                tps = f"{sample.decode_tps:.1f} tok/s" if sample.decode_tps else "n/a"
-                progress(f"{where} {pair_name}: {what} prompt {sample.prompt_index + 1}: {tps}")
-            elif event.kind in ("skipped", "failed"):
-                progress(f"{where} {pair_name}: {event.kind.upper()}: {event.message}")
-            elif event.kind == "loading":
-                progress(f"{where} {event.message} ...")
-    except KeyboardInterrupt:
+    sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
+                                  progress=progress)
+    interrupted = run_measurement(sweep_run)
+    if sweep_run.retried:
+        progress(f"Retried {sweep_run.retried} pair(s) that had failed or were skipped for a reason that can change.")
+    if interrupted:
         progress(f"Interrupted. Everything measured so far is saved in {output}; "
-                 "run the same command with --resume to continue.")
-        raise SystemExit(130)
-    from .results import load_results
+                 f"continue with: {retry_command()}")
+        raise SystemExit(EXIT_INTERRUPTED)
+    state = sweep_run.state
+    click.echo(render_sweep(state, objective=objective))
+    progress(f"Saved {output}; render it again with: mlxdraft report {shlex.quote(str(output))} "
+             "--format markdown|html|csv|json")
+    failed = [r for r in state["groups"].values() if r["status"] == "failed"]
+    if failed:
+        causes = {sweeping.cause_of(r["reason"], sweeping.Group(sweeping.ModelChoice(r["target"]),
+                                                                sweeping.ModelChoice(r["draft"]) if r["draft"]
+                                                                else None)) for r in failed}
+        first = failed[0]["reason"]
+        common = f"; all for one cause: {first}" if len(causes) == 1 else f"; the first: {first}"
+        progress(f"{len(failed)} of {len(state['groups'])} pair(s) failed{common}")
+        progress(f"After fixing the cause, retry them with: {retry_command()}")
+        raise SystemExit(EXIT_PAIRS_FAILED)
 
-    click.echo(render_sweep(load_results(output)))
-    progress(f"Saved {output}; render it again with: mlxdraft report {output} --format markdown|html|csv|json")
 
-
-@cli.command()
+@cli.command(epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
               default="table", show_default=True)
 @click.option("--metric", type=click.Choice(["speedup", "acceptance", "tokens-per-round"]),
               default="speedup", show_default=True, help="What the matrix cells show (table, markdown).")
+@click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
+              help="What the verdict optimises: end-to-end time of the workload, or decode speed alone.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def report(results_file, fmt, metric, output):
-    """Render a sweep results file: speedup matrix, best setup per target, mlx-lm commands."""
+def report(results_file, fmt, metric, objective, output):
+    """Render a results file (sweep or pair): verdicts, speedup matrices, mlx-lm commands."""
+    from . import files
     from .report import render_sweep
     from .results import load_results
 
+    if output is not None:
+        if files.same_file(results_file, output):
+            raise InvalidInputError(f"-o {output} is the results file being rendered; choose another output file")
+        if files.is_results_file(output):
+            raise InvalidInputError(f"-o {output} holds mlxdraft results; choose another output file "
+                                    "(report never overwrites measurements)")
     state = load_results(Path(results_file))
-    if state.get("kind") != "sweep":
-        raise InvalidInputError(f"{results_file} holds a {state.get('kind')} result; report renders sweeps")
-    text = render_sweep(state, fmt, metric)
+    text = render_sweep(state, fmt, metric, objective)
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        files.write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n")
         progress(f"Wrote {output}")
     else:
         click.echo(text)
@@ -262,7 +380,7 @@ def report(results_file, fmt, metric, output):
 
 @cli.command()
 @click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
-@click.option("--memory-gb", type=float,
+@click.option("--memory-gb", type=FiniteFloat(positive=True),
               help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(families, memory_gb, as_json):
@@ -302,7 +420,7 @@ def models(families, memory_gb, as_json):
 @click.option("--family", "families", multiple=True, help="Every model of this family (repeatable).")
 @click.option("--targets", help="Comma-separated models to pull as targets.")
 @click.option("--drafts", help="Comma-separated models to pull as drafts.")
-@click.option("--max-gb", type=float, help="Skip family models larger than this many GB.")
+@click.option("--max-gb", type=FiniteFloat(positive=True), help="Skip family models larger than this many GB.")
 def pull(model_names, families, targets, drafts, max_gb):
     """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
 
@@ -319,16 +437,18 @@ def pull(model_names, families, targets, drafts, max_gb):
         raise InvalidInputError("name models to pull (short names or repo ids), or --family F")
     failures = []
     names = list(dict.fromkeys(names))
+    if len(names) == 1:  # its error is the Error: line itself
+        click.echo(f"{names[0]}: {resolve_model(names[0], allow_download=True, progress=progress).path}")
+        return
     for name in names:
         try:
             click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
-            failures.append(str(exc))
-            if len(names) > 1:  # the others go on; the final Error: line names the first failure
-                progress(f"Failed: {exc}")
+            failures.append(name)
+            progress(f"Failed: {exc}")
     if failures:
-        more = f" ({len(failures) - 1} more failed, see above)" if len(failures) > 1 else ""
-        raise MlxdraftError(failures[0] + more)
+        raise MlxdraftError(f"{len(failures)} of {len(names)} models could not be pulled "
+                            f"({', '.join(failures)}); the reasons are above")
 
 
 @cli.command()
@@ -352,6 +472,9 @@ def prepare(family, variants, as_json):
 
 
 def main():
+    from .files import install_sigterm_handler
+
+    install_sigterm_handler()
     cli()
 
 

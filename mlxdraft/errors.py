@@ -26,3 +26,7 @@ class DownloadError(MlxdraftError):
 
 class ResumeMismatchError(MlxdraftError):
     """A results file was written with other settings than the ones asked for now."""
+
+
+class ResultsLockedError(MlxdraftError):
+    """Another mlxdraft process is writing the same results file."""

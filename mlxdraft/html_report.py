@@ -1,121 +1,404 @@
-"""The sweep report as one self-contained HTML page: speedup heatmaps per k, acceptance and
-tokens-per-round matrices, and a speedup-versus-memory chart in inline SVG. No scripts, no
-external resources; every name is escaped."""
+"""The sweep report as one self-contained HTML page: verdicts first, then how it was measured,
+speedup heatmaps, the baselines, acceptance and tokens-per-round matrices, a speedup-versus-memory
+chart in inline SVG, and what was skipped or failed. No scripts and no external resources; every
+string that comes from a results file is escaped. Figures and wording come from `report`."""
 
 from __future__ import annotations
 
-import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
 
-from .analysis import SweepAnalysis, label
-from .report import METRIC_TITLES, header_lines, matrix, problem_lines, recommendation_text
+from .analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label
+from .report import (
+    METRIC_TITLES,
+    SPEEDUP_TITLES,
+    baseline_matrix,
+    format_cell,
+    format_estimate,
+    header_lines,
+    matrix,
+    problem_lines,
+    spans_one,
+    verdict_lines,
+)
+from .stats import RatioEstimate
 
-STYLE = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}.muted{color:#888}"
-         "pre{background:#f4f4f4;padding:4px;white-space:pre-wrap}")
+STYLE = """
+body{font-family:system-ui,-apple-system,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}h3{margin:1.2em 0 .4em}
+table{border-collapse:collapse;margin:.4em 0}
+td,th{border:1px solid #ccc;padding:5px 9px;text-align:right;white-space:nowrap}
+th{background:#f6f6f6;text-align:left}
+td.status{color:#777;font-style:italic;text-align:center;background:#fafafa}
+td.inconclusive,.swatch.inconclusive{outline:2px dashed #777;outline-offset:-4px;
+ background-image:repeating-linear-gradient(45deg,rgba(0,0,0,.09) 0 3px,transparent 3px 8px)}
+.legend{font-size:.9em;color:#444}
+.swatch{display:inline-block;padding:2px 8px;border:1px solid #ccc;margin-right:.3em}
+.verdict{border-left:6px solid #999;background:#f8f8f8;padding:.6em 1em;margin:.8em 0}
+.verdict h3{margin:0 0 .3em}
+.verdict .word{font-size:.8em;padding:2px 8px;border-radius:3px;color:#fff;background:#777;margin-left:.5em}
+.verdict-speculative{border-color:#2e7d32}.verdict-speculative .word{background:#2e7d32}
+.verdict-no-gain{border-color:#c62828}.verdict-no-gain .word{background:#c62828}
+.verdict-inconclusive{border-color:#b26a00}.verdict-inconclusive .word{background:#b26a00}
+.verdict ul{margin:.3em 0;padding-left:1.2em}
+pre{background:#eee;padding:6px 8px;white-space:pre-wrap;margin:.3em 0}
+svg text{font-size:12px;fill:#333}svg .tick{fill:#555}svg .point-label{font-size:11px}
+"""
 
-
-def _color(ratio: float) -> str:
-    """Red below 1x, white at 1x, green above; saturating at 0.5x and 2x."""
-    if ratio >= 1:
-        t = min((ratio - 1) / 1.0, 1.0)
-        return f"rgb({int(255 - 155 * t)},{int(255 - 35 * t)},{int(255 - 155 * t)})"
-    t = min((1 - ratio) / 0.5, 1.0)
-    return f"rgb(255,{int(255 - 155 * t)},{int(255 - 155 * t)})"
-
-
-def _heatmap(analysis: SweepAnalysis, k: int | None) -> str:
-    """Speedups coloured by value: at one k, or (k None) at each pair's best k."""
-    targets, drafts = analysis.targets, analysis.drafts
-    by_pair = {}
-    for case in analysis.cases:
-        if case.draft and case.comparison and case.comparison.speedup and (k is None or case.num_draft_tokens == k):
-            by_pair[(case.target, case.draft)] = case
-    if k is None:
-        by_pair = analysis.best
-    statuses = analysis.statuses
-    esc = html.escape
-    out = ["<table><tr><th>draft \\ target</th>" + "".join(f"<th>{esc(label(t))}</th>" for t in targets) + "</tr>"]
-    for draft in drafts:
-        cells = []
-        for target in targets:
-            case = by_pair.get((target, draft))
-            if case:
-                sp = case.comparison.speedup
-                text = f"{sp.ratio:.2f}x ±{sp.stdev:.2f}" + (f" k={case.num_draft_tokens}" if k is None else "")
-                cells.append(f'<td style="background:{_color(sp.ratio)}">{esc(text)}</td>')
-            else:
-                cells.append(f"<td class=muted>{esc(statuses.get((target, draft)) or '')}</td>")
-        out.append(f"<tr><th>{esc(label(draft))}</th>{''.join(cells)}</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    lines = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>"]
-    for row in rows:
-        lines.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
-def _memory_chart(analysis: SweepAnalysis) -> str:
-    """Inline SVG: each pair at its best k, speedup against peak memory."""
-    points = []
-    for (target, draft), case in analysis.best.items():
-        memory = case.comparison.speculative_peak_memory_gb
-        if memory:
-            points.append((memory.mean, case.comparison.speedup.ratio, f"{label(draft)} → {label(target)}"
-                           f" k={case.num_draft_tokens}"))
-    if not points:
-        return "<p>No measured pairs.</p>"
-    width, height, pad, right = 820, 380, 56, 200  # room on the right for point labels
-    max_x = max(p[0] for p in points) * 1.1 or 1
-    max_y = max(max(p[1] for p in points) * 1.1, 1.2)
-    sx = lambda x: pad + x / max_x * (width - pad - right)  # noqa: E731
-    sy = lambda y: height - pad - y / max_y * (height - 2 * pad)  # noqa: E731
-    esc = html.escape
-    axis_end = width - right
-    parts = [f'<svg width="{width}" height="{height}" role="img">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{axis_end}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
-             f'<line x1="{pad}" y1="{sy(1):.1f}" x2="{axis_end}" y2="{sy(1):.1f}" stroke="#999" '
-             'stroke-dasharray="4"/>',
-             f'<text x="{(pad + axis_end) / 2}" y="{height - 12}" text-anchor="middle">peak memory (GB)</text>',
-             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
-             'text-anchor="middle">speedup (x)</text>',
-             f'<text x="{pad - 6}" y="{sy(1) + 4:.1f}" text-anchor="end">1x</text>',
-             f'<text x="{pad - 6}" y="{sy(0) + 4:.1f}" text-anchor="end">0x</text>',
-             f'<text x="{pad}" y="{height - pad + 16}" text-anchor="middle">0</text>',
-             f'<text x="{axis_end}" y="{height - pad + 16}" text-anchor="end">{max_x:.3g}</text>']
-    for x, y, name in points:
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{_color(y)}" stroke="#333">'
-                     f"<title>{esc(name)}: {y:.2f}x at {x:.2f} GB</title></circle>")
-        parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 7:.1f}" font-size="11">{esc(name)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+STATUS_TEXT = {"skipped": "skipped", "failed": "failed", "pending": "not run"}
+GREEN, RED, WHITE = (99, 190, 123), (248, 105, 107), (255, 255, 255)
+SATURATION = 2.0  # a speedup of 2x (or 1/2x) gets the full colour
 
 
 def render_html(analysis: SweepAnalysis) -> str:
-    """One self-contained page: no scripts, no external resources, every name escaped."""
-    esc = html.escape
-    sections = ["<h2>Best k per pair</h2>", _heatmap(analysis, None)]
+    """One self-contained page for a sweep, verdicts first."""
+    sections = [
+        _verdict_section(analysis),
+        _setup_section(analysis),
+        _speedup_section(analysis),
+        _text_section("Baseline tok/s measured beside each pair (decode / end to end)", *baseline_matrix(analysis)),
+        *(_text_section(f"{METRIC_TITLES[metric]} at each pair's best k", *matrix(analysis, metric))
+          for metric in ("acceptance", "tokens-per-round")),
+        _chart_section(analysis),
+        _problem_section(analysis),
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            f"<title>mlxdraft sweep</title><style>{STYLE}</style></head>\n<body>\n<h1>mlxdraft sweep</h1>\n"
+            + "\n".join(section for section in sections if section) + "\n</body></html>\n")
+
+
+# --- verdicts and settings ----------------------------------------------------------------------
+
+
+def _verdict_section(analysis: SweepAnalysis) -> str:
+    title = f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})"
+    blocks = [_verdict_block(verdict, analysis) for verdict in analysis.verdicts()]
+    return f'<section id="verdicts">\n<h2>{escape(title)}</h2>\n' + "\n".join(blocks) + "\n</section>"
+
+
+def _verdict_block(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
+    """The verdict word styled by kind, its reason, the figures and notes of `verdict_lines`, the commands."""
+    reason = verdict.verdict.reason if verdict.verdict else "no speculative setup was measured"
+    commands = set(verdict.commands)
+    details = [line.strip() for line in verdict_lines(verdict, analysis)[1:] if line.strip() not in commands]
+    kind = verdict.kind.replace(" ", "-")
+    return "".join([
+        f'<div class="verdict verdict-{escape(kind)}">',
+        f'<h3>{escape(label(verdict.target))}<span class="word">{escape(verdict.kind.upper())}</span></h3>',
+        f'<p class="reason">{escape(reason)}</p>',
+        "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in details) + "</ul>" if details else "",
+        "".join(f"<pre>{escape(command)}</pre>" for command in verdict.commands),
+        "</div>",
+    ])
+
+
+def _setup_section(analysis: SweepAnalysis) -> str:
+    items = "".join(f"<li>{escape(line)}</li>" for line in header_lines(analysis))
+    return f'<section id="setup">\n<h2>How this was measured</h2>\n<ul>{items}</ul>\n</section>'
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A table from escaped header texts and rows of ready-made cell HTML."""
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _text_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    """A text matrix from `report` (first column: row names)."""
+    cells = [[f"<th>{escape(row[0])}</th>"] + [f"<td>{escape(cell)}</td>" for cell in row[1:]] for row in rows]
+    return f"<section>\n<h2>{escape(title)}</h2>\n{_table(headers, cells)}\n</section>"
+
+
+def _grid(analysis: SweepAnalysis, cell: Callable[[str, str], str]) -> str:
+    """Drafts as rows, targets as columns; `cell(target, draft)` gives each cell's HTML."""
+    headers = ["draft \\ target"] + [label(target) for target in analysis.targets]
+    rows = [[f"<th>{escape(label(draft))}</th>"] + [cell(target, draft) for target in analysis.targets]
+            for draft in analysis.drafts]
+    return _table(headers, rows)
+
+
+# --- speedup heatmaps -------------------------------------------------------------------------------
+
+
+def _speedup_section(analysis: SweepAnalysis) -> str:
+    objective = analysis.objective
+    other = "decode" if objective == "e2e" else "e2e"
+    parts = ['<section id="speedups">', "<h2>Speedups (rows: drafts, columns: targets)</h2>", _heatmap_legend()]
+    for shown in (objective, other):
+        parts += [f"<h3>{escape(SPEEDUP_TITLES[shown])} at each pair's best k</h3>", _heatmap(analysis, shown)]
     for k in analysis.state["plan"]["num_draft_tokens"]:
-        sections += [f"<h2>k = {k} draft tokens</h2>", _heatmap(analysis, k)]
-    for metric in ("acceptance", "tokens-per-round"):
-        headers, rows = matrix(analysis, metric)
-        sections += [f"<h2>{METRIC_TITLES[metric]} (at each pair's best k)</h2>", _table(headers, rows)]
-    sections += ["<h2>Speedup versus peak memory (best k per pair)</h2>", _memory_chart(analysis)]
+        parts += [f"<h3>{escape(SPEEDUP_TITLES[objective])} at k = {k}</h3>", _heatmap(analysis, objective, k)]
+    return "\n".join(parts + ["</section>"])
+
+
+def _heatmap_legend() -> str:
+    scale = "".join(f'<span class="swatch" style="background-color:{_colour(ratio)}">{ratio:g}x</span>'
+                    for ratio in (0.5, 0.75, 1.0, 1.5, 2.0))
+    return (f'<p class="legend">{scale} Colour: geometric-mean speedup, red below 1x, white at 1x, green above '
+            f"(saturating at {1 / SATURATION:g}x and {SATURATION:g}x). Brackets: 95% interval.</p>"
+            '<p class="legend"><span class="swatch inconclusive">1.02x [0.97, 1.08] ?</span> '
+            "Hatched with a dashed border and '?': inconclusive, the 95% interval spans 1.0x, so the setup may "
+            "be no faster (or slower) than the baseline. Hover a cell for its full figures.</p>")
+
+
+def _heatmap(analysis: SweepAnalysis, objective: str, k: int | None = None) -> str:
+    """`objective`'s speedups coloured by value: at one k, or (k None) at each pair's best k."""
+    return _grid(analysis, lambda target, draft: _speedup_cell(analysis, target, draft, objective, k))
+
+
+def _speedup_cell(analysis: SweepAnalysis, target: str, draft: str, objective: str, k: int | None) -> str:
+    status = analysis.statuses.get((target, draft))
+    if status is None:
+        return "<td></td>"
+    case = analysis.best_k(target, draft, objective) if k is None else _case_at(analysis, target, draft, k)
+    estimate = case.comparison.speedup(objective) if case else None
+    if estimate is None:
+        reason = _reason(analysis, target, draft)
+        tooltip = f' title="{escape(reason)}"' if reason else ""
+        return f'<td class="status"{tooltip}>{escape(STATUS_TEXT.get(status, "n/a"))}</td>'
+    text = format_cell(estimate) + (f" k={case.num_draft_tokens}" if k is None else "")
+    if case.comparison.lossless.identical is False:
+        text += " (output differs)"
+    classes = "speedup inconclusive" if spans_one(estimate) else "speedup"
+    return (f'<td class="{classes}" style="background-color:{_colour(estimate.geomean)}" '
+            f'title="{escape(format_estimate(estimate))}">{escape(text)}</td>')
+
+
+def _case_at(analysis: SweepAnalysis, target: str, draft: str, k: int) -> SweepCase | None:
+    return next((case for case in analysis.measured(target)
+                 if case.draft == draft and case.num_draft_tokens == k), None)
+
+
+def _reason(analysis: SweepAnalysis, target: str, draft: str) -> str | None:
+    return next((case.reason for case in analysis.cases if case.target == target and case.draft == draft), None)
+
+
+def _colour(ratio: float) -> str:
+    """Red below 1x, white at 1x, green above, on a log scale saturating at 1/SATURATION and SATURATION."""
+    t = max(-1.0, min(1.0, math.log(ratio) / math.log(SATURATION))) if ratio > 0 else -1.0
+    end = GREEN if t >= 0 else RED
+    r, g, b = (round(w + (e - w) * abs(t)) for w, e in zip(WHITE, end))
+    return f"rgb({r},{g},{b})"
+
+
+# --- speedup versus memory chart ---------------------------------------------------------------------
+
+WIDTH, HEIGHT = 900, 440
+LEFT, TOP, RIGHT, BOTTOM = 70, 20, 650, 380  # plot area; the legend sits right of it
+SERIES = (  # objective, legend text, colour, marker
+    ("e2e", "end-to-end speedup", "#1f5fa8", "circle"),
+    ("decode", "decode speedup", "#d9730d", "diamond"),
+)
+DODGE = 5  # px: the two markers of a pair sit either side of its memory figure
+
+
+@dataclass
+class ChartPoint:
+    """One measured pair at its best k."""
+
+    name: str
+    target: str  # display name
+    peak_memory_gb: float  # highest peak of the speculative runs
+    alone_peak_memory_gb: float | None  # the target with no draft loaded
+    speedups: dict  # objective -> RatioEstimate | None
+
+
+@dataclass
+class Axis:
+    """Linear map from data values to pixels over round tick values."""
+
+    ticks: list[float]
+    step: float
+    start_px: float  # pixel of ticks[0]
+    end_px: float  # pixel of ticks[-1]
+
+    def px(self, value: float) -> float:
+        low, high = self.ticks[0], self.ticks[-1]
+        return self.start_px + (value - low) / (high - low) * (self.end_px - self.start_px)
+
+    def text(self, value: float) -> str:
+        return f"{value:.{max(0, -math.floor(math.log10(self.step) + 1e-9))}f}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], float]:
+    """Round tick values (steps of 1, 2 or 5 x 10^n) covering [low, high]: at least three of them."""
+    if high - low < 1e-9:
+        pad = max(abs(low) * 0.1, 0.1)
+        low, high = low - pad, high + pad
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, last + 1)], step
+
+
+def _chart_points(analysis: SweepAnalysis) -> list[ChartPoint]:
+    points = []
+    for target in analysis.targets:
+        for draft in analysis.drafts:
+            case = analysis.best_k(target, draft)
+            memory = case.comparison.speculative_peak_memory_gb if case else None
+            if memory:
+                points.append(ChartPoint(
+                    name=f"{label(target)} + {label(draft)} k={case.num_draft_tokens}", target=label(target),
+                    peak_memory_gb=memory.max, alone_peak_memory_gb=analysis.alone_peak_memory_gb(target),
+                    speedups={objective: case.comparison.speedup(objective) for objective, *_ in SERIES}))
+    return points
+
+
+def _chart_section(analysis: SweepAnalysis) -> str:
+    title = (f"<h2>Speedup versus peak memory (each pair at its best k by "
+             f"{escape(OBJECTIVE_NAMES[analysis.objective])})</h2>")
+    points = _chart_points(analysis)
+    if not points:
+        return f'<section id="chart">\n{title}\n<p>No measured pairs to plot.</p>\n</section>'
+    return f'<section id="chart">\n{title}\n{_chart_svg(points)}\n</section>'
+
+
+def _chart_svg(points: list[ChartPoint]) -> str:
+    alone = {p.target: p.alone_peak_memory_gb for p in points if p.alone_peak_memory_gb is not None}
+    memories = [p.peak_memory_gb for p in points] + list(alone.values())
+    estimates = [e for p in points for e in p.speedups.values() if e]
+    ratios = [1.0] + [v for e in estimates for v in (e.geomean, e.low, e.high) if v is not None]
+    x = Axis(*nice_ticks(*_padded(memories)), LEFT, RIGHT)
+    y = Axis(*nice_ticks(*_padded(ratios)), BOTTOM, TOP)
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
+             'aria-label="speedup against peak memory" style="max-width:100%;height:auto">',
+             _chart_axes(x, y), _chart_alone_marks(x, alone)]
+    parts += [_chart_point(point, x, y) for point in points]
+    parts += [_chart_legend(), "</svg>"]
+    return "\n".join(part for part in parts if part)
+
+
+def _padded(values: list[float], share: float = 0.05) -> tuple[float, float]:
+    """The range of `values` widened by `share` each side (never below 0), so no marker sits on a frame edge."""
+    low, high = min(values), max(values)
+    pad = (high - low) * share
+    return max(low - pad, 0.0), high + pad
+
+
+def _chart_axes(x: Axis, y: Axis) -> str:
+    """Gridlines, tick labels, axis lines and titles, and the dashed 1x line."""
+    parts = []
+    for value in x.ticks:
+        px = x.px(value)
+        parts.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{BOTTOM}" stroke="#e6e6e6"/>'
+                     f'<text class="tick tick-x" x="{px:.1f}" y="{BOTTOM + 18}" text-anchor="middle">'
+                     f"{x.text(value)}</text>")
+    for value in y.ticks:
+        py = y.px(value)
+        parts.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{RIGHT}" y2="{py:.1f}" stroke="#e6e6e6"/>'
+                     f'<text class="tick tick-y" x="{LEFT - 8}" y="{py + 4:.1f}" text-anchor="end">'
+                     f"{y.text(value)}x</text>")
+    one = y.px(1.0)
+    middle_x, middle_y = (LEFT + RIGHT) / 2, (TOP + BOTTOM) / 2
+    parts += [
+        f'<line x1="{LEFT}" y1="{BOTTOM}" x2="{RIGHT}" y2="{BOTTOM}" stroke="#333"/>',
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{BOTTOM}" stroke="#333"/>',
+        f'<line class="one-x" x1="{LEFT}" y1="{one:.1f}" x2="{RIGHT}" y2="{one:.1f}" stroke="#555" '
+        'stroke-dasharray="6 4"/>',
+        f'<text x="{middle_x}" y="{HEIGHT - 22}" text-anchor="middle">peak memory with the draft loaded (GB)</text>',
+        f'<text x="18" y="{middle_y}" transform="rotate(-90 18 {middle_y})" text-anchor="middle">'
+        "speedup over the baseline (x)</text>",
+    ]
+    return "\n".join(parts)
+
+
+def _chart_alone_marks(x: Axis, alone: dict[str, float]) -> str:
+    """A grey triangle on the memory axis at each target's peak memory with no draft loaded; targets with
+    the same figure share one, and labels that would collide are stacked."""
+    by_memory: dict[float, list[str]] = {}
+    for name, gb in alone.items():
+        by_memory.setdefault(round(gb, 2), []).append(name)
+    marks, previous_px, row = [], -math.inf, 0
+    for gb, names in sorted(by_memory.items()):
+        px = x.px(gb)
+        row = row + 1 if px - previous_px < 90 else 0
+        previous_px = px
+        text = f"{', '.join(names)} alone"
+        marks.append(f'<g class="alone"><title>{escape(text)} (no draft): {gb:.2f} GB</title>'
+                     f'<polygon points="{px - 6:.1f},{BOTTOM} {px + 6:.1f},{BOTTOM} {px:.1f},{BOTTOM - 10}" '
+                     'fill="#888"/>'
+                     f'<text class="point-label" x="{px + 8:.1f}" y="{BOTTOM - 4 - 14 * row}">'
+                     f"{escape(text)}</text></g>")
+    return "\n".join(marks)
+
+
+def _chart_point(point: ChartPoint, x: Axis, y: Axis) -> str:
+    """Both speedups of one pair: error bar and marker each, with a tooltip, and the pair's name."""
+    parts = []
+    for offset, (objective, _, colour, shape) in zip((-DODGE, DODGE), SERIES):
+        estimate = point.speedups.get(objective)
+        if estimate is None:
+            continue
+        px, py = x.px(point.peak_memory_gb) + offset, y.px(estimate.geomean)
+        parts.append(f'<g class="point point-{objective}"><title>{escape(_tooltip(point))}</title>'
+                     f"{_error_bar(estimate, px, y, colour)}{_marker(shape, px, py, colour, spans_one(estimate))}</g>")
+    top = max((e.geomean for e in point.speedups.values() if e), default=1.0)
+    px, py = x.px(point.peak_memory_gb), y.px(top)
+    anchor, dx = ("end", -DODGE - 8) if px > RIGHT - 140 else ("start", DODGE + 8)
+    parts.append(f'<text class="point-label" x="{px + dx:.1f}" y="{py - 6:.1f}" text-anchor="{anchor}">'
+                 f"{escape(point.name)}</text>")
+    return "\n".join(parts)
+
+
+def _tooltip(point: ChartPoint) -> str:
+    memory = f"peak memory {point.peak_memory_gb:.2f} GB"
+    if point.alone_peak_memory_gb is not None:
+        memory += (f" (target alone {point.alone_peak_memory_gb:.2f} GB, draft adds "
+                   f"{point.peak_memory_gb - point.alone_peak_memory_gb:+.2f} GB)")
+    figures = [f"{title}: {format_estimate(point.speedups.get(objective))}" for objective, title, *_ in SERIES]
+    return "\n".join([point.name, *figures, memory])
+
+
+def _error_bar(estimate: RatioEstimate, px: float, y: Axis, colour: str) -> str:
+    if estimate.low is None:
+        return ""
+    low, high = y.px(estimate.low), y.px(estimate.high)
+    return (f'<line class="error-bar" x1="{px:.1f}" y1="{low:.1f}" x2="{px:.1f}" y2="{high:.1f}" '
+            f'stroke="{colour}" stroke-width="1.5"/>'
+            + "".join(f'<line x1="{px - 3:.1f}" y1="{end:.1f}" x2="{px + 3:.1f}" y2="{end:.1f}" '
+                      f'stroke="{colour}" stroke-width="1.5"/>' for end in (low, high)))
+
+
+def _marker(shape: str, px: float, py: float, colour: str, hollow: bool = False) -> str:
+    """A filled marker, or a hollow one when its interval spans 1x."""
+    paint = f'fill="{"#fff" if hollow else colour}" stroke="{colour}" stroke-width="2"'
+    if shape == "circle":
+        return f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" {paint}/>'
+    return (f'<polygon points="{px:.1f},{py - 6:.1f} {px + 6:.1f},{py:.1f} {px:.1f},{py + 6:.1f} '
+            f'{px - 6:.1f},{py:.1f}" {paint}/>')
+
+
+def _chart_legend() -> str:
+    left, top = RIGHT + 25, TOP + 10
+    rows = [(_marker(shape, left + 8, 0, colour), title) for _, title, colour, shape in SERIES]
+    rows += [(_marker("circle", left + 8, 0, "#555", hollow=True), "hollow: interval spans 1x"),
+             (f'<line x1="{left + 8}" y1="-7" x2="{left + 8}" y2="7" stroke="#555" stroke-width="1.5"/>',
+              "95% interval"),
+             (f'<line x1="{left}" y1="0" x2="{left + 16}" y2="0" stroke="#555" stroke-dasharray="6 4"/>',
+              "1x: as fast as the baseline"),
+             (f'<polygon points="{left + 2},5 {left + 14},5 {left + 8},-5" fill="#888"/>',
+              "target alone (no draft)")]
+    return '<g class="legend">' + "".join(
+        f'<g transform="translate(0 {top + 22 * row})">{mark}<text x="{left + 24}" y="4">{escape(text)}</text></g>'
+        for row, (mark, text) in enumerate(rows)) + "</g>"
+
+
+# --- problems -------------------------------------------------------------------------------------
+
+
+def _problem_section(analysis: SweepAnalysis) -> str:
     problems = problem_lines(analysis)
-    if problems:
-        sections += ["<h2>Skipped or failed</h2><ul>"] + [f"<li>{esc(p)}</li>" for p in problems] + ["</ul>"]
-    sections.append("<h2>Best setup per target</h2><ul>")
-    for recommendation in analysis.recommendations():
-        commands = "".join(f"<pre>{esc(c)}</pre>" for c in recommendation.commands)
-        sections.append(f"<li>{esc(label(recommendation.target))}: {esc(recommendation_text(recommendation))}"
-                        f"{commands}</li>")
-    sections.append("</ul>")
-    header = "".join(f"<p>{esc(line)}</p>" for line in header_lines(analysis.state))
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mlxdraft sweep</title>"
-            f"<style>{STYLE}</style></head><body><h1>mlxdraft sweep</h1>{header}\n"
-            + "\n".join(sections) + "\n</body></html>\n")
+    if not problems:
+        return ""
+    items = "".join(f"<li>{escape(problem)}</li>" for problem in problems)
+    return f'<section id="problems">\n<h2>Skipped or failed</h2>\n<ul>{items}</ul>\n</section>'

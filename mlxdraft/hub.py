@@ -5,6 +5,7 @@ and HF_ENDPOINT. Also what the local cache holds."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass
@@ -42,9 +43,9 @@ def _snapshot_is_complete(snapshot: Path) -> bool:
     if index.is_file():
         try:
             shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable or not an index
             return False
-        return all((snapshot / shard).is_file() for shard in shards)
+        return all(isinstance(shard, str) and (snapshot / shard).is_file() for shard in shards)
     return any(snapshot.glob("*.safetensors"))
 
 
@@ -93,6 +94,9 @@ class RemoteRepo:
         return sum(self.files.values())
 
 
+_LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+
+
 def _hub_error(repo_id: str, exc: Exception) -> DownloadError:
     """One user-facing message per kind of Hub failure."""
     from huggingface_hub import errors
@@ -112,9 +116,16 @@ def _hub_error(repo_id: str, exc: Exception) -> DownloadError:
     if isinstance(exc, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)) or "offline" in str(exc).lower():
         return DownloadError(f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE) and it is "
                              "not in the cache; unset HF_HUB_OFFLINE or pull it on a connected machine")
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:  # our disk, not the network
+        from .files import describe_os_error
+
+        reason = describe_os_error(Path(exc.filename) if exc.filename else cache_dir(), exc)
+        return DownloadError(f"cannot download {repo_id} into {cache_dir()}: {reason}; free some space or point "
+                             "HF_HOME at a folder you can write to")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    kept = ": files already downloaded are kept" if repo_folder(repo_id).exists() else ""
     return DownloadError(f"could not download {repo_id} from the Hugging Face Hub ({first_line}); check "
-                         "the network and run the command again: files already downloaded are kept")
+                         f"the network and run the command again{kept}")
 
 
 def remote_repo(repo_id: str) -> RemoteRepo:

@@ -3,11 +3,13 @@ mlx-lm model with its tokenizer. The one place models are found and loaded."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MlxdraftError, ModelNotFoundError
+from .paths import expand_user
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -69,9 +71,8 @@ def resolve_model(name: str, allow_download: bool = True, progress=None) -> Mode
     name = str(name).strip()
     if not name:
         raise ModelNotFoundError("an empty model name was given; pass a folder, a repo id or a short name")
-    path = Path(name).expanduser()
-    looks_like_path = name.startswith((".", "/", "~")) or path.exists()
-    if looks_like_path:
+    path = expand_user(name, "model folder", ModelNotFoundError)
+    if name.startswith((".", "/", "~")) or _exists(path):
         check_model_folder(path, name)
         return ModelSource(name=name, path=path.resolve(), kind="local")
     if ":" in name and "/" not in name:
@@ -90,22 +91,75 @@ def resolve_model(name: str, allow_download: bool = True, progress=None) -> Mode
     )
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long to be a path, or one holding a NUL
+        return False
+
+
+TOKENIZER_FILES = ("tokenizer.json", "*.model", "*.tiktoken", "vocab.json", "vocab.txt")  # any will do
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def check_model_folder(path: Path, name: str | None = None) -> None:
-    """Raise ModelNotFoundError unless `path` holds config.json and safetensors weights."""
+    """Raise ModelNotFoundError unless `path` holds a readable config.json (a JSON object naming
+    its model_type), safetensors weights and tokenizer files: everything mlx_lm.load needs."""
     shown = name or str(path)
-    if not path.exists():
-        raise ModelNotFoundError(f"model folder {shown} does not exist; check the path")
-    if not path.is_dir():
-        raise ModelNotFoundError(f"{shown} is a file, not a model folder; pass the folder holding config.json")
-    if not (path / "config.json").is_file():
+    try:
+        if not path.exists():
+            raise ModelNotFoundError(f"model folder {shown} does not exist; check the path")
+        if not path.is_dir():
+            raise ModelNotFoundError(f"{shown} is a file, not a model folder; pass the folder holding config.json")
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{shown} is not a model folder (no config.json); pass a folder made by mlx_lm.convert "
+                "or a Hub repo id"
+            )
+        if not any(path.glob("*.safetensors")):
+            raise ModelNotFoundError(
+                f"{shown} has no .safetensors weights; convert the model with mlx_lm.convert first"
+            )
+        read_model_config(path, shown)
+        if not any(any(path.glob(pattern)) for pattern in TOKENIZER_FILES):
+            raise ModelNotFoundError(
+                f"{shown} has no tokenizer (tokenizer.json, tokenizer.model or a .tiktoken file); copy the "
+                "tokenizer files of the original model into the folder"
+            )
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read model folder {shown}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a path holding a NUL byte
+        raise ModelNotFoundError(f"cannot use {shown!r} as a model folder: {exc}") from None
+
+
+def read_model_config(path: Path, name: str | None = None) -> dict:
+    """The model's config.json as a dict, or one ModelNotFoundError saying what is wrong with it."""
+    shown = name or str(path)
+    fix = "convert or download the model again"
+    try:
+        with open(path / "config.json", "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read {shown}/config.json: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelNotFoundError(f"{shown}/config.json is over 4 MiB, too large to be a model config; {fix}")
+    try:
+        config = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ModelNotFoundError(f"{shown}/config.json is not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as exc:
         raise ModelNotFoundError(
-            f"{shown} is not a model folder (no config.json); pass a folder made by mlx_lm.convert "
-            "or a Hub repo id"
-        )
-    if not any(path.glob("*.safetensors")):
-        raise ModelNotFoundError(
-            f"{shown} has no .safetensors weights; convert the model with mlx_lm.convert first"
-        )
+            f"{shown}/config.json is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); {fix}"
+        ) from None
+    except RecursionError:
+        raise ModelNotFoundError(f"{shown}/config.json is not valid JSON (nested too deeply); {fix}") from None
+    if not isinstance(config, dict):
+        kinds = {list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+        kind = kinds.get(type(config), "a number")
+        raise ModelNotFoundError(f"{shown}/config.json holds {kind}, not a JSON object; {fix}")
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise ModelNotFoundError(f"{shown}/config.json does not say which model_type it is; {fix}")
+    return config
 
 
 def config_warnings(config: dict) -> list[str]:

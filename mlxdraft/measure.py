@@ -7,6 +7,7 @@ This module owns every measured number: the clocks are read here and nowhere els
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from .errors import InvalidInputError
 from .prompts import Prompt, encode_prompt
 
 WARMUP_MAX_TOKENS = 32
+MAX_TOKENS_LIMIT = 100_000
+MAX_RUNS = 1000
+MAX_WARMUP = 100
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,18 @@ class MeasureSettings:
     def validate(self) -> None:
         if self.max_tokens < 1:
             raise InvalidInputError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        if self.max_tokens > MAX_TOKENS_LIMIT:
+            raise InvalidInputError(f"--max-tokens can be at most {MAX_TOKENS_LIMIT} (got {self.max_tokens})")
         if self.runs < 1:
             raise InvalidInputError(f"--runs must be at least 1 (got {self.runs})")
+        if self.runs > MAX_RUNS:
+            raise InvalidInputError(f"--runs can be at most {MAX_RUNS} (got {self.runs})")
         if self.warmup < 0:
             raise InvalidInputError(f"--warmup cannot be negative (got {self.warmup})")
-        if self.temp < 0:
-            raise InvalidInputError(f"--temp cannot be negative (got {self.temp})")
+        if self.warmup > MAX_WARMUP:
+            raise InvalidInputError(f"--warmup can be at most {MAX_WARMUP} (got {self.warmup})")
+        if not math.isfinite(self.temp) or self.temp < 0:
+            raise InvalidInputError(f"--temp must be a finite number, 0 or more (got {self.temp})")
 
 
 def check_num_draft_tokens(values) -> list[int]:
@@ -69,10 +79,16 @@ class RunSample:
     finish_reason: str
     token_ids: list[int]
     draft_tokens: int = 0  # emitted tokens that came from the draft
+    # Verify-round counts cover complete rounds only: the full k proposed and the target's own token
+    # emitted. A last round cut short by max-tokens or EOS says nothing about rejection; it is
+    # counted in partial_rounds and left out of every round statistic (numerator and denominator).
     proposed_draft_tokens: int = 0
     accepted_draft_tokens: int = 0
     verify_rounds: int = 0
     accepted_length_counts: list[int] = field(default_factory=list)  # index = accepted per round
+    partial_rounds: int = 0
+    round_tokens: int | None = None  # tokens emitted by the complete rounds (None in schema-1 files)
+    from_draft: list[bool] | None = None  # raw per-token flags, so rounds can be rebuilt later
 
     @property
     def is_baseline(self) -> bool:
@@ -94,26 +110,35 @@ class RunSample:
 
     @property
     def tokens_per_round(self) -> float | None:
+        """Tokens emitted per complete verify round (at most k + 1)."""
         if self.is_baseline or not self.verify_rounds:
             return None
-        return self.generated_tokens / self.verify_rounds
+        tokens = self.generated_tokens if self.round_tokens is None else self.round_tokens
+        return tokens / self.verify_rounds
+
+    @property
+    def e2e_tps(self) -> float | None:
+        """End-to-end speed: generated tokens / time from the call to the last token."""
+        if not self.generated_tokens or self.wall_s <= 0:
+            return None
+        return self.generated_tokens / self.wall_s
 
 
 @dataclass(frozen=True)
 class VerifyRound:
     proposed: int
     accepted: int
+    complete: bool = True  # the full k was proposed and the round ended with the target's own token
 
 
-def reconstruct_rounds(
-    from_draft: list[bool], num_draft_tokens: int, max_tokens: int, stopped_at_eos: bool
-) -> list[VerifyRound]:
+def reconstruct_rounds(from_draft: list[bool], num_draft_tokens: int, max_tokens: int) -> list[VerifyRound]:
     """Rebuild the verify rounds of a speculative run from mlx-lm's `from_draft` flags.
 
     Each round emits its accepted draft tokens (True) and then one token of the target's own
-    (False). The round size mlx-lm asks of the draft is min(k, tokens still allowed). A final round
-    cut short by max_tokens has all its drafts accepted; one cut short by EOS is incomplete (we
-    cannot know how many more drafts the target would have accepted), so it is left out.
+    (False). mlx-lm asks the draft for min(k, tokens still allowed). A round is complete when it
+    proposed the full k and ended with the target's token; a round that proposed fewer (cut by
+    max_tokens) or stopped before the target's token (max_tokens or EOS reached among accepted
+    drafts) is partial: it is returned, marked, so that round statistics can leave it out.
     """
     rounds = []
     emitted = 0
@@ -123,11 +148,11 @@ def reconstruct_rounds(
             accepted += 1
             continue
         proposed = min(num_draft_tokens, max_tokens - emitted)
-        rounds.append(VerifyRound(proposed=proposed, accepted=accepted))
+        rounds.append(VerifyRound(proposed, accepted, complete=proposed == num_draft_tokens))
         emitted += accepted + 1
         accepted = 0
-    if accepted and not stopped_at_eos:
-        rounds.append(VerifyRound(proposed=min(num_draft_tokens, max_tokens - emitted), accepted=accepted))
+    if accepted:
+        rounds.append(VerifyRound(min(num_draft_tokens, max_tokens - emitted), accepted, complete=False))
     return rounds
 
 
@@ -212,16 +237,24 @@ def measure_generation(
         token_ids=token_ids,
     )
     if draft is not None:
-        rounds = reconstruct_rounds(flags, num_draft_tokens, max_tokens, finish_reason == "stop")
-        counts = [0] * (num_draft_tokens + 1)
-        for verify_round in rounds:
-            counts[verify_round.accepted] += 1
+        add_round_counts(sample, reconstruct_rounds(flags, num_draft_tokens, max_tokens), num_draft_tokens)
         sample.draft_tokens = sum(flags)
-        sample.proposed_draft_tokens = sum(r.proposed for r in rounds)
-        sample.accepted_draft_tokens = sum(r.accepted for r in rounds)
-        sample.verify_rounds = len(rounds)
-        sample.accepted_length_counts = counts
+        sample.from_draft = flags
     return sample
+
+
+def add_round_counts(sample: RunSample, rounds: list[VerifyRound], num_draft_tokens: int) -> None:
+    """Fill a speculative sample's round statistics from its rounds (complete ones only)."""
+    complete = [r for r in rounds if r.complete]
+    counts = [0] * (num_draft_tokens + 1)
+    for verify_round in complete:
+        counts[verify_round.accepted] += 1
+    sample.proposed_draft_tokens = sum(r.proposed for r in complete)
+    sample.accepted_draft_tokens = sum(r.accepted for r in complete)
+    sample.verify_rounds = len(complete)
+    sample.accepted_length_counts = counts
+    sample.partial_rounds = len(rounds) - len(complete)
+    sample.round_tokens = sum(r.accepted + 1 for r in complete)
 
 
 @dataclass(frozen=True)

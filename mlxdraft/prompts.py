@@ -17,42 +17,86 @@ class Prompt:
     category: str = "custom"
 
 
+MAX_PROMPTS_FILE_BYTES = 1024 * 1024  # a prompts file larger than 1 MiB is refused unread
+MAX_PROMPT_CHARS = 32_000  # one prompt; longer ones would mostly measure prefill
+MAX_PROMPTS = 1000  # prompts per file; each is run once per variant and pass
+
+
 def load_default_prompts() -> list[Prompt]:
     """The built-in suite: 12 prompts in 6 categories (code, structured, lists, prose, math, rewrite)."""
     text = resources.files("mlxdraft").joinpath("data/prompts.jsonl").read_text(encoding="utf-8")
-    return _parse_jsonl(text.splitlines(), "the built-in prompt suite")
+    return _parse_jsonl(_numbered_lines(text), "the built-in prompt suite")
 
 
 def load_prompts_file(path: str | Path) -> list[Prompt]:
-    """Read prompts from a file: JSONL objects with `prompt` (and optional `category`), or plain
-    text with one prompt per line. Blank lines are ignored."""
+    """Read prompts from a file: one prompt per line, or JSONL (when the first non-blank line
+    starts with `{`) where every non-blank line is an object with a `prompt` string and an
+    optional `category`. Blank lines are ignored; a UTF-8 byte-order mark is fine.
+
+    Limits: MAX_PROMPTS_FILE_BYTES per file, MAX_PROMPT_CHARS per prompt, MAX_PROMPTS prompts."""
     path = Path(path)
-    text = read_user_file(path, "prompts file", "pass an existing UTF-8 text file to --prompts")
-    lines = [line for line in text.splitlines() if line.strip()]
+    text = read_user_file(path, "prompts file", "pass an existing UTF-8 text file to --prompts",
+                          max_bytes=MAX_PROMPTS_FILE_BYTES)
+    lines = _numbered_lines(text)
+    source = f"prompts file {path}"
     if not lines:
         raise InvalidInputError(
             f"prompts file {path} is empty; put one prompt per line (or JSONL with a 'prompt' key)"
         )
-    if all(line.lstrip().startswith("{") for line in lines):
-        return _parse_jsonl(lines, f"prompts file {path}")
-    return [Prompt(text=line.strip()) for line in lines]
+    if lines[0][1].lstrip().startswith("{"):
+        prompts = _parse_jsonl(lines, source)
+    else:
+        prompts = [_checked(Prompt(text=line.strip()), source, number) for number, line in lines]
+    if len(prompts) > MAX_PROMPTS:
+        raise InvalidInputError(
+            f"{source} has {len(prompts)} prompts, more than the {MAX_PROMPTS} mlxdraft runs at once; "
+            "split it into several files"
+        )
+    return prompts
 
 
-def _parse_jsonl(lines: list[str], source: str) -> list[Prompt]:
+def _numbered_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of the non-blank lines. Only \\n ends a line: JSON strings may hold
+    characters that str.splitlines() would split at."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def _checked(prompt: Prompt, source: str, number: int) -> Prompt:
+    if len(prompt.text) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"{source}, line {number}: the prompt has {len(prompt.text):,} characters, more than the "
+            f"{MAX_PROMPT_CHARS:,} allowed; shorten it"
+        )
+    return prompt
+
+
+def _parse_jsonl(lines: list[tuple[int, str]], source: str) -> list[Prompt]:
     prompts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
+        if not line.lstrip().startswith("{"):
+            raise InvalidInputError(
+                f"{source}, line {number}: not a JSON object; this file is JSONL (it starts with one), so "
+                "every non-blank line must be {\"prompt\": \"...\"}; comments are not allowed"
+            )
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{source}, line {number}: not valid JSON ({exc.msg}); fix the line")
+        except RecursionError:
+            raise InvalidInputError(f"{source}, line {number}: nested too deeply; fix the line")
         text = record.get("prompt") if isinstance(record, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(
                 f"{source}, line {number}: needs a non-empty string under the key 'prompt'"
             )
-        prompts.append(Prompt(text=text, category=str(record.get("category", "custom"))))
+        category = record.get("category", "custom")
+        if not isinstance(category, str) or not category.strip():
+            raise InvalidInputError(
+                f"{source}, line {number}: 'category' must be a non-empty string (got {json.dumps(category)[:40]}); "
+                "fix it or leave it out"
+            )
+        prompts.append(_checked(Prompt(text=text, category=category), source, number))
     return prompts
 
 

@@ -3,25 +3,20 @@ versions, settings) and how it is written (JSON, atomically)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .errors import InvalidInputError
-from .measure import MeasureSettings, RunSample
-from .paths import read_user_file
-from .stats import Comparison, compare
+from . import files
+from .measure import RunSample
+from .schema import read_results
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details
 
 
 def _package_version(name: str) -> str | None:
@@ -101,33 +96,29 @@ def sample_from_dict(data: dict) -> RunSample:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that a crash or kill -9 at any moment leaves the old or the new file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write a results file atomically (see files.write_json_atomic)."""
+    files.write_json_atomic(path, data)
 
 
 def load_results(path: Path) -> dict:
-    """A results file written by mlxdraft, checked for its schema version."""
-    text = read_user_file(path, "results file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"results file {path} cannot be read: {exc}")
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise InvalidInputError(f"{path} is not an mlxdraft results file of schema version {SCHEMA_VERSION}")
+    """A results file written by mlxdraft (either schema), checked field by field, in the sweep
+    layout: pair files of schema 1 are converted to a one-group sweep in memory."""
+    data = read_results(path)
+    if data.get("kind") == "pair" and "plan" not in data:
+        data = _pair_v1_as_sweep(data)
     return data
+
+
+def _pair_v1_as_sweep(data: dict) -> dict:
+    """A schema-1 `pair` file (target, draft, settings, samples) in the sweep layout."""
+    target, draft = data["target"], data["draft"]
+    plan = {"settings": data["settings"], "num_draft_tokens": [data["num_draft_tokens"]],
+            "targets": [target["name"]], "drafts": [draft["name"]], "prompts": data.get("prompts", [])}
+    group = {"target": target["name"], "draft": draft["name"], "status": "done", "reason": None,
+             "samples": data["samples"]}
+    return {**{k: data[k] for k in ("schema_version", "created_at", "machine", "versions") if k in data},
+            "kind": "pair", "plan": plan, "models": {target["name"]: target, draft["name"]: draft},
+            "groups": {f"{target['name']} | {draft['name']}": group}}
 
 
 def model_record(loaded) -> dict:
@@ -141,49 +132,3 @@ def model_record(loaded) -> dict:
         }
     )
     return record
-
-
-@dataclass
-class PairResult:
-    """One target/draft pairing measured by `mlxdraft pair`."""
-
-    target: dict
-    draft: dict
-    num_draft_tokens: int
-    settings: MeasureSettings
-    prompts: list[dict]
-    environment: dict
-    created_at: str
-    samples: list[RunSample] = field(default_factory=list)
-
-    @property
-    def baseline_samples(self) -> list[RunSample]:
-        return [s for s in self.samples if s.is_baseline]
-
-    @property
-    def speculative_samples(self) -> list[RunSample]:
-        return [s for s in self.samples if not s.is_baseline]
-
-    def comparison(self) -> Comparison:
-        return compare(
-            self.baseline_samples,
-            self.speculative_samples,
-            self.num_draft_tokens,
-            greedy=self.settings.temp == 0,
-            seed=self.settings.seed,
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "pair",
-            "created_at": self.created_at,
-            **self.environment,
-            "target": self.target,
-            "draft": self.draft,
-            "num_draft_tokens": self.num_draft_tokens,
-            "settings": dataclasses.asdict(self.settings),
-            "prompts": self.prompts,
-            "summary": self.comparison().to_dict(),
-            "samples": [sample_to_dict(s) for s in self.samples],
-        }

@@ -1,14 +1,34 @@
-"""Statistics derived from raw RunSamples: mean ± σ, ranges, speedups with error bars and
-bootstrap intervals, outliers, losslessness. Pure functions; nothing here is measured."""
+"""Statistics on plain numbers: summaries and outliers, paired-ratio estimates with honest t intervals,
+the verdict over many candidate setups, and whether two token-id streams are identical.
+
+Pure functions; nothing here is measured, read or printed. Turning RunSamples into these numbers is
+`mlxdraft.analysis`'s job.
+"""
 
 from __future__ import annotations
 
 import math
-import random
 import statistics
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 
-BOOTSTRAP_RESAMPLES = 2000
+MIN_VALUES_FOR_OUTLIERS = 10
+"""Below this many values nothing is flagged: with fewer, a median/MAD rule mostly flags noise."""
+
+OUTLIER_THRESHOLD = 5.0
+"""Robust z-score above which a value is an outlier. Calibrated by simulation (tests/test_stats.py): in a
+pure Gaussian sample of n = 10, 12, 24 or 50 values some value is flagged in under 5% of samples (3.7%, 2.8%,
+1.0%, 0.2% over 20,000 each), while one value 10 sigma away among 12 is flagged 98.9% of the time."""
+
+MIN_UNITS_FOR_INTERVAL = 3
+"""Fewest paired units (prompt x pass) for which a ratio gets an interval; two give a useless one."""
+
+_MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): MAD -> sigma for Gaussian data
+_MEAN_AD_TO_SIGMA = 1.2533141373155003  # sqrt(pi / 2): mean absolute deviation -> sigma for Gaussian data
+
+
+# --- summaries and outliers -------------------------------------------------------------------------
 
 
 @dataclass
@@ -18,7 +38,7 @@ class Summary:
     min: float
     max: float
     n: int
-    outliers: int = 0  # values more than 3.5 robust z-scores from the median
+    outliers: int = 0  # values flagged by find_outliers (always 0 below MIN_VALUES_FOR_OUTLIERS values)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,59 +58,380 @@ def summarize(values) -> Summary | None:
     )
 
 
-def find_outliers(values: list[float], threshold: float = 3.5) -> list[int]:
-    """Indices whose modified z-score (median / MAD) exceeds `threshold`."""
-    if len(values) < 3:
+def find_outliers(values: list[float], threshold: float = OUTLIER_THRESHOLD) -> list[int]:
+    """Indices of values whose robust z-score |v - median| / sigma exceeds `threshold`.
+
+    sigma is 1.4826 x the median absolute deviation (MAD). When more than half the values are equal the
+    MAD is 0; sigma then falls back to 1.2533 x the mean absolute deviation from the median, and when
+    that is 0 too (all values equal) nothing is an outlier. With fewer than MIN_VALUES_FOR_OUTLIERS
+    values nothing is flagged: the rule cannot tell an outlier from noise there.
+    """
+    values = [float(v) for v in values]
+    if len(values) < MIN_VALUES_FOR_OUTLIERS:
         return []
     median = statistics.median(values)
-    mad = statistics.median(abs(v - median) for v in values)
-    if mad == 0:
+    deviations = [abs(v - median) for v in values]
+    sigma = _MAD_TO_SIGMA * statistics.median(deviations)
+    if sigma == 0:
+        sigma = _MEAN_AD_TO_SIGMA * math.fsum(deviations) / len(deviations)
+    if sigma == 0 or not math.isfinite(sigma):
         return []
-    return [i for i, v in enumerate(values) if 0.6745 * abs(v - median) / mad > threshold]
+    return [i for i, d in enumerate(deviations) if d / sigma > threshold]
+
+
+# --- Student's t --------------------------------------------------------------------------------------
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function, evaluated with the modified Lentz method."""
+    tiny = 1e-300
+    c = 1.0
+    d = 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 20000):
+        # even step: d_{2m} = m (b - m) x / ((a + 2m - 1)(a + 2m))
+        numerator = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 + numerator * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + numerator / c
+        c = c if abs(c) > tiny else tiny
+        result *= d * c
+        # odd step: d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1))
+        numerator = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + numerator * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + numerator / c
+        c = c if abs(c) > tiny else tiny
+        step = d * c
+        result *= step
+        if abs(step - 1.0) < 1e-15:
+            break
+    return result
+
+
+def _regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function, for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast here; otherwise use I_x(a,b) = 1 - I_1-x(b,a)
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def _t_upper_tail(t: float, df: int) -> float:
+    """P(T > t) for t >= 0, computed directly so that tiny tails keep their precision."""
+    return 0.5 * _regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t distribution (p in (0,1), df >= 1).
+
+    Inverts the upper tail P(T > t) = I_{df/(df+t^2)}(df/2, 1/2) / 2 by bisection on t.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    tail = 1.0 - p
+    low, high = 0.0, 2.0
+    while _t_upper_tail(high, df) > tail:
+        low, high = high, high * 2.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if _t_upper_tail(middle, df) > tail:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-12 * high:
+            break
+    return 0.5 * (low + high)
+
+
+# --- paired ratios ------------------------------------------------------------------------------------
 
 
 @dataclass
-class Speedup:
-    """speculative / baseline mean decode tok/s."""
+class RatioEstimate:
+    """Geometric mean of paired per-unit ratios (variant / baseline), with a t-interval on their logs."""
 
-    ratio: float
-    stdev: float  # relative errors of both means added in quadrature
-    ci_low: float | None = None  # 95% bootstrap interval, when both sides have >= 3 runs
-    ci_high: float | None = None
+    geomean: float  # exp(mean of log ratios)
+    low: float | None  # interval bounds (ratio scale); None when n < MIN_UNITS_FOR_INTERVAL
+    high: float | None
+    n: int  # units (prompt x pass) the estimate uses
+    confidence: float  # the nominal level asked for, e.g. 0.95
+    candidates: int = 1  # the interval is widened (Bonferroni) for this many compared setups
+    log_sd: float | None = None  # sample sd of the log ratios (None when n < 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> RatioEstimate:
+        return cls(
+            geomean=data["geomean"],
+            low=data.get("low"),
+            high=data.get("high"),
+            n=data["n"],
+            confidence=data["confidence"],
+            candidates=data.get("candidates", 1),
+            log_sd=data.get("log_sd"),
+        )
 
-def compute_speedup(baseline: list[float], speculative: list[float], seed: int = 0) -> Speedup | None:
-    """Ratio of means with its error bar. When the two lists are paired run by run (same length,
-    same order), the bootstrap resamples pairs; otherwise each side independently."""
-    base, spec = summarize(baseline), summarize(speculative)
-    if base is None or spec is None or base.mean <= 0:
+
+def _usable_logs(ratios: Iterable) -> list[float]:
+    logs = []
+    for ratio in ratios:
+        if ratio is None:
+            continue
+        ratio = float(ratio)
+        if math.isfinite(ratio) and ratio > 0:
+            logs.append(math.log(ratio))
+    return logs
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def _widened_quantile(confidence: float, comparisons: int, n: int) -> float:
+    """t quantile for a two-sided interval at `confidence`, Bonferroni-widened for `comparisons`."""
+    return t_quantile(1.0 - (1.0 - confidence) / (2 * comparisons), n - 1)
+
+
+def _estimate_from_logs(logs: list[float], confidence: float, candidates: int) -> RatioEstimate | None:
+    if not logs:
         return None
-    ratio = spec.mean / base.mean
-    relative = math.hypot(base.stdev / base.mean, spec.stdev / spec.mean if spec.mean else 0.0)
-    result = Speedup(ratio=ratio, stdev=ratio * relative)
-    if base.n >= 3 and spec.n >= 3:
-        result.ci_low, result.ci_high = _bootstrap_ratio(list(baseline), list(speculative), seed)
-    return result
+    n = len(logs)
+    mean, sd = _mean_sd(logs)
+    low = high = None
+    if n >= MIN_UNITS_FOR_INTERVAL:
+        half_width = _widened_quantile(confidence, candidates, n) * sd / math.sqrt(n)
+        low, high = math.exp(mean - half_width), math.exp(mean + half_width)
+    return RatioEstimate(geomean=math.exp(mean), low=low, high=high, n=n, confidence=confidence,
+                         candidates=candidates, log_sd=sd)
 
 
-def _bootstrap_ratio(baseline: list[float], speculative: list[float], seed: int) -> tuple[float, float]:
-    rng = random.Random(seed)
-    paired = len(baseline) == len(speculative)
-    ratios = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        if paired:
-            picks = [rng.randrange(len(baseline)) for _ in baseline]
-            base = [baseline[i] for i in picks]
-            spec = [speculative[i] for i in picks]
+def _check_level(confidence: float, candidates: int) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+
+
+def estimate_ratio(ratios, confidence: float = 0.95, candidates: int = 1) -> RatioEstimate | None:
+    """None when there is no usable ratio (non-finite or <= 0 values are ignored). Interval: mean(log r) +-
+    t_{1 - (1-confidence)/(2*candidates), n-1} * sd/sqrt(n), exponentiated; no interval below
+    MIN_UNITS_FOR_INTERVAL units.
+
+    `ratios` are per-unit ratios variant / baseline, each from one unit (prompt x pass) where both were
+    measured back to back, so the pairing removes the prompt's and the moment's effect on speed.
+    """
+    _check_level(confidence, candidates)
+    return _estimate_from_logs(_usable_logs(ratios), confidence, candidates)
+
+
+# --- verdict over candidate setups --------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    key: object  # opaque id chosen by the caller (e.g. a tuple (draft, k))
+    ratios: dict  # unit (any hashable, e.g. (prompt_index, pass_index)) -> ratio > 0
+    cost: tuple = ()  # smaller is cheaper: caller passes e.g. (draft_weights_gb, k)
+
+
+@dataclass
+class Verdict:
+    verdict: str  # "speculative", "no-gain" or "inconclusive"
+    chosen: object | None  # key of the recommended candidate (None unless verdict == "speculative")
+    leader: object | None  # key of the candidate with the highest geometric mean
+    estimate: RatioEstimate | None  # of `chosen` (or of the leader when nothing is chosen), widened for all
+    tied: list  # keys statistically tied with the leader (leader itself excluded)
+    candidates: int  # how many setups were compared
+    more_units_needed: int | None  # inconclusive only: rough extra units likely to decide it; None if hopeless
+    reason: str  # one plain-English sentence a user reads, no trailing period
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "chosen": self.chosen,
+            "leader": self.leader,
+            "estimate": self.estimate.to_dict() if self.estimate else None,
+            "tied": list(self.tied),
+            "candidates": self.candidates,
+            "more_units_needed": self.more_units_needed,
+            "reason": self.reason,
+        }
+
+
+MAX_GROWTH_FOR_MORE_UNITS = 20
+"""more_units_needed is None when deciding would take more than this many times the current units."""
+
+
+def _units_to_decide(mean: float, sd: float | None, n: int, confidence: float, candidates: int) -> int | None:
+    """Smallest total of units at which the widened interval of a log mean `mean` with sd `sd` would exclude
+    0, if both stayed as observed; None when that is more than MAX_GROWTH_FOR_MORE_UNITS x n (or never)."""
+    if sd is None or mean == 0:
+        return None
+    if sd == 0:
+        return n
+
+    def decided(total: int) -> bool:
+        return _widened_quantile(confidence, candidates, total) * sd / math.sqrt(total) < abs(mean)
+
+    limit = MAX_GROWTH_FOR_MORE_UNITS * n
+    # the normal quantile is the t quantile's lower limit: if even it needs too many units, stop here
+    z = statistics.NormalDist().inv_cdf(1.0 - (1.0 - confidence) / (2 * candidates))
+    if (z * sd / mean) ** 2 > limit or not decided(limit):
+        return None
+    low, high = max(n, 1), limit  # decided(high) holds; the half-width shrinks as total grows
+    if decided(max(low, 2)):
+        return max(low, 2)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if decided(middle):
+            high = middle
         else:
-            base = rng.choices(baseline, k=len(baseline))
-            spec = rng.choices(speculative, k=len(speculative))
-        ratios.append(statistics.fmean(spec) / statistics.fmean(base))
-    ratios.sort()
-    return ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
+            low = middle
+    return high
+
+
+def _format_interval(estimate: RatioEstimate) -> str:
+    level = f"{estimate.confidence * 100:g}% interval {estimate.low:.2f}-{estimate.high:.2f}x"
+    if estimate.candidates > 1:
+        level += f", widened for {estimate.candidates} setups"
+    return level
+
+
+def _percent(ratio: float) -> str:
+    change = (ratio - 1.0) * 100
+    return f"{abs(change):.1f}% {'faster' if change >= 0 else 'slower'}"
+
+
+def _tied(leader_logs: dict, other_logs: dict, leader_est: RatioEstimate, other_est: RatioEstimate | None,
+          confidence: float, comparisons: int) -> bool:
+    common = [unit for unit in leader_logs if unit in other_logs]
+    if len(common) >= MIN_UNITS_FOR_INTERVAL:
+        differences = [leader_logs[unit] - other_logs[unit] for unit in common]
+        mean, sd = _mean_sd(differences)
+        half_width = _widened_quantile(confidence, comparisons, len(differences)) * sd / math.sqrt(len(differences))
+        return mean - half_width <= 0.0 <= mean + half_width
+    if other_est is None or leader_est.low is None or other_est.low is None:
+        return True  # too few units to tell them apart
+    return other_est.low <= leader_est.high and leader_est.low <= other_est.high
+
+
+def decide(candidates: list[Candidate], confidence: float = 0.95,
+           describe: Callable[[object], str] = str) -> Verdict | None:
+    """Say whether speculative decoding beats the baseline, and with which candidate setup.
+
+    Each candidate carries per-unit ratios speculative / baseline (a unit is one prompt x pass). Rules:
+
+    - m is the number of candidates with at least one usable ratio; None when m is 0. Every candidate's
+      interval is `estimate_ratio(..., candidates=m)`: Bonferroni-widened so that the m intervals hold
+      simultaneously at `confidence`, and picking the best of m does not overstate it (winner's curse).
+    - The leader is the candidate with the highest geometric mean (the first, on equal means).
+    - A candidate is tied with the leader when the interval of the mean paired difference of their log
+      ratios over their common units, widened for m - 1 comparisons, includes 0. With fewer than
+      MIN_UNITS_FOR_INTERVAL common units it is tied when the two widened intervals overlap (or when
+      either has no interval).
+    - "speculative" when the leader's widened lower bound is above 1. The chosen candidate is then the
+      cheapest (smallest `cost`, then first in the given order) of the leader and those tied with it whose
+      own widened lower bound is also above 1; `estimate` is the chosen one's widened estimate.
+    - "no-gain" when the leader's widened upper bound is below 1: no setup beats the baseline.
+    - Otherwise "inconclusive", including when the leader has fewer than MIN_UNITS_FOR_INTERVAL units
+      (then more_units_needed is the units still missing for any interval). Else, taking the leader's
+      mean log ratio and sd as they are, more_units_needed is the total n at which the widened interval
+      would exclude 1, minus the current n; None when that total is above MAX_GROWTH_FOR_MORE_UNITS x
+      the current n: the difference is then too small for more runs to settle. The leader's observed mean
+      is biased upwards by its selection, so read this number as optimistic.
+
+    `describe` turns a key into the name used in `reason`.
+    """
+    _check_level(confidence, 1)
+    usable = []  # (index, candidate, {unit: log ratio})
+    for index, candidate in enumerate(candidates):
+        logs = {}
+        for unit, ratio in candidate.ratios.items():
+            value = _usable_logs([ratio])
+            if value:
+                logs[unit] = value[0]
+        if logs:
+            usable.append((index, candidate, logs))
+    m = len(usable)
+    if m == 0:
+        return None
+    estimates = {index: _estimate_from_logs(list(logs.values()), confidence, m) for index, _, logs in usable}
+    leader_index, leader, leader_logs = max(usable, key=lambda item: (estimates[item[0]].geomean, -item[0]))
+    leader_est = estimates[leader_index]
+    tied = [
+        (index, candidate)
+        for index, candidate, logs in usable
+        if index != leader_index
+        and _tied(leader_logs, logs, leader_est, estimates[index], confidence, max(m - 1, 1))
+    ]
+    tied_keys = [candidate.key for _, candidate in tied]
+    name = describe(leader.key)
+
+    def verdict(kind: str, reason: str, chosen=None, estimate=leader_est, more=None) -> Verdict:
+        return Verdict(verdict=kind, chosen=chosen, leader=leader.key, estimate=estimate, tied=tied_keys,
+                       candidates=m, more_units_needed=more, reason=reason)
+
+    if leader_est.low is None:
+        n = leader_est.n
+        return verdict(
+            "inconclusive",
+            f"n={n} unit{'s' if n != 1 else ''}: too few for an interval; run more passes (-r)",
+            more=MIN_UNITS_FOR_INTERVAL - n,
+        )
+    if leader_est.low > 1.0:
+        pool = [(leader_index, leader)] + tied
+        pool = [(index, candidate) for index, candidate in pool if estimates[index].low is not None
+                and estimates[index].low > 1.0]
+        chosen_index, chosen = min(pool, key=lambda item: (item[1].cost, item[0]))
+        chosen_est = estimates[chosen_index]
+        reason = f"{describe(chosen.key)} is {chosen_est.geomean:.2f}x faster ({_format_interval(chosen_est)})"
+        if chosen_index != leader_index:
+            reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
+        return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
+    if leader_est.high < 1.0:
+        return verdict(
+            "no-gain",
+            f"no setup beats the baseline: the best, {name}, is {leader_est.geomean:.2f}x "
+            f"({_format_interval(leader_est)})",
+        )
+    mean, sd = math.log(leader_est.geomean), leader_est.log_sd
+    total = _units_to_decide(mean, sd, leader_est.n, confidence, m)
+    if total is None:
+        return verdict(
+            "inconclusive",
+            f"the best setup, {name}, is {_percent(leader_est.geomean)} than the baseline "
+            f"({_format_interval(leader_est)}): too close to call, and more runs are unlikely to make it matter",
+        )
+    more = max(total - leader_est.n, 1)
+    return verdict(
+        "inconclusive",
+        f"the best setup, {name}, is {leader_est.geomean:.2f}x ({_format_interval(leader_est)}), not clearly "
+        f"different from the baseline; about {more} more unit{'s' if more != 1 else ''} (prompts x passes) "
+        "would likely decide it",
+        more=more,
+    )
+
+
+# --- losslessness -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -115,6 +456,7 @@ def first_divergence(a: list[int], b: list[int]) -> int | None:
 
 
 def compare_outputs(baseline_samples, speculative_samples, greedy: bool) -> Losslessness:
+    """Compare token ids run for run; samples need prompt_index, pass_index and token_ids."""
     if not greedy:
         return Losslessness(checked=False, identical=None)
     reference = {(s.prompt_index, s.pass_index): s.token_ids for s in baseline_samples}
@@ -135,71 +477,3 @@ def compare_outputs(baseline_samples, speculative_samples, greedy: bool) -> Loss
                     "token_index": index,
                 }
     return result
-
-
-@dataclass
-class Comparison:
-    """Everything derived from the baseline and speculative samples of one (target, draft, k)."""
-
-    num_draft_tokens: int
-    baseline_decode_tps: Summary | None
-    speculative_decode_tps: Summary | None
-    speedup: Speedup | None
-    acceptance_rate: Summary | None
-    draft_token_share: Summary | None
-    tokens_per_round: Summary | None
-    accepted_length_counts: list[int]
-    baseline_ttft_s: Summary | None
-    speculative_ttft_s: Summary | None
-    baseline_prefill_tps: Summary | None
-    baseline_peak_memory_gb: Summary | None
-    speculative_peak_memory_gb: Summary | None
-    lossless: Losslessness
-    per_category: dict = field(default_factory=dict)  # category -> {speedup, acceptance_rate}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool, seed: int = 0,
-            with_categories: bool = True) -> Comparison:
-    """Derive a Comparison; both sample lists are in run order (paired when interleaved)."""
-    histogram = [0] * (num_draft_tokens + 1)
-    for sample in speculative_samples:
-        for accepted, count in enumerate(sample.accepted_length_counts):
-            histogram[accepted] += count
-    per_category = {}
-    if with_categories:
-        categories = sorted({s.category for s in speculative_samples})
-        if len(categories) > 1:
-            for category in categories:
-                sub = compare(
-                    [s for s in baseline_samples if s.category == category],
-                    [s for s in speculative_samples if s.category == category],
-                    num_draft_tokens, greedy, seed, with_categories=False,
-                )
-                per_category[category] = {
-                    "speedup": sub.speedup.to_dict() if sub.speedup else None,
-                    "acceptance_rate": sub.acceptance_rate.to_dict() if sub.acceptance_rate else None,
-                }
-    return Comparison(
-        num_draft_tokens=num_draft_tokens,
-        baseline_decode_tps=summarize(s.decode_tps for s in baseline_samples),
-        speculative_decode_tps=summarize(s.decode_tps for s in speculative_samples),
-        speedup=compute_speedup(
-            [s.decode_tps for s in baseline_samples if s.decode_tps is not None],
-            [s.decode_tps for s in speculative_samples if s.decode_tps is not None],
-            seed,
-        ),
-        acceptance_rate=summarize(s.acceptance_rate for s in speculative_samples),
-        draft_token_share=summarize(s.draft_token_share for s in speculative_samples),
-        tokens_per_round=summarize(s.tokens_per_round for s in speculative_samples),
-        accepted_length_counts=histogram,
-        baseline_ttft_s=summarize(s.ttft_s for s in baseline_samples),
-        speculative_ttft_s=summarize(s.ttft_s for s in speculative_samples),
-        baseline_prefill_tps=summarize(s.prefill_tps for s in baseline_samples),
-        baseline_peak_memory_gb=summarize(s.peak_memory_gb for s in baseline_samples),
-        speculative_peak_memory_gb=summarize(s.peak_memory_gb for s in speculative_samples),
-        lossless=compare_outputs(baseline_samples, speculative_samples, greedy),
-        per_category=per_category,
-    )

@@ -1,19 +1,21 @@
 """The sweep: every sensible target x draft x number-of-draft-tokens, measured side by side,
-saved after every run (atomically) and resumable after a crash, a Ctrl-C or kill -9."""
+saved after every run (atomically, under a lock) and resumable after a crash, a Ctrl-C or kill -9.
+`mlxdraft pair` is a sweep of one group."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CatalogEntry, family_entries, sensible_pair
-from .errors import InvalidInputError, MlxdraftError, ResumeMismatchError
-from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
+from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
+from .files import ResultsLock
+from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_generation
 from .memory import MemoryBudget, estimate_pair, fits
-from .prompts import Prompt
+from .prompts import Prompt, encode_prompt
 from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso, write_json_atomic
 
 CHAT_TEMPLATE_TOKENS = 64  # room for the chat template around the longest prompt, in the KV estimate
@@ -51,8 +53,8 @@ def choose_models(families: list[str], targets: list[str], drafts: list[str], ta
                 chosen_targets.append(ModelChoice.from_entry(entry))
             if entry.can_draft and _matches(entry, list(draft_sizes), list(draft_precisions)):
                 chosen_drafts.append(ModelChoice.from_entry(entry))
-    chosen_targets += [_choice_for_name(name) for name in targets]
-    chosen_drafts += [_choice_for_name(name) for name in drafts]
+    chosen_targets += [choice_for_name(name) for name in targets]
+    chosen_drafts += [choice_for_name(name) for name in drafts]
     if not chosen_targets:
         raise InvalidInputError("no targets left to sweep; loosen --target-sizes/--target-precisions")
     if not chosen_drafts:
@@ -60,7 +62,8 @@ def choose_models(families: list[str], targets: list[str], drafts: list[str], ta
     return _unique(chosen_targets), _unique(chosen_drafts)
 
 
-def _choice_for_name(name: str) -> ModelChoice:
+def choice_for_name(name: str) -> ModelChoice:
+    """A model the user named: with its list facts when it is a short name."""
     if ":" in name and "/" not in name:
         from .catalog import find_entry
 
@@ -97,31 +100,35 @@ class SweepPlan:
     settings: MeasureSettings
     prompts: list[Prompt]
     budget: MemoryBudget
+    kind: str = "sweep"  # "pair": exactly one group, the target with the draft the user named
 
     def groups(self) -> list[Group]:
         """Each target with every draft that is not itself and not larger than it; a target
         with no such draft is still measured alone, for its baseline."""
+        if self.kind == "pair":
+            return [Group(self.targets[0], self.drafts[0])]
         groups = []
         for target in self.targets:
             drafts = [draft for draft in self.drafts if sensible_pair(target, draft)]
             groups += [Group(target, draft) for draft in drafts] or [Group(target, None)]
         return groups
 
-    def variants_per_group(self, group: Group) -> int:
-        return 1 + (len(self.num_draft_tokens) if group.draft else 0)
+    def runs_in(self, group: Group) -> int:
+        variants = 1 + (len(self.num_draft_tokens) if group.draft else 0)
+        return self.settings.runs * len(self.prompts) * variants
 
     def total_runs(self) -> int:
-        return sum(self.settings.runs * len(self.prompts) * self.variants_per_group(g) for g in self.groups())
+        return sum(self.runs_in(g) for g in self.groups())
 
     def fingerprint(self) -> dict:
-        """Everything that must be equal for a resumed sweep to continue the same measurement."""
+        """Everything that must be equal for a resumed sweep to continue the same measurement.
+        (The memory budget is not: a resume with a larger one retries the pairs it skipped.)"""
         return {
             "settings": dataclasses.asdict(self.settings),
             "num_draft_tokens": list(self.num_draft_tokens),
             "targets": [t.name for t in self.targets],
             "drafts": [d.name for d in self.drafts],
             "prompts": [{"category": p.category, "text": p.text} for p in self.prompts],
-            "memory_budget_gb": round(self.budget.gb, 3),
         }
 
 
@@ -129,7 +136,7 @@ class SweepPlan:
 class SweepEvent:
     """Progress of a sweep, one per measured run or group decision."""
 
-    kind: str  # "loading", "run", "skipped", "failed", "done"
+    kind: str  # "loading", "probe", "warning", "run", "skipped", "failed", "done"
     group_index: int
     groups_total: int
     group: Group
@@ -139,18 +146,18 @@ class SweepEvent:
     eta_s: float | None = None
     message: str = ""
     sample: RunSample | None = None
+    repeated: bool = False  # a failure with the same cause as an earlier one in this sweep
 
 
-def _new_state(plan: SweepPlan) -> dict:
-    env = environment()
+def new_state(plan: SweepPlan) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "sweep",
+        "kind": plan.kind,
         "created_at": now_iso(),
         "updated_at": now_iso(),
-        **env,
+        **environment(),
         "memory_budget": {"gb": plan.budget.gb, "source": plan.budget.source},
-        "plan": plan.fingerprint(),
+        "plan": {**plan.fingerprint(), "memory_budget_gb": round(plan.budget.gb, 3)},
         "models": {},
         "groups": {},
     }
@@ -169,26 +176,40 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
     return "the settings differ"
 
 
-def open_state(plan: SweepPlan, output: Path, resume: bool) -> dict:
-    """The results to continue: a fresh state, or the saved one after checking its settings."""
+# Failures that can change between attempts are retried by --resume; these cannot.
+PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found before loading is a skip)
+
+
+def open_state(plan: SweepPlan, output: Path, resume: bool, force: bool = False) -> tuple[dict, int]:
+    """The results to continue (a fresh state, or the saved one after checking its settings),
+    and how many failed or skipped pairs were set back to pending to be tried again."""
     output = Path(output)
-    if not output.exists():  # --resume on a missing file simply starts the sweep
-        return _new_state(plan)
+    if not output.exists() or force:  # --resume on a missing file simply starts the sweep
+        return new_state(plan), 0
     if not resume:
         raise InvalidInputError(
-            f"{output} already exists; pass --resume to continue it, or choose another --output"
-        )
-    state = load_results(output)
-    if state.get("kind") != "sweep":
-        raise InvalidInputError(f"{output} holds a {state.get('kind')} result, not a sweep")
-    wanted = plan.fingerprint()
-    if state.get("plan") != wanted:
-        raise ResumeMismatchError(
-            f"cannot resume {output}: it was made with different settings "
-            f"({_describe_difference(state.get('plan', {}), wanted)}); rerun with the same options "
+            f"{output} already exists; pass --resume to continue it, --force to replace it, "
             "or choose another --output"
         )
-    return state
+    state = load_results(output)
+    if state.get("kind") != plan.kind:
+        raise InvalidInputError(f"{output} holds a {state.get('kind')} result, not a {plan.kind}")
+    wanted = plan.fingerprint()
+    saved = {key: state.get("plan", {}).get(key) for key in wanted}
+    if saved != wanted:
+        raise ResumeMismatchError(
+            f"cannot resume {output}: it was made with different settings "
+            f"({_describe_difference(saved, wanted)}); rerun with the same options "
+            "or choose another --output"
+        )
+    state["plan"]["memory_budget_gb"] = round(plan.budget.gb, 3)
+    state["memory_budget"] = {"gb": plan.budget.gb, "source": plan.budget.source}
+    retried = 0
+    for record in state["groups"].values():
+        if record["status"] in ("failed", "skipped") and record.get("retry", True):
+            record.update(status="pending", reason=None)
+            retried += 1
+    return state, retried
 
 
 def _free_memory() -> None:
@@ -216,105 +237,223 @@ class _Clock:
         return self.measured_s / self.measured_runs * remaining_runs
 
 
-def iter_sweep(plan: SweepPlan, output: Path, resume: bool = False,
-               allow_download: bool = True) -> Iterator[SweepEvent]:
-    """Run (or continue) the sweep, saving to `output` after every run; yields progress."""
-    from .loading import load_model, resolve_model
-    from .pairing import TokenizerCache, check_caches, check_sources
-
-    output = Path(output)
-    state = open_state(plan, output, resume)
-    state.setdefault("sessions", []).append({"started_at": now_iso(), **environment()})
-    groups = plan.groups()
-    runs_total = plan.total_runs()
-    clock = _Clock()
-    runs_done = 0
-    save = lambda: write_json_atomic(output, {**state, "updated_at": now_iso()})  # noqa: E731
-    save()
-
-    loaded_target = None
-    tokenizers = TokenizerCache()
-
-    def event(kind, index, group, message="", sample=None):
-        return SweepEvent(kind, index, len(groups), group, runs_done, runs_total, clock.elapsed(),
-                          clock.eta(runs_total - runs_done), message, sample)
-
-    for index, group in enumerate(groups, start=1):
-        group_runs = plan.settings.runs * len(plan.prompts) * plan.variants_per_group(group)
-        runs_after_group = runs_done + group_runs
-        record = state["groups"].setdefault(
-            group.key,
-            {"target": group.target.name, "draft": group.draft.name if group.draft else None,
-             "status": "pending", "reason": None, "samples": []},
-        )
-        if record["status"] != "pending":
-            runs_done = runs_after_group
-            continue
-        try:
-            reason = _precheck_sizes(plan, group)
-            if reason:
-                raise _Skip(reason)
-            target_source = resolve_model(group.target.name, allow_download=allow_download)
-            draft_source = None
-            if group.draft:
-                draft_source = resolve_model(group.draft.name, allow_download=allow_download)
-                check_sources(target_source, draft_source, tokenizers)
-            longest = max(len(tokenizers.get(target_source).encode(p.text)) for p in plan.prompts)
-            tokens = longest + CHAT_TEMPLATE_TOKENS + plan.settings.max_tokens + max(plan.num_draft_tokens)
-            estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None, tokens)
-            if estimate.total_gb > plan.budget.gb:
-                raise _Skip(
-                    f"needs about {estimate.total_gb:.1f} GB (weights {estimate.target_weights_gb:.1f} + "
-                    f"{estimate.draft_weights_gb:.1f} GB, KV cache {estimate.kv_cache_gb:.2f} GB), over the "
-                    f"{plan.budget.gb:.1f} GB budget ({plan.budget.source})"
-                )
-            if loaded_target is None or loaded_target.name != group.target.name:
-                loaded_target = None
-                _free_memory()
-                yield event("loading", index, group, f"loading target {group.target.name}")
-                loaded_target = load_model(target_source)
-                state["models"][group.target.name] = model_record(loaded_target)
-            variants = [Variant()]
-            draft = None
-            if group.draft:
-                yield event("loading", index, group, f"loading draft {group.draft.name}")
-                draft = loaded_target if draft_source.path == target_source.path else load_model(draft_source)
-                state["models"][group.draft.name] = model_record(draft)
-                check_caches(loaded_target, draft)
-                variants += [Variant(draft, k) for k in plan.num_draft_tokens]
-            skip = len(record["samples"])
-            runs_done += skip
-            started = time.perf_counter()
-            for sample in iter_interleaved_runs(loaded_target, variants, plan.prompts, plan.settings, skip):
-                record["samples"].append(dataclasses.asdict(sample))
-                runs_done += 1
-                clock.measured_runs += 1
-                clock.measured_s += time.perf_counter() - started
-                started = time.perf_counter()
-                save()
-                yield event("run", index, group, sample=sample)
-            record["status"] = "done"
-            variants = draft = None
-            _free_memory()
-            save()
-            yield event("done", index, group)
-        except _Skip as skip_reason:
-            record.update(status="skipped", reason=str(skip_reason))
-            runs_done = runs_after_group
-            save()
-            yield event("skipped", index, group, str(skip_reason))
-        except Exception as exc:  # noqa: BLE001 - a failed case is recorded, the sweep goes on
-            reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
-            record.update(status="failed", reason=reason)
-            runs_done = runs_after_group
-            save()
-            yield event("failed", index, group, record["reason"])
-    loaded_target = None
-    _free_memory()
-
-
 class _Skip(Exception):
-    pass
+    """A pair deliberately not measured; `retry` says whether a later --resume should try again."""
+
+    def __init__(self, reason: str, retry: bool):
+        super().__init__(reason)
+        self.retry = retry
+
+
+def cause_of(message: str, group: Group) -> str:
+    """A failure's message without the pair's names, so that one cause met by many pairs (no
+    network, say) can be reported once."""
+    for name in filter(None, [group.target.name, group.draft.name if group.draft else None]):
+        message = message.replace(name, "<model>")
+    return message
+
+
+@dataclass
+class SweepRun:
+    """A sweep in progress: `events()` measures and yields progress; `state` holds the results
+    (saved to `output` after every run when there is one)."""
+
+    plan: SweepPlan
+    output: Path | None = None
+    resume: bool = False
+    force: bool = False
+    allow_download: bool = True
+    raise_errors: bool = False  # pair: a pair that cannot be measured is an error, not a record
+    progress: Callable[[str], None] | None = None  # one-line messages about downloads and builds
+    state: dict = field(default_factory=dict)
+    retried: int = 0
+
+    def save(self) -> None:
+        if self.output is not None:
+            self.state["updated_at"] = now_iso()
+            write_json_atomic(self.output, self.state)
+
+    def events(self) -> Iterator[SweepEvent]:
+        lock = ResultsLock(self.output) if self.output is not None else None
+        if lock:
+            lock.acquire()
+        try:
+            if self.output is not None:
+                self.state, self.retried = open_state(self.plan, self.output, self.resume, self.force)
+            else:
+                self.state = new_state(self.plan)
+            self.state.setdefault("sessions", []).append({"started_at": now_iso(), **environment()})
+            self.save()
+            yield from self._measure()
+        finally:
+            if lock:
+                lock.release()
+
+    def _measure(self) -> Iterator[SweepEvent]:
+        from .loading import load_model, resolve_model
+        from .pairing import TokenizerCache, check_caches, check_sources
+
+        plan, state = self.plan, self.state
+        groups = plan.groups()
+        runs_total = plan.total_runs()
+        clock = _Clock()
+        runs_done = 0
+        loaded_target = None
+        tokenizers = TokenizerCache()
+        resolved: dict[str, object] = {}  # name -> ModelSource, or the error met resolving it
+        causes: set[str] = set()
+
+        def event(kind, index, group, message="", sample=None, repeated=False):
+            return SweepEvent(kind, index, len(groups), group, runs_done, runs_total, clock.elapsed(),
+                              clock.eta(runs_total - runs_done), message, sample, repeated)
+
+        def resolve(name):
+            if name not in resolved:
+                try:
+                    resolved[name] = resolve_model(name, allow_download=self.allow_download,
+                                                   progress=self.progress)
+                except MlxdraftError as exc:
+                    resolved[name] = exc
+            if isinstance(resolved[name], MlxdraftError):
+                raise resolved[name]
+            return resolved[name]
+
+        for index, group in enumerate(groups, start=1):
+            runs_after_group = runs_done + plan.runs_in(group)
+            record = state["groups"].setdefault(
+                group.key,
+                {"target": group.target.name, "draft": group.draft.name if group.draft else None,
+                 "status": "pending", "reason": None, "samples": []},
+            )
+            if record["status"] != "pending":
+                runs_done = runs_after_group
+                continue
+            try:
+                reason = _precheck_sizes(plan, group)
+                if reason:
+                    raise _Skip(reason, retry=True)
+                target_source = resolve(group.target.name)
+                draft_source = resolve(group.draft.name) if group.draft else None
+                if draft_source:
+                    try:
+                        check_sources(target_source, draft_source, tokenizers)
+                    except IncompatibleModelsError as exc:
+                        raise _Skip(str(exc), retry=False) from None
+                prompt_tokens = _longest_prompt_tokens(tokenizers.get(target_source), plan.prompts)
+                _check_context(plan, target_source, draft_source, prompt_tokens)
+                _check_memory(plan, target_source, draft_source, prompt_tokens)
+                if loaded_target is None or loaded_target.name != group.target.name:
+                    loaded_target = None
+                    _free_memory()
+                    yield event("loading", index, group, f"loading target {group.target.name}")
+                    loaded_target = load_model(target_source)
+                    state["models"][group.target.name] = model_record(loaded_target)
+                    for warning in loaded_target.warnings:
+                        yield event("warning", index, group, f"{group.target.name}: {warning}")
+                    yield event("probe", index, group, "measuring the target's memory alone")
+                    peak = _target_alone_peak_gb(loaded_target, plan)
+                    state["models"][group.target.name]["alone_peak_memory_gb"] = peak
+                variants = [Variant()]
+                draft = None
+                if group.draft:
+                    yield event("loading", index, group, f"loading draft {group.draft.name}")
+                    same = draft_source.path == target_source.path
+                    draft = loaded_target if same else load_model(draft_source)
+                    state["models"][group.draft.name] = model_record(draft)
+                    for warning in [] if same else draft.warnings:
+                        yield event("warning", index, group, f"{group.draft.name}: {warning}")
+                    check_caches(loaded_target, draft)
+                    variants += [Variant(draft, k) for k in plan.num_draft_tokens]
+                skip = len(record["samples"])
+                runs_done += skip
+                if plan.settings.warmup:
+                    yield event("loading", index, group, f"warming up ({plan.settings.warmup} per variant)")
+                started = time.perf_counter()
+                for sample in iter_interleaved_runs(loaded_target, variants, plan.prompts, plan.settings, skip):
+                    record["samples"].append(dataclasses.asdict(sample))
+                    runs_done += 1
+                    clock.measured_runs += 1
+                    clock.measured_s += time.perf_counter() - started
+                    self.save()
+                    yield event("run", index, group, sample=sample)
+                    started = time.perf_counter()
+                record["status"] = "done"
+                variants = draft = None
+                _free_memory()
+                self.save()
+                yield event("done", index, group)
+            except _Skip as skip_reason:
+                if self.raise_errors:
+                    raise InvalidInputError(str(skip_reason)) from None
+                record.update(status="skipped", reason=str(skip_reason), retry=skip_reason.retry)
+                runs_done = runs_after_group
+                self.save()
+                yield event("skipped", index, group, str(skip_reason))
+            except Exception as exc:  # noqa: BLE001 - a failed case is recorded, the sweep goes on
+                if self.raise_errors and isinstance(exc, MlxdraftError):
+                    raise
+                reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
+                if self.raise_errors:
+                    raise MlxdraftError(f"measuring {group.key} failed: {reason}") from exc
+                record.update(status="failed", reason=reason, retry=not isinstance(exc, PERMANENT_FAILURES))
+                runs_done = runs_after_group
+                self.save()
+                cause = cause_of(reason, group)
+                yield event("failed", index, group, reason, repeated=cause in causes)
+                causes.add(cause)
+        loaded_target = None
+        _free_memory()
+
+
+def iter_sweep(plan: SweepPlan, output: Path | None, resume: bool = False, allow_download: bool = True,
+               force: bool = False) -> Iterator[SweepEvent]:
+    """Run (or continue) the sweep, saving to `output` after every run; yields progress."""
+    yield from SweepRun(plan, output, resume, force, allow_download).events()
+
+
+def _longest_prompt_tokens(tokenizer, prompts: list[Prompt]) -> int:
+    return max(len(encode_prompt(tokenizer, prompt)) for prompt in prompts)
+
+
+def _check_context(plan: SweepPlan, target_source, draft_source, prompt_tokens: int) -> None:
+    """Every prompt plus max-tokens (plus the k drafts a verify pass looks ahead) must fit the
+    context length of both models."""
+    from .memory import read_config
+
+    needed = prompt_tokens + plan.settings.max_tokens + max(plan.num_draft_tokens)
+    for role, source in (("target", target_source), ("draft", draft_source)):
+        if source is None:
+            continue
+        limit = context_length(read_config(source.path))
+        if limit and needed > limit:
+            raise _Skip(
+                f"the longest prompt ({prompt_tokens} tokens) plus --max-tokens {plan.settings.max_tokens} "
+                f"and k needs {needed} positions, more than the {role} {source.name}'s context of {limit}; "
+                "use shorter prompts or fewer --max-tokens", retry=False)
+
+
+def context_length(config: dict) -> int | None:
+    text = config.get("text_config", config)
+    value = text.get("max_position_embeddings") or text.get("max_seq_len")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _check_memory(plan: SweepPlan, target_source, draft_source, prompt_tokens: int) -> None:
+    tokens = prompt_tokens + plan.settings.max_tokens + max(plan.num_draft_tokens)
+    estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None, tokens)
+    if estimate.total_gb > plan.budget.gb:
+        raise _Skip(
+            f"needs about {estimate.total_gb:.1f} GB (weights {estimate.target_weights_gb:.1f} + "
+            f"{estimate.draft_weights_gb:.1f} GB, KV cache {estimate.kv_cache_gb:.2f} GB), over the "
+            f"{plan.budget.gb:.1f} GB budget ({plan.budget.source})", retry=True)
+
+
+def _target_alone_peak_gb(target, plan: SweepPlan) -> float:
+    """Peak memory of one baseline generation of the longest prompt with no draft loaded: what
+    the target costs alone, so that the draft's cost is what speculative runs add to it."""
+    encoded = [encode_prompt(target.tokenizer, prompt) for prompt in plan.prompts]
+    longest = max(encoded, key=len)
+    return measure_generation(target, longest, plan.settings).peak_memory_gb
 
 
 def _precheck_sizes(plan: SweepPlan, group: Group) -> str | None:

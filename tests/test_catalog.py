@@ -70,3 +70,74 @@ def test_no_download_refuses_uncached_hub_models():
     assert result.output.startswith("Error: mlx-community/Qwen2.5-7B-Instruct-4bit is not in the local Hugging "
                                     "Face cache (")
     assert result.output.rstrip().endswith("run `mlxdraft pull mlx-community/Qwen2.5-7B-Instruct-4bit` first")
+
+
+GOOD_MODEL = 'name = "mine:x"\nrepo = "me/x"\nparams_b = 1\nprecision = "4bit"\nrole = "draft"\nsize_gb = 0.5\n'
+
+
+def list_error(tmp_path, text):
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidInputError) as excinfo:
+        load_list_file(path)
+    return str(excinfo.value).replace(str(path), "PATH")
+
+
+@pytest.mark.parametrize("change, message", [
+    ('repo = ["a/b"]', 'model 2: repo must be a Hub repo id like "owner/name", not a list'),
+    ('repo = "not a repo"', 'model 2: repo must be a Hub repo id like "owner/name", not "not a repo"'),
+    ("name = 3", 'model 2: name must be a short name like "family:variant", not 3'),
+    ('name = "noprefix"', 'model 2: name must be a short name like "family:variant", not "noprefix"'),
+    ('name = "mine:x"', "model 2: the name 'mine:x' is already used by another model"),
+    ('params_b = "x"', 'model 2: params_b must be a positive number (billions of parameters), not "x"'),
+    ("params_b = true", "model 2: params_b must be a positive number (billions of parameters), not true"),
+    ("size_gb = nan", "model 2: size_gb must be a positive number (GB of weights), not nan"),
+    ("size_gb = inf", "model 2: size_gb must be a positive number (GB of weights), not inf"),
+    ("size_gb = -1.5", "model 2: size_gb must be a positive number (GB of weights), not -1.5"),
+    ("params_b = 0", "model 2: params_b must be a positive number (billions of parameters), not 0"),
+    ('precision = "xbit"', 'model 2: precision must be bf16, fp16, fp32 or <n>bit, not "xbit"'),
+    ('role = "both-ways"', 'model 2: role must be one of target, draft, both, not "both-ways"'),
+    ("size = {}", "model 2: size must be a size label like \"7b\", not a table"),
+])
+def test_list_with_wrong_types_names_file_model_and_field(tmp_path, change, message):
+    key = change.split(" ", 1)[0]
+    second = "\n".join(line for line in GOOD_MODEL.replace('"mine:x"', '"mine:y"').splitlines()
+                       if not line.startswith(key + " ")) + "\n" + change + "\n"
+    text = f'family = "mine"\n\n[[models]]\n{GOOD_MODEL}\n[[models]]\n{second}'
+    assert list_error(tmp_path, text) == f"model list PATH, {message}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('family = "mine"\nmodels = 3\n', "model list PATH: models is 3; write each model as a [[models]] table"),
+    ('family = "mine"\nmodels = "abc"\n',
+     'model list PATH: models is "abc"; write each model as a [[models]] table'),
+    ('family = "mine"\nmodels = [1, 2]\n',
+     "model list PATH, model 1 is 1, not a table; write each model as a [[models]] table"),
+    ('family = "mine"\nmodels = []\n', "model list PATH has no [[models]] entries"),
+    ("family = 3\n", 'model list PATH needs a top-level family = "name"'),
+    ('family = "mine"\nsource = ["hub"]\n', 'model list PATH: source must be "hub" or "offline", not a list'),
+    ('family = "mine"\n[[models]]\nname = "mine:x"\nparams_b = 1\nprecision = "4bit"\nsize_gb = 1\n',
+     'model list PATH, model 1: hub models need repo = "owner/name"'),
+])
+def test_list_with_wrong_structure(tmp_path, text, message):
+    assert list_error(tmp_path, text) == message
+
+
+def test_bad_list_through_the_cli(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(f'family = "mine"\n\n[[models]]\n{GOOD_MODEL.replace("size_gb = 0.5", "size_gb = nan")}')
+    result = CliRunner().invoke(cli, ["models", "--family", str(path)])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output == (f"Error: model list {path}, model 1: size_gb must be a positive number (GB of weights), "
+                             "not nan\n")
+
+
+def test_list_paths_with_an_unknown_user(monkeypatch):
+    monkeypatch.setenv("MLXDRAFT_MODEL_LISTS", "~no-such-user-here/lists")
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output == ("Error: MLXDRAFT_MODEL_LISTS entry ~no-such-user-here/lists cannot be used: there is "
+                             "no user 'no-such-user-here' on this machine for ~no-such-user-here to stand for; write "
+                             "the path out in full\n")

@@ -2,8 +2,10 @@ import pytest
 
 from mlxdraft.measure import (
     MeasureSettings,
+    RunSample,
     Variant,
     VerifyRound,
+    add_round_counts,
     eos_ignored,
     iter_interleaved_runs,
     measure_generation,
@@ -17,20 +19,42 @@ SETTINGS = MeasureSettings(max_tokens=24, runs=1, warmup=0)
 def test_rounds_from_flags():
     # k=3: round 1 accepts 2, round 2 accepts 0, round 3 accepts 3 (all)
     flags = [True, True, False, False, True, True, True, False]
-    assert reconstruct_rounds(flags, 3, 100, False) == [
+    assert reconstruct_rounds(flags, 3, 100) == [
         VerifyRound(3, 2), VerifyRound(3, 0), VerifyRound(3, 3)
     ]
 
 
-def test_round_cut_by_max_tokens_counts_only_what_was_proposed():
+def test_round_cut_by_max_tokens_is_partial():
     # k=4, max 7: round 1 emits 5 (4 accepted + 1), then only 2 tokens may follow: 2 proposed
     flags = [True] * 4 + [False] + [True, True]
-    assert reconstruct_rounds(flags, 4, 7, False) == [VerifyRound(4, 4), VerifyRound(2, 2)]
+    assert reconstruct_rounds(flags, 4, 7) == [VerifyRound(4, 4), VerifyRound(2, 2, complete=False)]
+    # a shorter proposal that still ends with the target's token is partial too: it could not reject k
+    assert reconstruct_rounds([True, True, True, False, True, False], 3, 6) == [
+        VerifyRound(3, 3), VerifyRound(2, 1, complete=False)]
 
 
-def test_round_cut_by_eos_is_left_out():
+def test_round_cut_by_eos_is_partial():
     flags = [True, False, True]
-    assert reconstruct_rounds(flags, 2, 100, stopped_at_eos=True) == [VerifyRound(2, 1)]
+    assert reconstruct_rounds(flags, 2, 100) == [VerifyRound(2, 1), VerifyRound(2, 1, complete=False)]
+
+
+def test_round_statistics_leave_partial_rounds_out():
+    sample = RunSample(3, 0, "c", 0, 5, 10, 0.1, 50.0, 9, 0.1, 90.0, 0.2, 0.1, "length", list(range(10)))
+    add_round_counts(sample, reconstruct_rounds([True] * 3 + [False] + [True] * 3 + [False] + [True] * 2, 3, 10), 3)
+    assert sample.accepted_length_counts == [0, 0, 0, 2]  # the last round (2 of 2 accepted) is no rejection
+    assert sample.partial_rounds == 1
+    assert sample.tokens_per_round == 4.0 and sample.acceptance_rate == 1.0
+
+
+def test_last_round_cut_by_max_tokens_counts_no_rejection(loaded):
+    target = loaded["target"]
+    ids = encode_prompt(target.tokenizer, Prompt("The capital of France is"))
+    sample = measure_generation(target, ids, MeasureSettings(max_tokens=10, warmup=0), draft=target,
+                                num_draft_tokens=3)
+    # rounds of 4 tokens: 4 + 4, then only 2 may follow (2 proposed, 2 accepted): partial, not a rejection
+    assert sample.accepted_length_counts == [0, 0, 0, 2]
+    assert sample.partial_rounds == 1
+    assert sample.acceptance_rate == 1.0 and sample.tokens_per_round == 4.0
 
 
 def test_self_draft_accepts_every_token(loaded):
@@ -95,6 +119,25 @@ def test_natural_mode_stops_at_eos(loaded):
         target.tokenizer.eos_token_ids = saved
     assert sample.finish_reason == "stop"
     assert sample.token_ids == first[: first.index(first[4]) + 1]
+    assert sample.tokens_per_round <= 3  # k + 1, also when EOS ends the run among drafted tokens
+
+
+def test_natural_mode_eos_among_drafts_keeps_tokens_per_round_within_k_plus_one(loaded):
+    target = loaded["target"]
+    ids = encode_prompt(target.tokenizer, Prompt("Hello"))
+    first = measure_generation(target, ids, SETTINGS).token_ids
+    saved = set(target.tokenizer.eos_token_ids)
+    natural = MeasureSettings(max_tokens=24, warmup=0, fixed_length=False)
+    try:
+        for position in range(1, 8):  # EOS at every position of the first rounds, drafted or not
+            target.tokenizer.eos_token_ids = {first[position]}
+            sample = measure_generation(target, ids, natural, draft=target, num_draft_tokens=2)
+            if sample.verify_rounds:
+                assert sample.tokens_per_round <= 3
+            assert sum(sample.accepted_length_counts) == sample.verify_rounds
+            assert sample.round_tokens <= sample.generated_tokens
+    finally:
+        target.tokenizer.eos_token_ids = saved
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ import mlx.nn as nn
 import pytest
 from click.testing import CliRunner
 
+from mlxdraft.analysis import compare
 from mlxdraft.cli import cli
 from mlxdraft.loading import ModelSource, load_model
 from mlxdraft.measure import MeasureSettings, measure_generation
 from mlxdraft.prompts import Prompt, encode_prompt
-from mlxdraft.stats import compare
 
 pytestmark = pytest.mark.slow
 

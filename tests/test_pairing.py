@@ -27,3 +27,54 @@ def test_different_tokenizer_names_first_differing_id(loaded):
         target.tokenizer.convert_ids_to_tokens(i) == other.tokenizer.convert_ids_to_tokens(i)
         for i in range(token_id)
     )
+
+
+def broken_copy(source, folder, breakage):
+    import shutil
+
+    shutil.copytree(source, folder)
+    breakage(folder)
+    return folder
+
+
+BREAKAGES = {
+    "config.json is not valid JSON (Expecting value at line 1, column 16); convert or download the model again":
+        lambda f: (f / "config.json").write_text('{"model_type": '),
+    "config.json holds a list, not a JSON object; convert or download the model again":
+        lambda f: (f / "config.json").write_text("[1, 2]"),
+    "has no tokenizer (tokenizer.json, tokenizer.model or a .tiktoken file); copy the tokenizer files of the "
+    "original model into the folder":
+        lambda f: (f / "tokenizer.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("message", list(BREAKAGES))
+def test_tokenizer_preflight_on_broken_folders(tiny, tmp_path, message):
+    from pathlib import Path
+
+    from mlxdraft.errors import ModelNotFoundError
+    from mlxdraft.loading import ModelSource, resolve_model
+    from mlxdraft.pairing import TokenizerCache, check_sources
+
+    folder = broken_copy(tiny.draft, tmp_path / "broken", BREAKAGES[message])
+    broken = ModelSource(str(folder), Path(folder), "local")  # as a Hub snapshot would arrive: unchecked
+    separator = "/" if message.startswith("config.json") else " "
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        TokenizerCache().get(broken)
+    assert str(excinfo.value) == f"{folder}{separator}{message}"
+    with pytest.raises(ModelNotFoundError):
+        check_sources(resolve_model(str(tiny.target)), broken)
+
+
+def test_unparsable_tokenizer_is_one_error(tiny, tmp_path):
+    from pathlib import Path
+
+    from mlxdraft.errors import ModelNotFoundError
+    from mlxdraft.loading import ModelSource
+    from mlxdraft.pairing import TokenizerCache
+
+    folder = broken_copy(tiny.draft, tmp_path / "broken", lambda f: (f / "tokenizer.json").write_text("garbage"))
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        TokenizerCache().get(ModelSource("mine", Path(folder), "local"))
+    assert str(excinfo.value).startswith("cannot read the tokenizer of mine (")
+    assert str(excinfo.value).endswith("); convert or download the model again")

@@ -1,31 +1,267 @@
+"""Tests for mlxdraft.stats: exact values on hand-made inputs, and the statistical claims (false-positive
+rate, power, coverage, outlier calibration) by seeded simulation through the same functions the CLI uses."""
+
+import math
+import random
+
 import pytest
 
-from mlxdraft.stats import compute_speedup, find_outliers, first_divergence, summarize
+from mlxdraft.stats import (
+    MIN_UNITS_FOR_INTERVAL,
+    MIN_VALUES_FOR_OUTLIERS,
+    Candidate,
+    RatioEstimate,
+    Verdict,
+    decide,
+    estimate_ratio,
+    find_outliers,
+    first_divergence,
+    summarize,
+    t_quantile,
+)
+
+# --- summaries, divergence ------------------------------------------------------------------------------
 
 
 def test_summary():
     summary = summarize([1.0, 2.0, 3.0, None])
-    assert (summary.mean, summary.min, summary.max, summary.n) == (2.0, 1.0, 3.0, 3)
+    assert (summary.mean, summary.min, summary.max, summary.n, summary.outliers) == (2.0, 1.0, 3.0, 3, 0)
     assert summary.stdev == pytest.approx(1.0)
     assert summarize([]) is None
     assert summarize([5.0]).stdev == 0.0
-
-
-def test_speedup_ratio_error_and_interval():
-    speedup = compute_speedup([10.0, 10.0, 10.0, 10.0], [15.0, 14.0, 16.0, 15.0])
-    assert speedup.ratio == pytest.approx(1.5)
-    assert speedup.stdev == pytest.approx(1.5 * (0.816496580927726 / 15.0))
-    assert 1.39 <= speedup.ci_low <= 1.5 <= speedup.ci_high <= 1.61
-    two_runs = compute_speedup([10.0, 12.0], [20.0, 20.0])
-    assert two_runs.ci_low is None
-
-
-def test_outliers_by_median_and_mad():
-    assert find_outliers([10, 10.2, 9.9, 10.1, 30]) == [4]
-    assert find_outliers([1, 1, 1]) == []
+    assert summarize([5.0] * 10 + [50.0]).outliers == 1
 
 
 def test_first_divergence():
     assert first_divergence([1, 2, 3], [1, 2, 3]) is None
     assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
     assert first_divergence([1, 2], [1, 2, 3]) == 2
+
+
+# --- Student's t ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 5, 2.571), (0.975, 11, 2.201), (0.995, 30, 2.750),
+     (0.975, 10_000, 1.960), (0.95, 10, 1.812), (0.999, 20, 3.552)],
+)
+def test_t_quantile_table_values(p, df, expected):
+    assert round(t_quantile(p, df), 3) == expected
+    assert round(t_quantile(1 - p, df), 3) == -expected
+
+
+@pytest.mark.parametrize("p", [1 - 0.025 / 18, 1 - 0.025 / 17, 1 - 1e-6, 0.6])
+def test_t_quantile_extreme_p_matches_closed_forms(p):
+    # df = 1 is the Cauchy distribution; df = 2 has t = (2p - 1) / sqrt(2p(1 - p))
+    assert t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+    assert t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+
+
+def test_t_quantile_bonferroni_value_and_limits():
+    assert round(t_quantile(1 - 0.025 / 18, 11), 3) == 3.833  # 95% simultaneous for 18 setups, 12 units
+    assert t_quantile(0.5, 7) == 0.0
+    for bad in [(0.0, 3), (1.0, 3), (0.5, 0)]:
+        with pytest.raises(ValueError):
+            t_quantile(*bad)
+
+
+# --- estimate_ratio -------------------------------------------------------------------------------------
+
+
+def test_estimate_ratio_identical_ratios_have_a_point_interval():
+    baseline, speculative = [10, 20, 30, 40, 50], [12, 24, 36, 48, 60]
+    estimate = estimate_ratio([s / b for s, b in zip(speculative, baseline)])
+    assert estimate.geomean == pytest.approx(1.2)
+    assert estimate.low == estimate.high == pytest.approx(1.2)
+    assert (estimate.n, estimate.confidence, estimate.candidates, estimate.log_sd) == (5, 0.95, 1, 0.0)
+    assert RatioEstimate.from_dict(estimate.to_dict()) == estimate
+
+
+def test_estimate_ratio_interval_by_hand():
+    ratios = [1.1, 1.3, 1.2, 1.25]
+    logs = [math.log(r) for r in ratios]
+    mean = sum(logs) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 3)
+    half = 3.182446305284263 * sd / 2  # t_{0.975, 3}
+    estimate = estimate_ratio(ratios)
+    assert estimate.geomean == pytest.approx(math.exp(mean))
+    assert estimate.low == pytest.approx(math.exp(mean - half), rel=1e-9)
+    assert estimate.high == pytest.approx(math.exp(mean + half), rel=1e-9)
+    wide = estimate_ratio(ratios, candidates=18)
+    assert wide.low < estimate.low and wide.high > estimate.high and wide.candidates == 18
+
+
+def test_estimate_ratio_ignores_unusable_values_and_needs_three_for_an_interval():
+    assert estimate_ratio([]) is None
+    assert estimate_ratio([0.0, -1.0, math.nan, math.inf, None]) is None
+    two = estimate_ratio([1.1, 1.3, math.nan, 0.0])
+    assert two.n == 2 and two.low is None and two.high is None and two.log_sd is not None
+    one = estimate_ratio([1.5])
+    assert one.geomean == pytest.approx(1.5) and one.log_sd is None and one.low is None
+    assert MIN_UNITS_FOR_INTERVAL == 3 and estimate_ratio([1.1, 1.2, 1.3]).low is not None
+
+
+# --- decide: hand-made inputs with known answers --------------------------------------------------------
+
+
+def units(values):
+    return {(prompt, 0): value for prompt, value in enumerate(values)}
+
+
+def test_decide_single_clear_winner():
+    verdict = decide([Candidate("only", units([1.2] * 5))])
+    assert verdict.verdict == "speculative" and verdict.chosen == verdict.leader == "only"
+    assert verdict.estimate.low == pytest.approx(1.2) and verdict.candidates == 1
+    assert verdict.more_units_needed is None and verdict.tied == []
+    assert "only is 1.20x faster (95% interval 1.20-1.20x)" == verdict.reason
+    assert verdict.to_dict()["estimate"]["geomean"] == pytest.approx(1.2)
+
+
+def test_decide_prefers_the_cheaper_of_two_tied_winners():
+    noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0, -0.01, -0.01]  # sums to 0
+    fast_big = Candidate(("big", 4), units([1.52 * math.exp(e) for e in noise]), cost=(4.0, 4))
+    fast_small = Candidate(("small", 4), units([1.50 * math.exp(-e) for e in noise]), cost=(0.5, 4))
+    slow = Candidate(("small", 8), units([1.05 * math.exp(e) for e in noise]), cost=(0.5, 8))
+    verdict = decide([fast_big, fast_small, slow], describe=lambda key: f"{key[0]} k={key[1]}")
+    assert verdict.verdict == "speculative"
+    assert verdict.leader == ("big", 4) and verdict.tied == [("small", 4)]
+    assert verdict.chosen == ("small", 4)
+    assert verdict.estimate.geomean == pytest.approx(1.5, rel=1e-3) and verdict.estimate.candidates == 3
+    assert verdict.reason.startswith("small k=4 is 1.50x faster (95% interval")
+    assert "widened for 3 setups" in verdict.reason and "big k=4 at 1.52x" in verdict.reason
+
+
+def test_decide_every_setup_slower_is_no_gain():
+    noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0]
+    verdict = decide([Candidate(k, units([r * math.exp(e) for e in noise])) for k, r in [(2, 0.8), (4, 0.7)]])
+    assert verdict.verdict == "no-gain" and verdict.chosen is None and verdict.leader == 2
+    assert verdict.estimate.high < 1 and verdict.more_units_needed is None
+    assert verdict.reason.startswith("no setup beats the baseline: the best, 2, is 0.80x")
+
+
+def test_decide_two_units_is_inconclusive_without_interval():
+    verdict = decide([Candidate("a", units([1.5, 1.6])), Candidate("b", units([1.1, 1.2]))])
+    assert verdict.verdict == "inconclusive" and verdict.chosen is None and verdict.leader == "a"
+    assert verdict.estimate.low is None and verdict.estimate.high is None and verdict.estimate.n == 2
+    assert verdict.reason == "n=2 units: too few for an interval; run more passes (-r)"
+    assert verdict.more_units_needed == 1
+
+
+def test_decide_inconclusive_says_how_many_more_units():
+    # log mean 0.05, log sd ~0.1, n = 6: the 95% half-width is ~0.1; about 4x the units would decide it
+    noise = [0.1, -0.1, 0.12, -0.12, 0.08, -0.08]
+    verdict = decide([Candidate("k4", units([math.exp(0.05 + e) for e in noise]))])
+    assert verdict.verdict == "inconclusive" and verdict.estimate.low < 1 < verdict.estimate.high
+    assert 10 <= verdict.more_units_needed <= 30
+    total = 6 + verdict.more_units_needed  # the stated total decides it, one fewer does not
+    sd = verdict.estimate.log_sd
+    assert t_quantile(0.975, total - 1) * sd / math.sqrt(total) < 0.05
+    assert t_quantile(0.975, total - 2) * sd / math.sqrt(total - 1) >= 0.05
+    assert f"about {verdict.more_units_needed} more units" in verdict.reason
+
+
+def test_decide_tiny_difference_is_not_worth_more_runs():
+    noise = [0.1, -0.1, 0.12, -0.12, 0.08, -0.08, 0.05, -0.05, 0.1, -0.1, 0.07, -0.07]
+    verdict = decide([Candidate(k, units([1.004 * math.exp(e) for e in noise])) for k in range(3)])
+    assert verdict.verdict == "inconclusive" and verdict.more_units_needed is None
+    assert verdict.candidates == 3 and verdict.leader == 0 and set(verdict.tied) == {1, 2}
+    assert verdict.reason.startswith("the best setup, 0, is 0.4% faster than the baseline (95% interval")
+    assert verdict.reason.endswith("more runs are unlikely to make it matter")
+
+
+def test_decide_ignores_empty_candidates_and_returns_none_without_any():
+    assert decide([]) is None
+    assert decide([Candidate("x", {}), Candidate("y", units([0.0, math.nan]))]) is None
+    verdict = decide([Candidate("x", {}), Candidate("y", units([1.2] * 4))])
+    assert verdict.candidates == 1 and verdict.chosen == "y"
+    assert isinstance(verdict, Verdict)
+
+
+# --- decide and estimate_ratio by simulation ------------------------------------------------------------
+
+DRAFTS = 3
+KS = (1, 2, 3, 4, 6, 8)
+UNITS = 12  # the default prompt suite, one pass
+NOISE = 0.1  # run-to-run noise (sd of log tok/s)
+
+
+def simulate_sweep(rng, true_ratios):
+    """One sweep: per unit, a baseline run per draft and a speculative run per (draft, k) sharing it."""
+    ratios = {key: {} for key in true_ratios}
+    for prompt in range(UNITS):
+        prompt_effect = math.exp(rng.gauss(0, 0.3))
+        for draft in range(DRAFTS):
+            baseline = 10 * math.exp(rng.gauss(0, NOISE)) * prompt_effect
+            for k in KS:
+                speculative = true_ratios[draft, k] * 10 * math.exp(rng.gauss(0, NOISE)) * prompt_effect
+                ratios[draft, k][prompt, 0] = speculative / baseline
+    return [Candidate(key, ratios[key], cost=key) for key in true_ratios]
+
+
+def sweep_verdicts(seed, true_ratios, sweeps):
+    rng = random.Random(seed)
+    return [decide(simulate_sweep(rng, true_ratios)) for _ in range(sweeps)]
+
+
+NULL = {(draft, k): 1.0 for draft in range(DRAFTS) for k in KS}
+WINNER = (1, 4)
+
+
+def test_null_sweep_rarely_claims_a_speedup():
+    verdicts = sweep_verdicts(1, NULL, 1000)
+    assert all(v.candidates == 18 for v in verdicts)
+    false_positive = sum(v.verdict == "speculative" for v in verdicts) / len(verdicts)
+    assert false_positive <= 0.05
+
+
+def test_one_real_winner_is_found_and_its_interval_covers_the_truth():
+    verdicts = sweep_verdicts(2, {**NULL, WINNER: 1.3}, 1000)
+    speculative = [v for v in verdicts if v.verdict == "speculative"]
+    correct = [v for v in speculative if v.chosen == WINNER
+               or (v.leader == WINNER and v.chosen in v.tied) or (v.chosen == v.leader and WINNER in v.tied)]
+    assert len(speculative) / len(verdicts) >= 0.80
+    assert len(correct) / len(verdicts) >= 0.80
+    assert sum(v.chosen == WINNER for v in speculative) / len(verdicts) >= 0.80  # and mostly exactly it
+    covered = sum(v.estimate.low <= 1.3 <= v.estimate.high for v in speculative)
+    assert covered / len(speculative) >= 0.93
+
+
+@pytest.mark.parametrize("n", [12, 3])
+def test_interval_coverage(n):
+    rng = random.Random(n)
+    true_ratio, runs, covered = 1.15, 2000, 0
+    for _ in range(runs):
+        ratios = [true_ratio * math.exp(rng.gauss(0, NOISE) - rng.gauss(0, NOISE)) for _ in range(n)]
+        estimate = estimate_ratio(ratios)
+        covered += estimate.low <= true_ratio <= estimate.high
+    assert covered / runs >= 0.93
+
+
+# --- outliers -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [10, 12, 24, 50])
+def test_outliers_rarely_flag_pure_gaussian_samples(n):
+    rng = random.Random(100 + n)
+    samples = 1500
+    flagged = sum(bool(find_outliers([rng.gauss(10, 1) for _ in range(n)])) for _ in range(samples))
+    assert flagged / samples <= 0.05
+
+
+def test_outliers_detect_a_value_ten_sigma_away():
+    rng = random.Random(7)
+    samples, detected = 1500, 0
+    for _ in range(samples):
+        values = [rng.gauss(10, 1) for _ in range(11)]
+        values.insert(rng.randrange(12), 20.0)
+        detected += values.index(20.0) in find_outliers(values)
+    assert detected / samples >= 0.95
+
+
+def test_outliers_with_zero_mad_and_too_few_values():
+    assert find_outliers([5] * 10 + [50]) == [10]
+    assert find_outliers([5] * 10) == []
+    assert MIN_VALUES_FOR_OUTLIERS == 10
+    assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 300]) == []  # 9 values: never
+    assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 10.05, 300]) == [9]

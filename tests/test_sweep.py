@@ -40,15 +40,16 @@ def test_sweep_end_to_end(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     state = load_results(out)
     groups = state["groups"]
-    assert [g["status"] for g in groups.values()] == ["done", "failed", "done", "failed"]
+    assert [g["status"] for g in groups.values()] == ["done", "skipped", "done", "skipped"]
     done = groups[f"{tiny.target} | {tiny.draft}"]
     assert [s["num_draft_tokens"] for s in done["samples"]] == [0, 1, 3]
-    failed = groups[f"{tiny.target} | {tiny.other_tokenizer}"]
-    assert "their tokenizers differ at token id" in failed["reason"]
+    skipped = groups[f"{tiny.target} | {tiny.other_tokenizer}"]
+    assert "their tokenizers differ at token id" in skipped["reason"] and skipped["retry"] is False
     assert state["versions"]["mlx"] and state["machine"]["chip"]
     assert state["models"][str(tiny.target)]["precision"] == "fp32"
-    assert "Speedup (rows: drafts, columns: targets)" in result.stdout
-    assert "tiny-other        failed" in result.stdout
+    assert state["models"][str(tiny.target)]["alone_peak_memory_gb"] > 0
+    assert "End-to-end speedup at each pair's best k (rows: drafts, columns: targets)" in result.stdout
+    assert "tiny-other        skipped" in result.stdout
     assert "[pair 1/4 | run 1/12 |" in result.stderr
 
 
@@ -58,7 +59,8 @@ def test_existing_output_needs_resume_and_same_settings(tiny, tmp_path):
     again = CliRunner().invoke(cli, sweep_args(tiny, out))
     assert again.exit_code == 1
     assert again.output.splitlines()[-1] == (
-        f"Error: {out} already exists; pass --resume to continue it, or choose another --output")
+        f"Error: {out} already exists; pass --force to replace it, --resume to continue it, "
+        "or choose another --output")
     changed = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume", "--max-tokens", "12"))
     assert changed.exit_code == 1
     assert changed.output.splitlines()[-1] == (
@@ -94,10 +96,13 @@ def test_failing_case_is_recorded_and_sweep_goes_on(tiny, tmp_path):
     args = ["sweep", "--targets", str(tiny.target), "--drafts", f"{broken},{tiny.draft}", "-k", "2",
             "--max-tokens", "6", "-w", "0", "--prompt", "Hi", "-o", str(out)]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # some pairs failed; everything else ran and was saved
     groups = list(load_results(out)["groups"].values())
     assert groups[0]["status"] == "failed" and groups[0]["reason"].startswith(f"cannot load {broken}")
     assert groups[1]["status"] == "done"
+    assert result.stderr.splitlines()[-2].startswith(f"1 of 2 pair(s) failed; all for one cause: cannot load {broken}")
+    assert result.stderr.splitlines()[-1] == (
+        "After fixing the cause, retry them with: mlxdraft " + " ".join(args) + " --resume")
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_sweep(tiny, tmp_path):
@@ -148,21 +153,24 @@ def test_every_report_format_renders(finished_sweep, fmt):
     if fmt == "json":
         data = json.loads(text)
         done = [c for c in data["cases"] if c["status"] == "done"]
-        assert len(done) == 4 and all(c["summary"]["speedup"]["ci_low"] is not None for c in done)
+        assert len(done) == 4 and all(c["summary"]["e2e_speedup"]["low"] is not None for c in done)
+        for verdict in data["verdicts"]:
+            assert verdict["verdict"] in ("speculative", "no-gain", "inconclusive") and verdict["n"] == 3
     elif fmt == "csv":
         lines = text.strip().splitlines()
         assert lines[0].startswith("target,draft,num_draft_tokens,status")
         assert len(lines) == 1 + 8
     elif fmt == "markdown":
-        assert "| draft \\ target" in text and "## Best setup per target" in text
+        assert "| draft \\ target" in text and "## Verdict per target (objective: end-to-end speed)" in text
     elif fmt == "html":
         assert text.startswith("<!DOCTYPE html>") and "<svg" in text
     else:
-        assert "baseline tok/s" in text
+        assert "Baseline tok/s measured beside each pair (decode / end to end):" in text
+        assert text.index("Verdict per target") < text.index("End-to-end speedup at each pair's best k")
 
 
 def test_metrics_share_the_layout(finished_sweep):
-    for metric, title in [("acceptance", "Acceptance rate"), ("tokens-per-round", "Tokens per verify round")]:
+    for metric, title in [("acceptance", "Acceptance rate"), ("tokens-per-round", "Tokens per complete verify round")]:
         result = CliRunner().invoke(cli, ["report", str(finished_sweep), "--metric", metric])
         assert result.exit_code == 0 and title in result.stdout
 
@@ -187,7 +195,7 @@ def test_report_errors(tmp_path):
     junk = tmp_path / "junk.json"
     junk.write_text("{")
     bad = CliRunner().invoke(cli, ["report", str(junk)])
-    assert bad.exit_code == 1 and bad.output.startswith(f"Error: results file {junk} cannot be read:")
+    assert bad.exit_code == 1 and bad.output.startswith(f"Error: results file {junk} is damaged: it is not valid JSON")
 
 
 def test_sweep_bad_input(tiny, tmp_path):
@@ -206,7 +214,7 @@ def test_family_filters_and_list_sizes_skip_before_any_download(tmp_path):
         "sweep", "--family", "qwen2.5", "--target-sizes", "72b,7b", "--target-precisions", "4bit",
         "--draft-sizes", "0.5b", "--draft-precisions", "4bit,8bit", "--memory-gb", "16", "-k", "2",
         "-o", str(out), "--no-download"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     groups = load_results(out)["groups"]
     assert list(groups) == [
         "qwen2.5:7b-4bit | qwen2.5:0.5b-4bit", "qwen2.5:7b-4bit | qwen2.5:0.5b-8bit",

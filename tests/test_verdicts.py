@@ -1,0 +1,116 @@
+"""Verdicts and reports on hand-made results with known answers (no models, no timing noise),
+through the same analysis and rendering functions the CLI uses."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from synthetic import make_state
+
+from mlxdraft.analysis import analyse_sweep
+from mlxdraft.cli import cli
+from mlxdraft.report import render_pair, render_sweep
+
+DATA = Path(__file__).parent / "data"
+KS = (1, 2, 3, 4, 6, 8)
+DRAFTS = ("d1", "d2", "d3")
+
+
+def verdict_of(state, objective="e2e"):
+    [verdict] = analyse_sweep(state, objective).verdicts()
+    return verdict
+
+
+def test_clear_winner_is_speculative_with_commands():
+    state = make_state({("big", "small", 4): 1.5}, noise=0.03)
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "speculative"
+    assert (verdict.chosen.draft, verdict.chosen.num_draft_tokens) == ("small", 4)
+    assert verdict.verdict.estimate.low > 1.0 and verdict.verdict.estimate.candidates == 4
+    assert verdict.commands[0].startswith("mlx_lm.generate --model /models/big --draft-model /models/small "
+                                          "--num-draft-tokens 4")
+
+
+def test_everything_slower_is_no_gain():
+    state = make_state({(t, d, k): 0.6 for t in ["big"] for d in ["small", "tiny"] for k in (2, 4)}, noise=0.03)
+    verdict = verdict_of(state)
+    assert verdict.kind == "no-gain" and verdict.chosen is None and verdict.commands == []
+    assert "run the target without speculative decoding" in render_sweep(state)
+
+
+def test_tie_prefers_the_cheaper_draft():
+    speedups = {("big", "small", 4): 1.52, ("big", "tiny", 4): 1.50}
+    state = make_state(speedups, noise=0.05, weights_gb={"small": 0.5, "tiny": 0.1}, seed=1)
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "speculative"
+    assert verdict.leader.draft == "small"  # by noise, in this seeded sample
+    assert verdict.chosen.draft == "tiny"  # tied with the fastest, and cheaper
+    text = "\n".join(line for line in render_sweep(state, objective="decode").splitlines())
+    assert "statistically tied with the fastest" in text
+
+
+def test_decode_gain_lost_end_to_end_is_said_in_one_line():
+    # decode 1.3x faster, but the speculative first token takes 1 s more than the baseline's 0.5 s
+    state = make_state({("big", "small", 4): 1.3}, noise=0.02, spec_ttft_s=1.5)
+    text = render_sweep(state)
+    e2e = verdict_of(state)
+    assert e2e.kind == "no-gain"
+    assert "    by decode speed alone: speculative, small k=4 (" in text
+
+
+def test_one_and_two_units_have_no_error_bar():
+    state = make_state({("big", "small", 4): 1.5}, prompts=2, drafts=("small",), ks=(4,))
+    text = render_pair({**state, "kind": "pair"})
+    [speedup] = [line for line in text.splitlines() if line.startswith("Speedup")]
+    assert speedup == ("Speedup         end to end 1.40x (n=2, no error bar); decode 1.50x (n=2, no error bar)")
+    assert "INCONCLUSIVE: n=2 units: too few for an interval" in text
+
+
+def test_temperature_note_and_commands_carry_temp():
+    state = make_state({("big", "small", 4): 1.5}, noise=0.02, temp=0.7)
+    text = render_sweep(state, objective="decode")
+    assert "accepts a draft token only when it equals the target's own, independently sampled token" in text
+    assert "--num-draft-tokens 4 --temp 0.7 --prompt 'Hello'" in text
+
+
+def test_baseline_shown_belongs_to_its_pair():
+    state = make_state({}, noise=0.0, baseline_tps=10.0)
+    for sample in state["groups"]["big | tiny"]["samples"]:
+        sample["decode_tps"] *= 2  # the tiny pair's runs (baseline too) were twice as fast
+    analysis = analyse_sweep(state)
+    assert analysis.baselines[("big", "tiny")]["decode_tps"].mean == pytest.approx(
+        2 * analysis.baselines[("big", "small")]["decode_tps"].mean)
+
+
+def test_simulated_null_sweeps_rarely_say_speculative():
+    """Every setup truly 1.00, 10% run noise, 6 k x 3 drafts, 12 prompts: at most 5% 'speculative'."""
+    rng = random.Random(7)
+    trials, false = 100, 0
+    for _ in range(trials):
+        state = make_state({}, drafts=DRAFTS, ks=KS, noise=0.1, seed=rng.randrange(10**9))
+        false += verdict_of(state, "decode").kind == "speculative"
+    assert false / trials <= 0.05
+
+
+def test_simulated_true_gain_is_found():
+    rng = random.Random(8)
+    trials, found = 40, 0
+    for _ in range(trials):
+        state = make_state({("big", "d2", 4): 1.3}, drafts=DRAFTS, ks=KS, noise=0.1, seed=rng.randrange(10**9))
+        verdict = verdict_of(state, "decode")
+        found += verdict.kind == "speculative" and verdict.chosen.draft == "d2"
+    assert found / trials >= 0.8
+
+
+@pytest.mark.parametrize("name", ["pair-v1.json", "sweep-v1.json"])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv", "json", "html"])
+def test_schema_1_files_still_render(name, fmt):
+    result = CliRunner().invoke(cli, ["report", str(DATA / name), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        data = json.loads(result.stdout)
+        [verdict] = data["verdicts"]
+        assert verdict["n"] == 3 and verdict["verdict"] in ("speculative", "no-gain", "inconclusive")
+        assert verdict["e2e_speedup"]["low"] is not None  # recomputed from the raw samples
