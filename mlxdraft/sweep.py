@@ -5,6 +5,7 @@ saved after every run (atomically, under a lock) and resumable after a crash, a 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -246,11 +247,11 @@ class _Skip(Exception):
 
 
 def cause_of(message: str, group: Group) -> str:
-    """A failure's message without the pair's names, so that one cause met by many pairs (no
-    network, say) can be reported once."""
+    """A failure's message without the pair's names and repo ids, so that one cause met by many
+    pairs (no network, say) can be reported once."""
     for name in filter(None, [group.target.name, group.draft.name if group.draft else None]):
         message = message.replace(name, "<model>")
-    return message
+    return re.sub(r"[A-Za-z0-9][\w.-]*/[\w./-]+", "<model>", message)
 
 
 @dataclass
@@ -368,15 +369,13 @@ class SweepRun:
                 runs_done += skip
                 if plan.settings.warmup:
                     yield event("loading", index, group, f"warming up ({plan.settings.warmup} per variant)")
-                started = time.perf_counter()
                 for sample in iter_interleaved_runs(loaded_target, variants, plan.prompts, plan.settings, skip):
                     record["samples"].append(dataclasses.asdict(sample))
                     runs_done += 1
                     clock.measured_runs += 1
-                    clock.measured_s += time.perf_counter() - started
+                    clock.measured_s += sample.wall_s  # the ETA counts measured runs only, not warmups
                     self.save()
                     yield event("run", index, group, sample=sample)
-                    started = time.perf_counter()
                 record["status"] = "done"
                 variants = draft = None
                 _free_memory()

@@ -284,3 +284,27 @@ def test_prompt_longer_than_the_context(tiny, tmp_path):
     assert sweep.exit_code == 0, sweep.output
     record = load_results(out)["groups"][f"{tiny.target} | {tiny.draft}"]
     assert record["status"] == "skipped" and "context of 4096" in record["reason"] and record["retry"] is False
+
+
+def test_target_alone_memory_is_measured_without_the_draft(tiny):
+    """The baseline's peak is the target alone: the speculative peak is higher by at least half the
+    draft's weights (the draft is loaded only after the target-alone measurement)."""
+    result = run("pair", tiny.target, tiny.draft, *FAST, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    alone = data["models"][str(tiny.target)]["alone_peak_memory_gb"]
+    [case] = [c for c in data["cases"] if c["draft"]]
+    speculative = case["summary"]["speculative_peak_memory_gb"]["max"]
+    draft_weights_gb = data["models"][str(tiny.draft)]["weights_gb"]
+    assert speculative - alone >= draft_weights_gb / 2
+
+
+def test_pull_offline_says_each_failure_once():
+    result = run("pull", "someone/model-a", "someone/model-b")
+    assert_error(result, "Error: 2 of 2 models could not be pulled (someone/model-a, someone/model-b); "
+                         "the reasons are above")
+    failed = [line for line in result.stderr.splitlines() if line.startswith("Failed: ")]
+    assert len(failed) == 2 and "someone/model-a" in failed[0] and "someone/model-b" in failed[1]
+    assert not any("kept" in line for line in failed)  # nothing was downloaded, so nothing was kept
+    single = run("pull", "someone/model-a")
+    assert single.output.count("someone/model-a") == 1
