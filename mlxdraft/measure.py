@@ -265,10 +265,6 @@ class Variant:
     num_draft_tokens: int = 0
 
 
-def count_runs(variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings) -> int:
-    return settings.runs * len(prompts) * len(variants)
-
-
 def iter_interleaved_runs(
     target, variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings, skip: int = 0
 ) -> Iterator[RunSample]:

@@ -12,7 +12,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import files
 from .measure import RunSample
 from .schema import read_results
 
@@ -86,18 +85,9 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def sample_to_dict(sample: RunSample) -> dict:
-    return dataclasses.asdict(sample)
-
-
 def sample_from_dict(data: dict) -> RunSample:
     names = {f.name for f in dataclasses.fields(RunSample)}
     return RunSample(**{k: v for k, v in data.items() if k in names})
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write a results file atomically (see files.write_json_atomic)."""
-    files.write_json_atomic(path, data)
 
 
 def load_results(path: Path) -> dict:

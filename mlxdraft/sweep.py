@@ -13,11 +13,11 @@ from pathlib import Path
 
 from .catalog import CatalogEntry, family_entries, sensible_pair
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
-from .files import ResultsLock
+from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_generation
 from .memory import MemoryBudget, estimate_pair, fits
 from .prompts import Prompt, encode_prompt
-from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso, write_json_atomic
+from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso
 
 CHAT_TEMPLATE_TOKENS = 64  # room for the chat template around the longest prompt, in the KV estimate
 
@@ -402,12 +402,6 @@ class SweepRun:
                 causes.add(cause)
         loaded_target = None
         _free_memory()
-
-
-def iter_sweep(plan: SweepPlan, output: Path | None, resume: bool = False, allow_download: bool = True,
-               force: bool = False) -> Iterator[SweepEvent]:
-    """Run (or continue) the sweep, saving to `output` after every run; yields progress."""
-    yield from SweepRun(plan, output, resume, force, allow_download).events()
 
 
 def _longest_prompt_tokens(tokenizer, prompts: list[Prompt]) -> int:
