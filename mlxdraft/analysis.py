@@ -222,6 +222,16 @@ class SweepAnalysis:
         cases = [c for c in self.measured(target) if c.draft == draft and c.comparison.speedup(objective)]
         return max(cases, key=lambda c: c.comparison.speedup(objective).geomean, default=None)
 
+    def best_k_estimate(self, target: str, draft: str, objective: str | None = None) -> RatioEstimate | None:
+        """The best k's speedup with its interval widened for the k values of this pair, since it
+        was chosen as the best of them."""
+        objective = objective or self.objective
+        case = self.best_k(target, draft, objective)
+        if case is None:
+            return None
+        tried = sum(1 for c in self.measured(target) if c.draft == draft and c.ratios.get(objective))
+        return estimate_ratio(list(case.ratios[objective].values()), candidates=max(tried, 1))
+
     def alone_peak_memory_gb(self, target: str) -> float | None:
         """Peak memory of the target's baseline with no draft loaded (measured once per load)."""
         return self.state.get("models", {}).get(target, {}).get("alone_peak_memory_gb")

@@ -256,20 +256,30 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)], ks, settings, prompts,
                      memory.memory_budget(memory_gb), kind="pair")
     sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress)
-    interrupted = run_measurement(sweep_run)
+    measured = lambda: sum(len(g["samples"]) for g in sweep_run.state.get("groups", {}).values())  # noqa: E731
+    failure = None
+    try:
+        interrupted = run_measurement(sweep_run)
+    except MlxdraftError as exc:
+        if not measured():
+            raise
+        failure, interrupted = exc, False
     state = sweep_run.state
-    measured = sum(len(g["samples"]) for g in state.get("groups", {}).values())
-    if interrupted:
-        progress(f"Interrupted after {measured} of {plan.total_runs()} runs; the result below is from those.")
-        if not measured:
+    if interrupted or failure:
+        why = "Interrupted" if interrupted else "Stopped by an error"
+        progress(f"{why} after {measured()} of {plan.total_runs()} runs; the result below is from those.")
+        if not measured():
             raise SystemExit(EXIT_INTERRUPTED)
     click.echo(render_sweep(state, "json", objective=objective) if as_json else render_pair(state, objective))
     if path is not None:
         try:
-            files.write_json_atomic(path, state)
+            with files.ResultsLock(path):
+                files.write_json_atomic(path, state)
         except MlxdraftError as exc:
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
+    if failure:
+        raise failure
     if interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
 

@@ -89,6 +89,11 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def real_path(path: str | Path) -> Path:
+    """The file a path names after symlinks: writing replaces that file, never the link."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` so that the old or the new file is always whole.
 
@@ -96,7 +101,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     InvalidInputError naming `path` and the reason; the previous file is left as it was, and the
     temp file is removed on every exception, Ctrl-C included (and SIGTERM, after
     install_sigterm_handler)."""
-    path = Path(path)
+    shown, path = path, real_path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"cannot write {shown}: {shown} is a folder; choose another location")
+    if path.exists() and not path.is_file():
+        raise InvalidInputError(f"cannot write {shown}: it is not a regular file; choose another location")
     data = text.encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +249,7 @@ class ResultsLock:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = real_path(path)  # one lock per real file, however it is named
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
 

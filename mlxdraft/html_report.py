@@ -158,7 +158,12 @@ def _speedup_cell(analysis: SweepAnalysis, target: str, draft: str, objective: s
     if status is None:
         return "<td></td>"
     case = analysis.best_k(target, draft, objective) if k is None else _case_at(analysis, target, draft, k)
-    estimate = case.comparison.speedup(objective) if case else None
+    if case is None:
+        estimate = None
+    elif k is None:  # the best of the k values: its interval is widened for them
+        estimate = analysis.best_k_estimate(target, draft, objective)
+    else:
+        estimate = case.comparison.speedup(objective)
     if estimate is None:
         reason = _reason(analysis, target, draft)
         tooltip = f' title="{escape(reason)}"' if reason else ""

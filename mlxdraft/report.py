@@ -115,10 +115,10 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
         comparison = case.comparison
         lines.append(f"    {case.label}: end to end {format_estimate(comparison.e2e_speedup)}; "
                      f"decode {format_estimate(comparison.decode_speedup)} (each on its own, not widened)")
-    if v.verdict == "inconclusive" and v.more_units_needed:
+    if v.verdict == "inconclusive" and v.more_units_needed and v.estimate:
         prompts = max(len(analysis.state["plan"]["prompts"]), 1)
-        passes = -(-v.more_units_needed // prompts)
-        lines.append(f"    to decide it, measure again with -r {analysis.settings['runs'] + passes} (into a new file)")
+        runs = -(-(v.estimate.n + v.more_units_needed) // prompts)
+        lines.append(f"    to decide it, measure again with -r {runs} (into a new file)")
     if verdict.tied:
         lines.append("    statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
                      + ("; the cheapest was chosen" if verdict.chosen else ""))
@@ -231,7 +231,7 @@ def _cell(analysis: SweepAnalysis, target: str, draft: str, metric: str, objecti
         return {"skipped": "skipped", "failed": "failed", "pending": "not run"}.get(status, "n/a")
     comparison = case.comparison
     if metric == "speedup":
-        text = f"{format_cell(comparison.speedup(objective))} k={case.num_draft_tokens}"
+        text = f"{format_cell(analysis.best_k_estimate(target, draft, objective))} k={case.num_draft_tokens}"
         return text + (" (output differs)" if comparison.lossless.identical is False else "")
     if metric == "acceptance":
         return f"{_percent(comparison.acceptance_rate)} k={case.num_draft_tokens}"
@@ -277,7 +277,8 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
         f"Objective: {objective_text(analysis)}",
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "
-        "runs. A verdict's interval is widened for the number of setups compared.",
+        "runs. At a pair's best k the interval is widened for the k values tried, and a verdict's for every "
+        "setup compared, so choosing the best does not overstate it.",
     ]
     if analysis.settings["temp"] > 0:
         lines.append(f"Note: {TEMPERATURE_NOTE}.")
@@ -329,7 +330,8 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
     state = analysis.state
     return {
         "schema_version": state["schema_version"],
-        "kind": state.get("kind"),
+        "kind": "report",  # a rendering, not measurements: `report -o` may replace it
+        "results_kind": state.get("kind"),
         "machine": state.get("machine"),
         "versions": state.get("versions"),
         "plan": state["plan"],

@@ -196,7 +196,17 @@ MODEL = table({  # results.model_record
     "repo_id": Optional(nullable(text)),
     "precision": Optional(nullable(text)),
     "weights_gb": Optional(nullable(number(0))),
+    "alone_peak_memory_gb": Optional(nullable(number(0))),  # schema 2
 })
+
+ENVIRONMENT = {  # results.environment: what reports print about the machine
+    "machine": Optional(table({
+        "chip": Optional(nullable(text)),
+        "os": Optional(nullable(text)),
+        "memory_gb": Optional(nullable(number(0))),
+    })),
+    "versions": Optional(mapping_of(nullable(text))),
+}
 
 GROUP = table({  # one target + draft of a sweep
     "target": text,
@@ -214,9 +224,11 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "targets": list_of(text),
         "drafts": list_of(text),
         "prompts": list_of(PROMPT),
+        "memory_budget_gb": Optional(number(0)),
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),
+    **ENVIRONMENT,
 })
 
 PAIR = table({  # pairs of schema 1
@@ -226,6 +238,7 @@ PAIR = table({  # pairs of schema 1
     "settings": SETTINGS,
     "prompts": Optional(list_of(PROMPT)),
     "samples": list_of(SAMPLE),
+    **ENVIRONMENT,
 })
 
 

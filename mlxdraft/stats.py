@@ -211,6 +211,11 @@ def _widened_quantile(confidence: float, comparisons: int, n: int) -> float:
     return t_quantile(1.0 - (1.0 - confidence) / (2 * comparisons), n - 1)
 
 
+def _exp(x: float) -> float:
+    """exp that stays finite for absurd inputs (a results file may hold huge but finite speeds)."""
+    return math.exp(max(min(x, 700.0), -700.0))
+
+
 def _estimate_from_logs(logs: list[float], confidence: float, candidates: int) -> RatioEstimate | None:
     if not logs:
         return None
@@ -219,8 +224,8 @@ def _estimate_from_logs(logs: list[float], confidence: float, candidates: int) -
     low = high = None
     if n >= MIN_UNITS_FOR_INTERVAL:
         half_width = _widened_quantile(confidence, candidates, n) * sd / math.sqrt(n)
-        low, high = math.exp(mean - half_width), math.exp(mean + half_width)
-    return RatioEstimate(geomean=math.exp(mean), low=low, high=high, n=n, confidence=confidence,
+        low, high = _exp(mean - half_width), _exp(mean + half_width)
+    return RatioEstimate(geomean=_exp(mean), low=low, high=high, n=n, confidence=confidence,
                          candidates=candidates, log_sd=sd)
 
 
@@ -340,7 +345,9 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
 
     Each candidate carries per-unit ratios speculative / baseline (a unit is one prompt x pass). Rules:
 
-    - m is the number of candidates with at least one usable ratio; None when m is 0. Every candidate's
+    - Only candidates with at least MIN_UNITS_FOR_INTERVAL usable ratios compete (one cut short after a
+      lucky run cannot lead); when none has that many, all candidates with a usable ratio do.
+    - m is the number of competing candidates; None when there is none at all. Every candidate's
       interval is `estimate_ratio(..., candidates=m)`: Bonferroni-widened so that the m intervals hold
       simultaneously at `confidence`, and picking the best of m does not overstate it (winner's curse).
     - The leader is the candidate with the highest geometric mean (the first, on equal means).
@@ -351,7 +358,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     - "speculative" when the leader's widened lower bound is above 1. The chosen candidate is then the
       cheapest (smallest `cost`, then first in the given order) of the leader and those tied with it whose
       own widened lower bound is also above 1; `estimate` is the chosen one's widened estimate.
-    - "no-gain" when the leader's widened upper bound is below 1: no setup beats the baseline.
+    - "no-gain" when every candidate's widened upper bound is below 1: no setup beats the baseline.
     - Otherwise "inconclusive", including when the leader has fewer than MIN_UNITS_FOR_INTERVAL units
       (then more_units_needed is the units still missing for any interval). Else, taking the leader's
       mean log ratio and sd as they are, more_units_needed is the total n at which the widened interval
@@ -371,6 +378,9 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
                 logs[unit] = value[0]
         if logs:
             usable.append((index, candidate, logs))
+    # Setups with an interval compete; one with fewer units (a pair cut short) cannot lead on luck.
+    with_interval = [item for item in usable if len(item[2]) >= MIN_UNITS_FOR_INTERVAL]
+    usable = with_interval or usable
     m = len(usable)
     if m == 0:
         return None
@@ -407,7 +417,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         if chosen_index != leader_index:
             reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
         return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
-    if leader_est.high < 1.0:
+    if all(estimates[index].high is not None and estimates[index].high < 1.0 for index, _, _ in usable):
         return verdict(
             "no-gain",
             f"no setup beats the baseline: the best, {name}, is {leader_est.geomean:.2f}x "

@@ -348,7 +348,7 @@ class SweepRun:
                     _free_memory()
                     yield event("loading", index, group, f"loading target {group.target.name}")
                     loaded_target = load_model(target_source)
-                    state["models"][group.target.name] = model_record(loaded_target)
+                    state["models"].setdefault(group.target.name, {}).update(model_record(loaded_target))
                     for warning in loaded_target.warnings:
                         yield event("warning", index, group, f"{group.target.name}: {warning}")
                     yield event("probe", index, group, "measuring the target's memory alone")
@@ -360,12 +360,15 @@ class SweepRun:
                     yield event("loading", index, group, f"loading draft {group.draft.name}")
                     same = draft_source.path == target_source.path
                     draft = loaded_target if same else load_model(draft_source)
-                    state["models"][group.draft.name] = model_record(draft)
+                    state["models"].setdefault(group.draft.name, {}).update(model_record(draft))
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
                     check_caches(loaded_target, draft)
                     variants += [Variant(draft, k) for k in plan.num_draft_tokens]
-                skip = len(record["samples"])
+                # Resume at a whole unit: a unit's variants are measured back to back, so a unit cut
+                # short is measured again rather than paired across sessions.
+                skip = len(record["samples"]) - len(record["samples"]) % len(variants)
+                del record["samples"][skip:]
                 runs_done += skip
                 if plan.settings.warmup:
                     yield event("loading", index, group, f"warming up ({plan.settings.warmup} per variant)")
@@ -377,8 +380,6 @@ class SweepRun:
                     self.save()
                     yield event("run", index, group, sample=sample)
                 record["status"] = "done"
-                variants = draft = None
-                _free_memory()
                 self.save()
                 yield event("done", index, group)
             except _Skip as skip_reason:
@@ -400,6 +401,9 @@ class SweepRun:
                 cause = cause_of(reason, group)
                 yield event("failed", index, group, reason, repeated=cause in causes)
                 causes.add(cause)
+            finally:
+                variants = draft = None  # the next target's memory probe must not see this draft
+                _free_memory()
         loaded_target = None
         _free_memory()
 

@@ -308,3 +308,75 @@ def test_pull_offline_says_each_failure_once():
     assert not any("kept" in line for line in failed)  # nothing was downloaded, so nothing was kept
     single = run("pull", "someone/model-a")
     assert single.output.count("someone/model-a") == 1
+
+
+def test_report_json_can_be_rendered_again_into_the_same_file(tmp_path):
+    results = write_state(tmp_path / "r.json", make_state({}, noise=0.01))
+    out = tmp_path / "report.json"
+    assert run("report", results, "--format", "json", "-o", out).exit_code == 0
+    again = run("report", results, "--format", "json", "-o", out)
+    assert again.exit_code == 0, again.output
+
+
+def test_report_writes_through_a_symlink_and_refuses_special_files(tmp_path):
+    results = write_state(tmp_path / "r.json", make_state({}, noise=0.01))
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "r.md"
+    target.write_text("old")
+    link = tmp_path / "link.md"
+    os.symlink(target, link)
+    assert run("report", results, "--format", "markdown", "-o", link).exit_code == 0
+    assert link.is_symlink() and target.read_text().startswith("# mlxdraft sweep")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert_error(run("report", results, "-o", fifo),
+                 f"Error: cannot write {fifo}: it is not a regular file; choose another location")
+
+
+def test_a_model_that_is_target_and_draft_keeps_its_alone_memory(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    result = run("sweep", "--targets", f"{tiny.draft},{tiny.target}", "--drafts", tiny.draft, "-k", "2", *FAST,
+                 "-o", out)
+    assert result.exit_code == 0, result.output
+    models = load_results(out)["models"]
+    assert models[str(tiny.draft)]["alone_peak_memory_gb"] > 0
+    assert models[str(tiny.target)]["alone_peak_memory_gb"] > 0
+
+
+def test_resume_measures_a_cut_unit_again_whole(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft), "-k", "1,2", "--max-tokens", "6",
+            "-w", "0", "-r", "2", "--prompt", "Hello there", "-o", str(out)]
+    assert run(*args).exit_code == 0
+    state = json.loads(out.read_text())
+    [group] = state["groups"].values()
+    group["status"] = "pending"
+    del group["samples"][4:]  # unit 2 cut after its baseline: (0, 1, 2) then (0) of the next pass
+    out.write_text(json.dumps(state))
+    assert run(*args, "--resume").exit_code == 0
+    samples = load_results(out)["groups"][f"{tiny.target} | {tiny.draft}"]["samples"]
+    assert [(s["pass_index"], s["num_draft_tokens"]) for s in samples] == [(0, 0), (0, 1), (0, 2),
+                                                                           (1, 0), (1, 1), (1, 2)]
+
+
+def test_pair_stopped_by_an_error_still_reports_and_saves_what_it_measured(tiny, tmp_path, monkeypatch):
+    import mlxdraft.sweep as sweeping
+
+    real = sweeping.iter_interleaved_runs
+
+    def failing(*args, **kwargs):
+        for index, sample in enumerate(real(*args, **kwargs)):
+            if index == 4:
+                raise RuntimeError("out of memory")
+            yield sample
+
+    monkeypatch.setattr(sweeping, "iter_interleaved_runs", failing)
+    out = tmp_path / "pair.json"
+    result = run("pair", tiny.target, tiny.draft, "--max-tokens", "6", "-w", "0", "-r", "5", "--prompt", "Hi",
+                 "-o", out)
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert "Stopped by an error after 4 of 10 runs; the result below is from those." in result.stderr
+    assert "Speedup" in result.stdout
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: measuring {tiny.target} | {tiny.draft} failed: RuntimeError: out of memory")
+    assert sum(len(g["samples"]) for g in load_results(out)["groups"].values()) == 4

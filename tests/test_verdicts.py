@@ -114,3 +114,23 @@ def test_schema_1_files_still_render(name, fmt):
         [verdict] = data["verdicts"]
         assert verdict["n"] == 3 and verdict["verdict"] in ("speculative", "no-gain", "inconclusive")
         assert verdict["e2e_speedup"]["low"] is not None  # recomputed from the raw samples
+
+
+def test_a_pair_cut_short_after_a_lucky_run_cannot_lead():
+    state = make_state({("big", "small", 2): 1.5, ("big", "tiny", 2): 1.1}, noise=0.03)
+    group = state["groups"]["big | tiny"]
+    group["samples"] = group["samples"][:2]  # baseline and k=2 of the first prompt only
+    group["samples"][1]["decode_tps"] *= 3  # one lucky run
+    group["status"] = "failed"
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "speculative" and verdict.chosen.draft == "small"
+
+
+def test_no_gain_needs_every_setup_below_the_baseline():
+    from mlxdraft.stats import Candidate, decide
+
+    rng = random.Random(1)
+    tight = {unit: 0.95 * (2.718 ** rng.gauss(0, 0.01)) for unit in range(12)}
+    noisy = {unit: 0.85 * (2.718 ** rng.gauss(0, 0.4)) for unit in range(12)}
+    verdict = decide([Candidate("tight", tight), Candidate("noisy", noisy)])
+    assert verdict.verdict == "inconclusive"  # the noisy one may still beat the baseline
