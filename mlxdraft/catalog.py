@@ -38,7 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import InvalidInputError, ModelNotFoundError
-from .loading import REPO_ID
+from .hub import REPO_ID
 from .paths import app_dir, expand_user, read_user_file
 
 ROLES = ("target", "draft", "both")
@@ -233,34 +233,3 @@ def find_entry(name: str) -> CatalogEntry:
         f"no model list knows {name!r}; see `mlxdraft models` for short names, "
         "or pass a model folder or a Hub repo id"
     )
-
-
-def local_status(entry: CatalogEntry) -> str:
-    """'downloaded', 'partial' or 'absent' (offline families: built or not)."""
-    if entry.source == "offline":
-        from . import offline
-
-        return "downloaded" if offline.is_complete(offline.variant_dir(entry.variant)) else "absent"
-    from . import hub
-
-    return hub.local_status(entry.repo)
-
-
-def resolve_entry(entry: CatalogEntry, allow_download: bool = True, progress=None):
-    """The local folder of a catalog entry (building or downloading it when allowed)."""
-    from .loading import ModelSource
-
-    if entry.source == "offline":
-        from . import offline
-
-        if not allow_download and not offline.is_complete(offline.variant_dir(entry.variant)):
-            raise ModelNotFoundError(
-                f"{entry.name} is not built yet and --no-download forbids fetching it; run "
-                "`mlxdraft prepare smollm2` first"
-            )
-        path = offline.prepare([entry.variant], progress=progress)[entry.variant]
-        return ModelSource(name=entry.name, path=path, kind="offline", revision=offline.SOURCE_REVISION)
-    from . import hub
-
-    path, revision = hub.ensure_local(entry.repo, allow_download=allow_download, progress=progress)
-    return ModelSource(name=entry.name, path=path, kind="hub", repo_id=entry.repo, revision=revision)

@@ -19,6 +19,8 @@ import click
 
 from . import __version__
 from .errors import InvalidInputError, MlxdraftError
+from .reports import FORMATS as REPORT_FORMATS
+from .reports import METRICS
 
 EXIT_PAIRS_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -244,7 +246,7 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
     """
     from . import files, memory
-    from .report import render_pair, render_sweep
+    from .reports import render_pair, render_sweep
     from .sweep import SweepPlan, SweepRun, choice_for_name
 
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
@@ -317,7 +319,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
     """
     from . import memory
     from . import sweep as sweeping
-    from .report import render_sweep
+    from .reports import render_sweep
 
     if resume and force:
         raise InvalidInputError("--resume continues the file and --force replaces it; choose one")
@@ -363,9 +365,9 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 @cli.command(short_help="Render a results file as table, markdown, csv, json or html.",
              epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
 @click.argument("results_file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json", "html"]),
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               default="table", show_default=True)
-@click.option("--metric", type=click.Choice(["speedup", "acceptance", "tokens-per-round"]),
+@click.option("--metric", type=click.Choice(list(METRICS)),
               default="speedup", show_default=True, help="What the matrix cells show (table, markdown).")
 @click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
               help="What the verdict optimises: end-to-end time of the workload, or decode speed alone.")
@@ -373,7 +375,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 def report(results_file, fmt, metric, objective, output):
     """Render a results file (sweep or pair): verdicts, speedup matrices, mlx-lm commands."""
     from . import files
-    from .report import render_sweep
+    from .reports import render_sweep
     from .results import load_results
 
     if output is not None:
@@ -400,13 +402,13 @@ def models(families, memory_gb, as_json):
     """List the curated models: size, whether they are downloaded, whether they fit this machine."""
     from tabulate import tabulate
 
-    from . import catalog, memory
+    from . import catalog, memory, sources
 
     budget = memory.memory_budget(memory_gb)
     chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
     rows, pairs = [], []
     for entries in chosen.values():
-        rows += [{**entry.to_dict(), "local": catalog.local_status(entry),
+        rows += [{**entry.to_dict(), "local": sources.local_status(entry),
                   "fits": memory.fits(entry.size_gb, budget)} for entry in entries]
         pairs += memory.pairs_that_fit(entries, budget)
     if as_json:
@@ -441,7 +443,7 @@ def pull(model_names, families, targets, drafts, max_gb):
     never pickles or code. A broken-off transfer resumes; files already downloaded are kept.
     """
     from . import catalog
-    from .loading import resolve_model
+    from .sources import resolve_model
 
     names = list(model_names) + split_list(targets) + split_list(drafts)
     for family in families:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DownloadError, ModelNotFoundError
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")  # owner/name
 
 ALLOW_PATTERNS = [
     "*.safetensors",

@@ -60,7 +60,7 @@ class TokenizerCache:
         """The tokenizer of a ModelSource; a folder it cannot come from is a ModelNotFoundError."""
         from mlx_lm.utils import load_tokenizer
 
-        from .loading import check_model_folder
+        from .sources import check_model_folder
 
         key = str(source.path)
         if key not in self._by_path:

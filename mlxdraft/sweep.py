@@ -291,8 +291,9 @@ class SweepRun:
                 lock.release()
 
     def _measure(self) -> Iterator[SweepEvent]:
-        from .loading import load_model, resolve_model
+        from .loading import load_model
         from .pairing import TokenizerCache, check_caches, check_sources
+        from .sources import resolve_model
 
         plan, state = self.plan, self.state
         groups = plan.groups()

@@ -11,8 +11,9 @@ import pytest
 from synthetic import make_state
 
 from mlxdraft.analysis import analyse_sweep
-from mlxdraft.html_report import nice_ticks, render_html
-from mlxdraft.report import format_cell, render_sweep, spans_one
+from mlxdraft.reports import render_sweep
+from mlxdraft.reports.common import format_cell, spans_one
+from mlxdraft.reports.html import nice_ticks, render_html
 
 
 class Page(HTMLParser):

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from mlxdraft.analysis import compare
 from mlxdraft.cli import cli
-from mlxdraft.loading import ModelSource, load_model
+from mlxdraft.loading import load_model
 from mlxdraft.measure import MeasureSettings, measure_generation
 from mlxdraft.prompts import Prompt, encode_prompt
+from mlxdraft.sources import ModelSource
 
 pytestmark = pytest.mark.slow
 

@@ -53,8 +53,8 @@ def test_tokenizer_preflight_on_broken_folders(tiny, tmp_path, message):
     from pathlib import Path
 
     from mlxdraft.errors import ModelNotFoundError
-    from mlxdraft.loading import ModelSource, resolve_model
     from mlxdraft.pairing import TokenizerCache, check_sources
+    from mlxdraft.sources import ModelSource, resolve_model
 
     folder = broken_copy(tiny.draft, tmp_path / "broken", BREAKAGES[message])
     broken = ModelSource(str(folder), Path(folder), "local")  # as a Hub snapshot would arrive: unchecked
@@ -70,8 +70,8 @@ def test_unparsable_tokenizer_is_one_error(tiny, tmp_path):
     from pathlib import Path
 
     from mlxdraft.errors import ModelNotFoundError
-    from mlxdraft.loading import ModelSource
     from mlxdraft.pairing import TokenizerCache
+    from mlxdraft.sources import ModelSource
 
     folder = broken_copy(tiny.draft, tmp_path / "broken", lambda f: (f / "tokenizer.json").write_text("garbage"))
     with pytest.raises(ModelNotFoundError) as excinfo:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlxdraft.cli import cli
-from mlxdraft.report import render_sweep
+from mlxdraft.reports import render_sweep
 from mlxdraft.results import load_results
 
 

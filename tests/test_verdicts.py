@@ -11,7 +11,7 @@ from synthetic import make_state
 
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
-from mlxdraft.report import render_pair, render_sweep
+from mlxdraft.reports import render_pair, render_sweep
 
 DATA = Path(__file__).parent / "data"
 KS = (1, 2, 3, 4, 6, 8)

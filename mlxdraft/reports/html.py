@@ -1,7 +1,7 @@
 """The sweep report as one self-contained HTML page: verdicts first, then how it was measured,
 speedup heatmaps, the baselines, acceptance and tokens-per-round matrices, a speedup-versus-memory
 chart in inline SVG, and what was skipped or failed. No scripts and no external resources; every
-string that comes from a results file is escaped. Figures and wording come from `report`."""
+string that comes from a results file is escaped. Figures and wording come from `reports.common`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-from .analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label
-from .report import (
+from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label
+from ..stats import RatioEstimate
+from .common import (
     METRIC_TITLES,
     SPEEDUP_TITLES,
     baseline_matrix,
@@ -23,7 +24,6 @@ from .report import (
     spans_one,
     verdict_lines,
 )
-from .stats import RatioEstimate
 
 STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
@@ -52,7 +52,7 @@ GREEN, RED, WHITE = (99, 190, 123), (248, 105, 107), (255, 255, 255)
 SATURATION = 2.0  # a speedup of 2x (or 1/2x) gets the full colour
 
 
-def render_html(analysis: SweepAnalysis) -> str:
+def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
     """One self-contained page for a sweep, verdicts first."""
     sections = [
         _verdict_section(analysis),
@@ -111,7 +111,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _text_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    """A text matrix from `report` (first column: row names)."""
+    """A text matrix from `reports.common` (first column: row names)."""
     cells = [[f"<th>{escape(row[0])}</th>"] + [f"<td>{escape(cell)}</td>" for cell in row[1:]] for row in rows]
     return f"<section>\n<h2>{escape(title)}</h2>\n{_table(headers, cells)}\n</section>"
 

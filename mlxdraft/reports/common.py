@@ -1,25 +1,17 @@
-"""Rendering results as text: the `pair` block, and the sweep report as a table, Markdown, CSV
-or JSON (HTML lives in html_report). Verdicts come first; every figure carries its unit and its
-n; nothing here measures or stores anything."""
+"""What every report format shares: figures formatted with their units and n, verdict lines,
+the matrices (drafts as rows, targets as columns) and the header. Formats import from here."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
-from tabulate import tabulate
-
-from .analysis import (
+from ..analysis import (
     OBJECTIVE_NAMES,
     TEMPERATURE_NOTE,
     SweepAnalysis,
     SweepCase,
     TargetVerdict,
-    analyse_sweep,
     label,
 )
-from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary
+from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary
 
 
 def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0,
@@ -138,72 +130,6 @@ def _setup(verdict: TargetVerdict):
     return (verdict.chosen.draft, verdict.chosen.num_draft_tokens) if verdict.chosen else None
 
 
-def render_pair(state: dict, objective: str = "e2e") -> str:
-    """The compact human block printed by `mlxdraft pair` (a results file of one group)."""
-    analysis = analyse_sweep(state, objective)
-    target = analysis.targets[0]
-    models = state.get("models", {})
-    verdict = analysis.verdict(target)
-    cases = analysis.measured(target)
-    if not cases:
-        return "No speculative runs were measured."
-    case = verdict.chosen or verdict.leader or cases[0]
-    c = case.comparison
-    baseline = analysis.baselines.get((target, case.draft), {})
-    histogram = "  ".join(f"{n}:{count}" for n, count in enumerate(c.accepted_length_counts))
-    partial = f"; {c.partial_rounds} partial round(s) cut by max-tokens or EOS left out" if c.partial_rounds else ""
-    alone = analysis.alone_peak_memory_gb(target)
-    peak = c.speculative_peak_memory_gb
-    if alone is not None and peak:
-        memory = (f"target alone {alone:.2f} GB; with the draft {peak.max:.2f} GB "
-                  f"({peak.max - alone:+.2f} GB for the draft)")
-    else:
-        memory = f"with the draft {format_summary(peak, 'GB', 2, outliers=False)}"
-    rows = [
-        ("Target", _model_line(models.get(target, {"name": target}))),
-        ("Draft", _model_line(models.get(case.draft, {"name": case.draft}))),
-        ("Settings", settings_text(analysis)),
-        ("Objective", objective_text(analysis)),
-        ("Verdict", "\n".join(line.strip() for line in verdict_lines(verdict, analysis, named=False))),
-        ("Shown", f"k={case.num_draft_tokens}"),
-        ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
-                     f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
-        ("Speculative", f"decode {format_summary(c.speculative_decode_tps, 'tok/s')}; "
-                        f"end to end {format_summary(c.speculative_e2e_tps, 'tok/s')}"),
-        ("Speedup", f"end to end {format_estimate(c.e2e_speedup)}; decode {format_estimate(c.decode_speedup)}"),
-        ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
-        ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
-        ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
-         + partial),
-        ("Accepted/round", f"{histogram}   (accepted drafts: number of complete verify rounds)"),
-        ("TTFT", f"baseline {format_summary(c.baseline_ttft_s, 's', digits=3)}; "
-                 f"speculative {format_summary(c.speculative_ttft_s, 's', digits=3)}"),
-        ("Peak memory", memory),
-        ("Lossless", format_lossless(case)),
-    ]
-    if analysis.settings["temp"] > 0:
-        rows.append(("Note", TEMPERATURE_NOTE))
-    width = max(len(name) for name, _ in rows)
-    lines = []
-    for name, value in rows:
-        first, *rest = value.split("\n")
-        lines.append(f"{name.ljust(width)}  {first}")
-        lines += [" " * (width + 2) + line for line in rest]
-    if len(cases) > 1:
-        table = [(f"k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
-                  format_cell(x.comparison.decode_speedup), _percent(x.comparison.acceptance_rate),
-                  _number(x.comparison.tokens_per_round, 2)) for x in cases]
-        lines += ["", tabulate(table, headers=["k", "end-to-end speedup", "decode speedup", "acceptance",
-                                               "tokens/round"], disable_numparse=True)]
-    if c.per_category:
-        table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
-                  _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
-        lines += ["", f"Per category (k={case.num_draft_tokens}):",
-                  tabulate(table, headers=["category", "end-to-end speedup", "decode speedup", "acceptance"],
-                           disable_numparse=True)]
-    return "\n".join(lines)
-
-
 def _percent(summary: Summary | None) -> str:
     return "n/a" if not summary else f"{summary.mean * 100:.0f}%"
 
@@ -212,10 +138,6 @@ def _number(summary: Summary | None, digits: int = 1) -> str:
     return "n/a" if not summary else f"{summary.mean:.{digits}f}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Sweep reports
-
-FORMATS = ("table", "markdown", "csv", "json", "html")
 METRICS = ("speedup", "acceptance", "tokens-per-round")
 SPEEDUP_TITLES = {"e2e": "End-to-end speedup", "decode": "Decode speedup"}
 METRIC_TITLES = {"speedup": "Speedup", "acceptance": "Acceptance rate",
@@ -283,105 +205,3 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
     if analysis.settings["temp"] > 0:
         lines.append(f"Note: {TEMPERATURE_NOTE}.")
     return lines
-
-
-def render_sweep(state: dict, fmt: str = "table", metric: str = "speedup", objective: str = "e2e") -> str:
-    """A results file rendered in one of FORMATS; statistics are derived here, once."""
-    if fmt not in FORMATS:
-        raise ValueError(fmt)
-    analysis = analyse_sweep(state, objective)
-    if fmt == "json":
-        return json.dumps(_sweep_json(analysis), indent=2, allow_nan=False)
-    if fmt == "csv":
-        return _sweep_csv(analysis)
-    if fmt == "html":
-        from .html_report import render_html
-
-        return render_html(analysis)
-    markdown = fmt == "markdown"
-    table_format = "github" if markdown else "simple"
-    section = (lambda title: ["", f"## {title}", ""]) if markdown else (lambda title: ["", f"{title}:"])
-    lines = (["# mlxdraft sweep", ""] + [f"- {line}" for line in header_lines(analysis)]) if markdown \
-        else header_lines(analysis)
-    lines += section(f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})")
-    for verdict in analysis.verdicts():
-        lines += verdict_lines(verdict, analysis, markdown)
-    if metric == "speedup":
-        other = "decode" if analysis.objective == "e2e" else "e2e"
-        tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
-                   "(rows: drafts, columns: targets)", matrix(analysis, metric)),
-                  (f"{SPEEDUP_TITLES[other]} at each pair's best k",
-                   matrix(analysis, metric, other)),
-                  ("Baseline tok/s measured beside each pair (decode / end to end)", baseline_matrix(analysis))]
-    else:
-        tables = [(f"{METRIC_TITLES[metric]} at each pair's best k (rows: drafts, columns: targets)",
-                   matrix(analysis, metric))]
-    for title, (headers, rows) in tables:
-        lines += section(title)
-        lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
-    problems = problem_lines(analysis)
-    if problems:
-        lines += section("Skipped or failed")
-        lines += [f"- {p}" for p in problems]
-    return "\n".join(lines)
-
-
-def _sweep_json(analysis: SweepAnalysis) -> dict:
-    state = analysis.state
-    return {
-        "schema_version": state["schema_version"],
-        "kind": "report",  # a rendering, not measurements: `report -o` may replace it
-        "results_kind": state.get("kind"),
-        "machine": state.get("machine"),
-        "versions": state.get("versions"),
-        "plan": state["plan"],
-        "models": state.get("models", {}),
-        "objective": analysis.objective,
-        "verdicts": [v.to_dict() for v in analysis.verdicts()],
-        "baselines": [{"target": t, "draft": d, "decode_tps": b["decode_tps"].to_dict() if b["decode_tps"] else None,
-                       "e2e_tps": b["e2e_tps"].to_dict() if b["e2e_tps"] else None,
-                       "target_alone_peak_memory_gb": analysis.alone_peak_memory_gb(t)}
-                      for (t, d), b in analysis.baselines.items()],
-        "cases": [
-            {"target": c.target, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens, "status": c.status,
-             "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None}
-            for c in analysis.cases
-        ],
-    }
-
-
-CSV_COLUMNS = [
-    "target", "draft", "num_draft_tokens", "status", "reason", "units",
-    "e2e_speedup", "e2e_speedup_low", "e2e_speedup_high",
-    "decode_speedup", "decode_speedup_low", "decode_speedup_high",
-    "baseline_decode_tps", "speculative_decode_tps", "baseline_e2e_tps", "speculative_e2e_tps",
-    "acceptance_rate", "draft_token_share", "tokens_per_round", "partial_rounds", "lossless",
-    "target_alone_peak_memory_gb", "speculative_peak_memory_gb",
-]
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
-
-
-def _sweep_csv(analysis: SweepAnalysis) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for case in analysis.cases:
-        c = case.comparison
-        mean = lambda s: _fmt(s.mean if s else None)  # noqa: E731
-        estimate = lambda e: [_fmt(e.geomean), _fmt(e.low), _fmt(e.high)] if e else ["", "", ""]  # noqa: E731
-        writer.writerow([
-            case.target, case.draft or "", case.num_draft_tokens or "", case.status, case.reason or "",
-            c.units if c else 0,
-            *estimate(c and c.e2e_speedup), *estimate(c and c.decode_speedup),
-            mean(c and c.baseline_decode_tps), mean(c and c.speculative_decode_tps),
-            mean(c and c.baseline_e2e_tps), mean(c and c.speculative_e2e_tps),
-            mean(c and c.acceptance_rate), mean(c and c.draft_token_share), mean(c and c.tokens_per_round),
-            c.partial_rounds if c else "",
-            "" if not c or c.lossless.identical is None else str(c.lossless.identical).lower(),
-            _fmt(analysis.alone_peak_memory_gb(case.target)),
-            _fmt(c.speculative_peak_memory_gb.max if c and c.speculative_peak_memory_gb else None),
-        ])
-    return buffer.getvalue()

@@ -1,0 +1,31 @@
+"""Report formats: one module each, all built on `common`, and the registry the CLI reads.
+
+Adding a format is one module with a `render_<name>(analysis, metric)` function and one line in
+FORMATS.
+"""
+
+from __future__ import annotations
+
+from ..analysis import analyse_sweep
+from .common import METRICS
+from .csv_format import render_csv
+from .html import render_html
+from .json_format import render_json
+from .text import render_markdown, render_pair, render_table
+
+FORMATS = {
+    "table": render_table,
+    "markdown": render_markdown,
+    "csv": render_csv,
+    "json": render_json,
+    "html": render_html,
+}
+
+__all__ = ["FORMATS", "METRICS", "render_pair", "render_sweep"]
+
+
+def render_sweep(state: dict, fmt: str = "table", metric: str = "speedup", objective: str = "e2e") -> str:
+    """A results file rendered in one of FORMATS; statistics are derived here, once."""
+    if fmt not in FORMATS:
+        raise ValueError(fmt)
+    return FORMATS[fmt](analyse_sweep(state, objective), metric)

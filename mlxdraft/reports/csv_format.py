@@ -1,0 +1,49 @@
+"""The sweep report as CSV: one row per (target, draft, k), both speedups with their bounds."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from ..analysis import SweepAnalysis
+
+
+def render_csv(analysis: SweepAnalysis, metric: str = "speedup") -> str:
+    return _sweep_csv(analysis)
+
+
+CSV_COLUMNS = [
+    "target", "draft", "num_draft_tokens", "status", "reason", "units",
+    "e2e_speedup", "e2e_speedup_low", "e2e_speedup_high",
+    "decode_speedup", "decode_speedup_low", "decode_speedup_high",
+    "baseline_decode_tps", "speculative_decode_tps", "baseline_e2e_tps", "speculative_e2e_tps",
+    "acceptance_rate", "draft_token_share", "tokens_per_round", "partial_rounds", "lossless",
+    "target_alone_peak_memory_gb", "speculative_peak_memory_gb",
+]
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _sweep_csv(analysis: SweepAnalysis) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for case in analysis.cases:
+        c = case.comparison
+        mean = lambda s: _fmt(s.mean if s else None)  # noqa: E731
+        estimate = lambda e: [_fmt(e.geomean), _fmt(e.low), _fmt(e.high)] if e else ["", "", ""]  # noqa: E731
+        writer.writerow([
+            case.target, case.draft or "", case.num_draft_tokens or "", case.status, case.reason or "",
+            c.units if c else 0,
+            *estimate(c and c.e2e_speedup), *estimate(c and c.decode_speedup),
+            mean(c and c.baseline_decode_tps), mean(c and c.speculative_decode_tps),
+            mean(c and c.baseline_e2e_tps), mean(c and c.speculative_e2e_tps),
+            mean(c and c.acceptance_rate), mean(c and c.draft_token_share), mean(c and c.tokens_per_round),
+            c.partial_rounds if c else "",
+            "" if not c or c.lossless.identical is None else str(c.lossless.identical).lower(),
+            _fmt(analysis.alone_peak_memory_gb(case.target)),
+            _fmt(c.speculative_peak_memory_gb.max if c and c.speculative_peak_memory_gb else None),
+        ])
+    return buffer.getvalue()

@@ -1,0 +1,131 @@
+"""The human formats: the `pair` block, and the sweep report as a plain table or Markdown."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep
+from .common import (
+    METRIC_TITLES,
+    SPEEDUP_TITLES,
+    _model_line,
+    _number,
+    _percent,
+    baseline_matrix,
+    format_cell,
+    format_estimate,
+    format_lossless,
+    format_summary,
+    header_lines,
+    matrix,
+    objective_text,
+    problem_lines,
+    settings_text,
+    verdict_lines,
+)
+
+
+def render_pair(state: dict, objective: str = "e2e") -> str:
+    """The compact human block printed by `mlxdraft pair` (a results file of one group)."""
+    analysis = analyse_sweep(state, objective)
+    target = analysis.targets[0]
+    models = state.get("models", {})
+    verdict = analysis.verdict(target)
+    cases = analysis.measured(target)
+    if not cases:
+        return "No speculative runs were measured."
+    case = verdict.chosen or verdict.leader or cases[0]
+    c = case.comparison
+    baseline = analysis.baselines.get((target, case.draft), {})
+    histogram = "  ".join(f"{n}:{count}" for n, count in enumerate(c.accepted_length_counts))
+    partial = f"; {c.partial_rounds} partial round(s) cut by max-tokens or EOS left out" if c.partial_rounds else ""
+    alone = analysis.alone_peak_memory_gb(target)
+    peak = c.speculative_peak_memory_gb
+    if alone is not None and peak:
+        memory = (f"target alone {alone:.2f} GB; with the draft {peak.max:.2f} GB "
+                  f"({peak.max - alone:+.2f} GB for the draft)")
+    else:
+        memory = f"with the draft {format_summary(peak, 'GB', 2, outliers=False)}"
+    rows = [
+        ("Target", _model_line(models.get(target, {"name": target}))),
+        ("Draft", _model_line(models.get(case.draft, {"name": case.draft}))),
+        ("Settings", settings_text(analysis)),
+        ("Objective", objective_text(analysis)),
+        ("Verdict", "\n".join(line.strip() for line in verdict_lines(verdict, analysis, named=False))),
+        ("Shown", f"k={case.num_draft_tokens}"),
+        ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
+                     f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
+        ("Speculative", f"decode {format_summary(c.speculative_decode_tps, 'tok/s')}; "
+                        f"end to end {format_summary(c.speculative_e2e_tps, 'tok/s')}"),
+        ("Speedup", f"end to end {format_estimate(c.e2e_speedup)}; decode {format_estimate(c.decode_speedup)}"),
+        ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
+        ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
+        ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
+         + partial),
+        ("Accepted/round", f"{histogram}   (accepted drafts: number of complete verify rounds)"),
+        ("TTFT", f"baseline {format_summary(c.baseline_ttft_s, 's', digits=3)}; "
+                 f"speculative {format_summary(c.speculative_ttft_s, 's', digits=3)}"),
+        ("Peak memory", memory),
+        ("Lossless", format_lossless(case)),
+    ]
+    if analysis.settings["temp"] > 0:
+        rows.append(("Note", TEMPERATURE_NOTE))
+    width = max(len(name) for name, _ in rows)
+    lines = []
+    for name, value in rows:
+        first, *rest = value.split("\n")
+        lines.append(f"{name.ljust(width)}  {first}")
+        lines += [" " * (width + 2) + line for line in rest]
+    if len(cases) > 1:
+        table = [(f"k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
+                  format_cell(x.comparison.decode_speedup), _percent(x.comparison.acceptance_rate),
+                  _number(x.comparison.tokens_per_round, 2)) for x in cases]
+        lines += ["", tabulate(table, headers=["k", "end-to-end speedup", "decode speedup", "acceptance",
+                                               "tokens/round"], disable_numparse=True)]
+    if c.per_category:
+        table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
+                  _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
+        lines += ["", f"Per category (k={case.num_draft_tokens}):",
+                  tabulate(table, headers=["category", "end-to-end speedup", "decode speedup", "acceptance"],
+                           disable_numparse=True)]
+    return "\n".join(lines)
+
+
+
+
+def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool = False) -> str:
+    table_format = "github" if markdown else "simple"
+    section = (lambda title: ["", f"## {title}", ""]) if markdown else (lambda title: ["", f"{title}:"])
+    lines = (["# mlxdraft sweep", ""] + [f"- {line}" for line in header_lines(analysis)]) if markdown \
+        else header_lines(analysis)
+    lines += section(f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})")
+    for verdict in analysis.verdicts():
+        lines += verdict_lines(verdict, analysis, markdown)
+    if metric == "speedup":
+        other = "decode" if analysis.objective == "e2e" else "e2e"
+        tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
+                   "(rows: drafts, columns: targets)", matrix(analysis, metric)),
+                  (f"{SPEEDUP_TITLES[other]} at each pair's best k",
+                   matrix(analysis, metric, other)),
+                  ("Baseline tok/s measured beside each pair (decode / end to end)", baseline_matrix(analysis))]
+    else:
+        tables = [(f"{METRIC_TITLES[metric]} at each pair's best k (rows: drafts, columns: targets)",
+                   matrix(analysis, metric))]
+    for title, (headers, rows) in tables:
+        lines += section(title)
+        lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
+    problems = problem_lines(analysis)
+    if problems:
+        lines += section("Skipped or failed")
+        lines += [f"- {p}" for p in problems]
+    return "\n".join(lines)
+
+
+
+
+def render_table(analysis: SweepAnalysis, metric: str = "speedup") -> str:
+    return render_text(analysis, metric)
+
+
+def render_markdown(analysis: SweepAnalysis, metric: str = "speedup") -> str:
+    return render_text(analysis, metric, markdown=True)
