@@ -36,8 +36,24 @@ class ModelChoice:
         return cls(entry.name, entry.params_b, entry.precision, entry.size_gb)
 
 
+def normal_precision(text: str) -> str:
+    """The model lists' spelling of a precision: q8 and 8-bit are 8bit, f16 is fp16, and so on."""
+    text = text.strip().lower().replace("-", "")
+    if text.startswith("q") and text[1:].isdigit():
+        return f"{text[1:]}bit"
+    return {"f16": "fp16", "f32": "fp32", "float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}.get(text, text)
+
+
 def _matches(entry: CatalogEntry, sizes: list[str], precisions: list[str]) -> bool:
-    return (not sizes or entry.size_label in sizes) and (not precisions or entry.precision in precisions)
+    return ((not sizes or entry.size_label in [s.lower() for s in sizes])
+            and (not precisions or entry.precision in [normal_precision(p) for p in precisions]))
+
+
+def _choices_text(entries: list[CatalogEntry], role: str) -> str:
+    fitting = [e for e in entries if (e.can_target if role == "target" else e.can_draft)]
+    sizes = ", ".join(dict.fromkeys(e.size_label for e in fitting)) or "none"
+    precisions = ", ".join(dict.fromkeys(e.precision for e in fitting)) or "none"
+    return f"{role} sizes: {sizes}; {role} precisions: {precisions}"
 
 
 def choose_models(families: list[str], targets: list[str], drafts: list[str], target_sizes=(),
@@ -48,18 +64,20 @@ def choose_models(families: list[str], targets: list[str], drafts: list[str], ta
         raise InvalidInputError("name what to sweep: --family F, or both --targets and --drafts")
     chosen_targets: list[ModelChoice] = []
     chosen_drafts: list[ModelChoice] = []
-    for family in families:
-        for entry in family_entries(family):
-            if entry.can_target and _matches(entry, list(target_sizes), list(target_precisions)):
-                chosen_targets.append(ModelChoice.from_entry(entry))
-            if entry.can_draft and _matches(entry, list(draft_sizes), list(draft_precisions)):
-                chosen_drafts.append(ModelChoice.from_entry(entry))
+    entries = [entry for family in families for entry in family_entries(family)]
+    for entry in entries:
+        if entry.can_target and _matches(entry, list(target_sizes), list(target_precisions)):
+            chosen_targets.append(ModelChoice.from_entry(entry))
+        if entry.can_draft and _matches(entry, list(draft_sizes), list(draft_precisions)):
+            chosen_drafts.append(ModelChoice.from_entry(entry))
     chosen_targets += [choice_for_name(name) for name in targets]
     chosen_drafts += [choice_for_name(name) for name in drafts]
     if not chosen_targets:
-        raise InvalidInputError("no targets left to sweep; loosen --target-sizes/--target-precisions")
+        raise InvalidInputError("no targets left to sweep; loosen --target-sizes/--target-precisions "
+                                f"({_choices_text(entries, 'target')})")
     if not chosen_drafts:
-        raise InvalidInputError("no drafts left to sweep; loosen --draft-sizes/--draft-precisions")
+        raise InvalidInputError("no drafts left to sweep; loosen --draft-sizes/--draft-precisions "
+                                f"({_choices_text(entries, 'draft')})")
     return _unique(chosen_targets), _unique(chosen_drafts)
 
 

@@ -117,7 +117,7 @@ def build_model_folder(
     quantize_bits: int | None = None,
 ) -> Path:
     """Create a tiny random model at `folder` (HF layout) and return the folder."""
-    from mlx_lm.utils import _get_classes
+    import importlib
 
     spec = spec or TinyModelSpec()
     tokenizer = tokenizer or train_tokenizer()
@@ -127,9 +127,9 @@ def build_model_folder(
 
     eos_token_id = tokenizer.token_to_id("<|im_end|>")
     config = _model_config(spec, tokenizer.get_vocab_size(), eos_token_id)
-    model_class, args_class = _get_classes(config)
+    architecture = importlib.import_module(f"mlx_lm.models.{spec.model_type}")  # public: one module per type
     mx.random.seed(spec.seed)
-    model = model_class(args_class.from_dict(config))
+    model = architecture.Model(architecture.ModelArgs.from_dict(config))
     model.set_dtype(getattr(mx, spec.dtype))
     # Random init has tiny logits; scale the embedding so greedy choices are not near-ties.
     model.update({"model": {"embed_tokens": {"weight": model.model.embed_tokens.weight * 8}}})

@@ -226,3 +226,15 @@ def test_family_filters_and_list_sizes_skip_before_any_download(tmp_path):
                              "budget (--memory-gb)")
     small = groups["qwen2.5:7b-4bit | qwen2.5:0.5b-4bit"]
     assert small["status"] == "failed" and "run `mlxdraft pull" in small["reason"]
+
+
+def test_filters_accept_the_names_users_see_and_list_valid_values():
+    from mlxdraft.sweep import choose_models
+
+    targets, drafts = choose_models(["smollm2"], [], [], (), ["FP16"], (), ["q8", "4-bit"])
+    assert [t.name for t in targets] == ["smollm2:fp16"]
+    assert [d.name for d in drafts] == ["smollm2:q8", "smollm2:q4"]
+    result = CliRunner().invoke(cli, ["sweep", "--family", "smollm2", "--draft-precisions", "q9"])
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output == ("Error: no drafts left to sweep; loosen --draft-sizes/--draft-precisions (draft sizes: "
+                             "135m; draft precisions: fp32, bf16, fp16, 8bit, 6bit, 4bit, 3bit)\n")
