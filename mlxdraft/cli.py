@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -170,7 +171,7 @@ def parse_num_draft_tokens(text: str, max_tokens: int) -> list[int]:
         if k > max_tokens:
             raise InvalidInputError(f"--num-draft-tokens {k} is more than --max-tokens {max_tokens}; "
                                     "use fewer draft tokens or generate more")
-    return list(dict.fromkeys(values))
+    return sorted(set(values))  # the order given does not matter: the same plan resumes the same file
 
 
 def format_duration(seconds: float | None) -> str:
@@ -187,7 +188,7 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
     if output is None:
         return None
     path = Path(output).expanduser()
-    if path.is_dir():
+    if path.is_dir() or output.endswith(("/", os.sep)):
         raise InvalidInputError(f"--output {output} is a folder; name a file")
     if path.exists() and not (force or resume):
         resume_hint = ", --resume to continue it" if can_resume else ""
@@ -245,16 +246,31 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
 
     TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
     """
-    from . import files, memory
-    from .reports import render_pair, render_sweep
-    from .sweep import SweepPlan, SweepRun, choice_for_name
+    from . import files
 
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
     ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
     prompts = choose_prompts(prompt_text, prompts_file)
     path = check_new_output(output, force, can_resume=False)
+    lock = None
     if path is not None:
         files.check_writable(path)
+        lock = files.ResultsLock(path)
+        lock.acquire()  # held until the result is saved: no other mlxdraft writes this file meanwhile
+    try:
+        _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
+                      as_json)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
+                  as_json):
+    from . import files, memory
+    from .reports import render_pair, render_sweep
+    from .sweep import SweepPlan, SweepRun, choice_for_name
+
     plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)], ks, settings, prompts,
                      memory.memory_budget(memory_gb), kind="pair")
     sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress)
@@ -268,15 +284,17 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
         failure, interrupted = exc, False
     state = sweep_run.state
     if interrupted or failure:
+        if not measured():
+            progress("Interrupted before any run was measured; nothing to report.")
+            raise SystemExit(EXIT_INTERRUPTED)
         why = "Interrupted" if interrupted else "Stopped by an error"
         progress(f"{why} after {measured()} of {plan.total_runs()} runs; the result below is from those.")
-        if not measured():
-            raise SystemExit(EXIT_INTERRUPTED)
     click.echo(render_sweep(state, "json", objective=objective) if as_json else render_pair(state, objective))
     if path is not None:
         try:
-            with files.ResultsLock(path):
-                files.write_json_atomic(path, state)
+            if path.exists() and not force:
+                raise InvalidInputError(f"{path} appeared while measuring; pass --force to replace it")
+            files.write_json_atomic(path, state)
         except MlxdraftError as exc:
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
@@ -339,7 +357,13 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
              f"({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
                                   progress=progress)
-    interrupted = run_measurement(sweep_run)
+    try:
+        interrupted = run_measurement(sweep_run)
+    except MlxdraftError:
+        if sweep_run.state.get("groups"):
+            progress(f"Everything measured before the error below is saved in {output}; after fixing it, "
+                     f"continue with: {retry_command()}")
+        raise
     if sweep_run.retried:
         progress(f"Retried {sweep_run.retried} pair(s) that had failed or were skipped for a reason that can change.")
     if interrupted:
@@ -356,7 +380,8 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
                                                                 sweeping.ModelChoice(r["draft"]) if r["draft"]
                                                                 else None)) for r in failed}
         first = failed[0]["reason"]
-        common = f"; all for one cause: {first}" if len(causes) == 1 else f"; the first: {first}"
+        common = f": {first}" if len(failed) == 1 else (
+            f"; all for one cause: {first}" if len(causes) == 1 else f"; the first: {first}")
         progress(f"{len(failed)} of {len(state['groups'])} pair(s) failed{common}")
         progress(f"After fixing the cause, retry them with: {retry_command()}")
         raise SystemExit(EXIT_PAIRS_FAILED)
@@ -379,6 +404,8 @@ def report(results_file, fmt, metric, objective, output):
     from .results import load_results
 
     if output is not None:
+        if output.endswith(("/", os.sep)) or Path(output).is_dir():
+            raise InvalidInputError(f"-o {output} is a folder; name a file")
         if files.same_file(results_file, output):
             raise InvalidInputError(f"-o {output} is the results file being rendered; choose another output file")
         if files.is_results_file(output):

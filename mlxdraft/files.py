@@ -106,6 +106,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise InvalidInputError(f"cannot write {shown}: {shown} is a folder; choose another location")
     if path.exists() and not path.is_file():
         raise InvalidInputError(f"cannot write {shown}: it is not a regular file; choose another location")
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise InvalidInputError(f"cannot write {shown}: it is read-only; make it writable (chmod u+w) to "
+                                "replace it, or choose another location")
     data = text.encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,20 +224,29 @@ def remove_stale_temp_files(path: str | Path) -> int:
 
 
 def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    """The first Ctrl-C or SIGTERM stops the work; further ones are ignored, so that cleanup (temp
+    files, the lock, the final message) is never cut short by an impatient second signal."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _ignore_signal)  # a Python no-op, not SIG_IGN: a signal already on
+    raise KeyboardInterrupt  # its way would otherwise print "Signal N ignored due to race condition"
+
+
+def _ignore_signal(signum, frame):
+    pass
 
 
 def install_sigterm_handler() -> None:
     """Make SIGTERM raise KeyboardInterrupt, so that it stops mlxdraft the way Ctrl-C does: temp
-    files are removed and the "Interrupted, saved ..." message is printed.
+    files are removed and the "Interrupted, saved ..." message is printed. After the first of
+    either signal, both are ignored while mlxdraft cleans up.
 
     Idempotent. Does nothing outside the main thread (only it may set handlers) or when SIGTERM
     is ignored (the parent asked for that)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_IGN, _raise_keyboard_interrupt):
-        return
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) not in (signal.SIG_IGN, _raise_keyboard_interrupt, _ignore_signal):
+            signal.signal(number, _raise_keyboard_interrupt)
 
 
 class ResultsLock:

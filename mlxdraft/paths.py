@@ -3,7 +3,9 @@ how it reads the files a user names: bounded in size, UTF-8, with one clear erro
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
 from .errors import InvalidInputError
@@ -56,6 +58,9 @@ def read_user_file(path: str | Path, what: str, hint: str = "", max_bytes: int =
     Reads at most `max_bytes` + 1 bytes, so `/dev/zero` or a huge file is refused quickly and
     without filling memory. A UTF-8 byte-order mark is dropped."""
     suffix = f"; {hint}" if hint else ""
+    with contextlib.suppress(OSError, ValueError):
+        if stat.S_ISFIFO(os.stat(path).st_mode):  # reading a pipe nobody writes to would wait forever
+            raise InvalidInputError(f"{what} {path} is a pipe, not a file{suffix}")
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)

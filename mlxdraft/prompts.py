@@ -29,8 +29,8 @@ def load_default_prompts() -> list[Prompt]:
 
 
 def load_prompts_file(path: str | Path) -> list[Prompt]:
-    """Read prompts from a file: one prompt per line, or JSONL (when the first non-blank line
-    starts with `{`) where every non-blank line is an object with a `prompt` string and an
+    """Read prompts from a file: one prompt per line, or JSONL (when the file ends in .jsonl or its
+    first non-blank line starts with `{`) where every non-blank line is an object with a `prompt` string and an
     optional `category`. Blank lines are ignored; a UTF-8 byte-order mark is fine.
 
     Limits: MAX_PROMPTS_FILE_BYTES per file, MAX_PROMPT_CHARS per prompt, MAX_PROMPTS prompts."""
@@ -43,9 +43,15 @@ def load_prompts_file(path: str | Path) -> list[Prompt]:
         raise InvalidInputError(
             f"prompts file {path} is empty; put one prompt per line (or JSONL with a 'prompt' key)"
         )
-    if lines[0][1].lstrip().startswith("{"):
+    if lines[0][1].lstrip().startswith("{") or path.suffix.lower() == ".jsonl":
         prompts = _parse_jsonl(lines, source)
     else:
+        for number, line in lines:
+            if _is_prompt_object(line):
+                raise InvalidInputError(
+                    f"{source}, line {number}: a JSON object in a plain-text prompts file; if the file is "
+                    "JSONL, every non-blank line must be an object (no comments, also not on the first line)"
+                )
         prompts = [_checked(Prompt(text=line.strip()), source, number) for number, line in lines]
     if len(prompts) > MAX_PROMPTS:
         raise InvalidInputError(
@@ -53,6 +59,17 @@ def load_prompts_file(path: str | Path) -> list[Prompt]:
             "split it into several files"
         )
     return prompts
+
+
+def _is_prompt_object(line: str) -> bool:
+    """Whether a line of a plain-text file is really a JSONL record (a sign of a mixed-up file)."""
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "prompt" in record
 
 
 def _numbered_lines(text: str) -> list[tuple[int, str]]:

@@ -380,6 +380,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             usable.append((index, candidate, logs))
     # Setups with an interval compete; one with fewer units (a pair cut short) cannot lead on luck.
     with_interval = [item for item in usable if len(item[2]) >= MIN_UNITS_FOR_INTERVAL]
+    too_few = [item for item in usable if len(item[2]) < MIN_UNITS_FOR_INTERVAL] if with_interval else []
     usable = with_interval or usable
     m = len(usable)
     if m == 0:
@@ -418,6 +419,13 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
         return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
     if all(estimates[index].high is not None and estimates[index].high < 1.0 for index, _, _ in usable):
+        ahead = [candidate for _, candidate, logs in too_few if math.fsum(logs.values()) >= 0]
+        if ahead:
+            return verdict(
+                "inconclusive",
+                f"no setup with enough runs beats the baseline (the best, {name}, is {leader_est.geomean:.2f}x), "
+                f"but {describe(ahead[0].key)} has too few runs to judge and is not slower; finish measuring it",
+            )
         return verdict(
             "no-gain",
             f"no setup beats the baseline: the best, {name}, is {leader_est.geomean:.2f}x "

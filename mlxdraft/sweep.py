@@ -81,12 +81,25 @@ def choose_models(families: list[str], targets: list[str], drafts: list[str], ta
     return _unique(chosen_targets), _unique(chosen_drafts)
 
 
+def _is_folder(name: str) -> bool:
+    try:
+        return Path(name).is_dir()
+    except (OSError, ValueError):  # a name too long to be a path, or one holding a NUL
+        return False
+
+
 def choice_for_name(name: str) -> ModelChoice:
-    """A model the user named: with its list facts when it is a short name."""
+    """A model the user named: with its list facts when it is a short name; a folder by its
+    absolute path, so that a results file means the same models from any working directory."""
     if ":" in name and "/" not in name:
         from .catalog import find_entry
 
         return ModelChoice.from_entry(find_entry(name))
+    if name.startswith((".", "/", "~")) or _is_folder(name):
+        from .errors import ModelNotFoundError
+        from .paths import expand_user
+
+        return ModelChoice(str(expand_user(name, "model folder", ModelNotFoundError).absolute()))
     return ModelChoice(name)
 
 

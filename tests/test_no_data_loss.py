@@ -380,3 +380,69 @@ def test_pair_stopped_by_an_error_still_reports_and_saves_what_it_measured(tiny,
     assert result.output.strip().splitlines()[-1] == (
         f"Error: measuring {tiny.target} | {tiny.draft} failed: RuntimeError: out of memory")
     assert sum(len(g["samples"]) for g in load_results(out)["groups"].values()) == 4
+
+
+def test_pair_holds_the_lock_on_its_output_while_measuring(tiny, tmp_path):
+    out = tmp_path / "race.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlxdraft", "pair", str(tiny.target), str(tiny.draft), "--max-tokens", "40",
+         "-w", "0", "-r", "200", "--prompt", "Hello", "-o", str(out)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while "run 2/400" not in process.stderr.readline():
+            assert process.poll() is None
+        sweep = run(*sweep_args(tiny, out), "--force")
+        assert_error(sweep, f"Error: {out} is being written by another mlxdraft (pid {process.pid}); "
+                            "wait for it to finish or choose another --output")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_second_interrupt_during_cleanup_prints_no_traceback(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    process, _ = start_sweep(tiny, out, tmp_path)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert "Interrupted. Everything measured so far is saved in" in stderr
+    load_results(out)
+
+
+def test_outputs_that_name_folders_or_read_only_files_are_refused(tiny, tmp_path):
+    assert_error(run("pair", tiny.target, tiny.draft, *FAST, "-o", f"{tmp_path}/new/"),
+                 f"Error: --output {tmp_path}/new/ is a folder; name a file")
+    results = write_state(tmp_path / "r.json", make_state({}, noise=0.01))
+    assert_error(run("report", results, "-o", f"{tmp_path}/dir/"),
+                 f"Error: -o {tmp_path}/dir/ is a folder; name a file")
+    page = tmp_path / "page.md"
+    page.write_text("keep me")
+    page.chmod(0o444)
+    assert_error(run("report", results, "-o", page),
+                 f"Error: cannot write {page}: it is read-only; make it writable (chmod u+w) to replace it, "
+                 "or choose another location")
+    assert page.read_text() == "keep me"
+
+
+def test_a_pipe_as_prompts_file_is_refused_not_waited_on(tiny, tmp_path):
+    fifo = tmp_path / "prompts"
+    os.mkfifo(fifo)
+    assert_error(run("pair", tiny.target, tiny.draft, "--prompts", fifo),
+                 f"Error: prompts file {fifo} is a pipe, not a file; pass an existing UTF-8 text file to --prompts")
+
+
+def test_resume_takes_k_in_any_order_and_folders_from_any_directory(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "sweep.json"
+    monkeypatch.chdir(tiny.target.parent)
+    base = ["sweep", "--targets", "./tiny-target", "--drafts", "./tiny-draft", *FAST, "-o", str(out)]
+    assert run(*base, "-k", "2,1").exit_code == 0
+    state = load_results(out)
+    assert state["plan"]["targets"] == [str(tiny.target)] and state["plan"]["num_draft_tokens"] == [1, 2]
+    monkeypatch.chdir(tmp_path)
+    again = run("sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft), *FAST, "-o", str(out),
+                "-k", "1,2", "--resume")
+    assert again.exit_code == 0, again.output

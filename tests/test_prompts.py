@@ -77,9 +77,20 @@ def test_jsonl_errors_name_the_line(tmp_path, lines, message):
 
 def test_plain_files_are_plain(tmp_path):
     path = tmp_path / "p.txt"
-    path.write_text('Summarize this\n{"prompt": "looks like JSON"}\n# not a comment either\n')
+    path.write_text('Summarize this\n{"not": "a prompt record"}\n# not a comment either\n')
     assert [p.text for p in load_prompts_file(path)] == [
-        "Summarize this", '{"prompt": "looks like JSON"}', "# not a comment either"]
+        "Summarize this", '{"not": "a prompt record"}', "# not a comment either"]
+
+
+def test_jsonl_with_a_comment_first_is_an_error_not_plain_text(tmp_path):
+    message = ("a JSON object in a plain-text prompts file; if the file is JSONL, every non-blank line must be an "
+               "object (no comments, also not on the first line)")
+    path = tmp_path / "p.txt"
+    path.write_text('# my prompts\n{"prompt": "Hi"}\n')
+    assert error_of(path) == f"prompts file {path}, line 2: {message}"
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('# my prompts\n{"prompt": "Hi"}\n')
+    assert error_of(jsonl).startswith(f"prompts file {jsonl}, line 1: not a JSON object")
 
 
 def test_limits(tmp_path):

@@ -100,7 +100,7 @@ def test_failing_case_is_recorded_and_sweep_goes_on(tiny, tmp_path):
     groups = list(load_results(out)["groups"].values())
     assert groups[0]["status"] == "failed" and groups[0]["reason"].startswith(f"cannot load {broken}")
     assert groups[1]["status"] == "done"
-    assert result.stderr.splitlines()[-2].startswith(f"1 of 2 pair(s) failed; all for one cause: cannot load {broken}")
+    assert result.stderr.splitlines()[-2].startswith(f"1 of 2 pair(s) failed: cannot load {broken}")
     assert result.stderr.splitlines()[-1] == (
         "After fixing the cause, retry them with: mlxdraft " + " ".join(args) + " --resume")
 

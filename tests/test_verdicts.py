@@ -134,3 +134,27 @@ def test_no_gain_needs_every_setup_below_the_baseline():
     noisy = {unit: 0.85 * (2.718 ** rng.gauss(0, 0.4)) for unit in range(12)}
     verdict = decide([Candidate("tight", tight), Candidate("noisy", noisy)])
     assert verdict.verdict == "inconclusive"  # the noisy one may still beat the baseline
+
+
+def test_unfinished_measurements_are_flagged_and_not_called_no_gain():
+    state = make_state({("big", "small", 2): 0.8, ("big", "small", 4): 0.8, ("big", "tiny", 2): 1.5}, noise=0.02)
+    group = state["groups"]["big | tiny"]
+    group["samples"] = group["samples"][:6]  # two prompts of twelve
+    group["status"] = "pending"
+    text = render_sweep(state, objective="decode")
+    assert "unfinished: 1 pair(s) still pending, 6 of their 36 runs measured; continue with --resume" in text
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "inconclusive" and "has too few runs to judge" in verdict.verdict.reason
+
+
+def test_a_target_measured_alone_shows_its_baseline():
+    state = make_state({}, noise=0.02)
+    state["plan"]["targets"].append("solo")
+    state["models"]["solo"] = dict(state["models"]["big"], name="solo")
+    samples = [s for s in state["groups"]["big | small"]["samples"] if s["num_draft_tokens"] == 0]
+    state["groups"]["solo | -"] = {"target": "solo", "draft": None, "status": "done", "reason": None,
+                                   "samples": samples}
+    text = render_sweep(state)
+    assert ("- solo: measured alone, for its baseline (no draft other than itself and no larger than it): "
+            "decode ") in text
+    assert "(target alone)" in text

@@ -98,18 +98,26 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
                   named: bool = True) -> list[str]:
     """A target's verdict: the setup, its figures, ties, the other objective, the commands."""
     name = f"- {label(verdict.target)}: " if named else ""
+    unfinished = unfinished_line(analysis, verdict.target)
     if verdict.verdict is None:
-        return [f"{name}not measured"]
+        alone = analysis.baselines.get((verdict.target, None))
+        if alone and alone["decode_tps"]:
+            return [f"{name}measured alone, for its baseline (no draft other than itself and no larger than it): "
+                    f"decode {format_summary(alone['decode_tps'], 'tok/s')}; end to end "
+                    f"{format_summary(alone['e2e_tps'], 'tok/s')}"] + ([unfinished] if unfinished else [])
+        return [f"{name}not measured"] + ([unfinished] if unfinished else [])
     v = verdict.verdict
     lines = [f"{name}{v.verdict.upper()}: {v.reason}"]
+    if unfinished:
+        lines.append(unfinished)
     case = verdict.chosen or verdict.leader
     if case is not None:
         comparison = case.comparison
         lines.append(f"    {case.label}: end to end {format_estimate(comparison.e2e_speedup)}; "
                      f"decode {format_estimate(comparison.decode_speedup)} (each on its own, not widened)")
-    if v.verdict == "inconclusive" and v.more_units_needed and v.estimate:
+    if v.verdict == "inconclusive" and v.more_units_needed and v.estimate and not unfinished:
         prompts = max(len(analysis.state["plan"]["prompts"]), 1)
-        runs = -(-(v.estimate.n + v.more_units_needed) // prompts)
+        runs = max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings["runs"] + 1)
         lines.append(f"    to decide it, measure again with -r {runs} (into a new file)")
     if verdict.tied:
         lines.append("    statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
@@ -124,6 +132,19 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
     for command in verdict.commands:
         lines.append(f"    `{command}`" if markdown else f"    {command}")
     return lines
+
+
+def unfinished_line(analysis: SweepAnalysis, target: str) -> str | None:
+    """A warning when the target's measurement is not complete (pending pairs, runs missing)."""
+    plan, settings = analysis.state["plan"], analysis.settings
+    groups = [g for g in analysis.state["groups"].values() if g["target"] == target and g["status"] == "pending"]
+    if not groups:
+        return None
+    per_group = lambda g: settings["runs"] * len(plan["prompts"]) * (1 + (len(plan["num_draft_tokens"])  # noqa: E731
+                                                                          if g["draft"] else 0))
+    done, planned = sum(len(g["samples"]) for g in groups), sum(per_group(g) for g in groups)
+    return (f"    unfinished: {len(groups)} pair(s) still pending, {done} of their {planned} runs measured; "
+            "continue with --resume (pair: measure again) before trusting this")
 
 
 def _setup(verdict: TargetVerdict):
@@ -170,11 +191,13 @@ def matrix(analysis: SweepAnalysis, metric: str, objective: str | None = None) -
 
 
 def baseline_matrix(analysis: SweepAnalysis) -> tuple[list[str], list[list[str]]]:
-    """Each pair's own baseline (decode / end-to-end tok/s), in the cell of that pair."""
+    """Each pair's own baseline (decode / end-to-end tok/s), in the cell of that pair; a target
+    measured alone in a row of its own."""
     headers = ["draft \\ target"] + [label(t) for t in analysis.targets]
     rows = []
-    for draft in analysis.drafts:
-        row = [label(draft)]
+    alone = [None] if any(draft is None for _, draft in analysis.baselines) else []
+    for draft in analysis.drafts + alone:
+        row = [label(draft) if draft else "(target alone)"]
         for target in analysis.targets:
             figures = analysis.baselines.get((target, draft))
             decode, e2e = (figures or {}).get("decode_tps"), (figures or {}).get("e2e_tps")
