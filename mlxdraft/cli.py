@@ -376,9 +376,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
              "--format markdown|html|csv|json")
     failed = [r for r in state["groups"].values() if r["status"] == "failed"]
     if failed:
-        causes = {sweeping.cause_of(r["reason"], sweeping.Group(sweeping.ModelChoice(r["target"]),
-                                                                sweeping.ModelChoice(r["draft"]) if r["draft"]
-                                                                else None)) for r in failed}
+        causes = {sweeping.cause_of(r["reason"], r["target"], r["draft"]) for r in failed}
         first = failed[0]["reason"]
         common = f": {first}" if len(failed) == 1 else (
             f"; all for one cause: {first}" if len(causes) == 1 else f"; the first: {first}")

@@ -19,8 +19,6 @@ from .memory import MemoryBudget, estimate_pair, fits
 from .prompts import Prompt, encode_prompt
 from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso
 
-CHAT_TEMPLATE_TOKENS = 64  # room for the chat template around the longest prompt, in the KV estimate
-
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -144,6 +142,10 @@ class SweepPlan:
             drafts = [draft for draft in self.drafts if sensible_pair(target, draft)]
             groups += [Group(target, draft) for draft in drafts] or [Group(target, None)]
         return groups
+
+    def positions_needed(self, prompt_tokens: int) -> int:
+        """Context positions a run of the longest prompt needs: prompt, max tokens and k look-ahead."""
+        return prompt_tokens + self.settings.max_tokens + max(self.num_draft_tokens)
 
     def runs_in(self, group: Group) -> int:
         variants = 1 + (len(self.num_draft_tokens) if group.draft else 0)
@@ -277,10 +279,10 @@ class _Skip(Exception):
         self.retry = retry
 
 
-def cause_of(message: str, group: Group) -> str:
-    """A failure's message without the pair's names and repo ids, so that one cause met by many
-    pairs (no network, say) can be reported once."""
-    for name in filter(None, [group.target.name, group.draft.name if group.draft else None]):
+def cause_of(message: str, *names: str | None) -> str:
+    """A failure's message without the pair's model names and repo ids, so that one cause met by
+    many pairs (no network, say) can be reported once."""
+    for name in filter(None, names):
         message = message.replace(name, "<model>")
     return re.sub(r"[A-Za-z0-9][\w.-]*/[\w./-]+", "<model>", message)
 
@@ -430,7 +432,7 @@ class SweepRun:
                 record.update(status="failed", reason=reason, retry=not isinstance(exc, PERMANENT_FAILURES))
                 runs_done = runs_after_group
                 self.save()
-                cause = cause_of(reason, group)
+                cause = cause_of(reason, record["target"], record["draft"])
                 yield event("failed", index, group, reason, repeated=cause in causes)
                 causes.add(cause)
             finally:
@@ -449,7 +451,7 @@ def _check_context(plan: SweepPlan, target_source, draft_source, prompt_tokens: 
     context length of both models."""
     from .memory import read_config
 
-    needed = prompt_tokens + plan.settings.max_tokens + max(plan.num_draft_tokens)
+    needed = plan.positions_needed(prompt_tokens)
     for role, source in (("target", target_source), ("draft", draft_source)):
         if source is None:
             continue
@@ -468,8 +470,8 @@ def context_length(config: dict) -> int | None:
 
 
 def _check_memory(plan: SweepPlan, target_source, draft_source, prompt_tokens: int) -> None:
-    tokens = prompt_tokens + plan.settings.max_tokens + max(plan.num_draft_tokens)
-    estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None, tokens)
+    estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None,
+                             plan.positions_needed(prompt_tokens))
     if estimate.total_gb > plan.budget.gb:
         raise _Skip(
             f"needs about {estimate.total_gb:.1f} GB (weights {estimate.target_weights_gb:.1f} + "

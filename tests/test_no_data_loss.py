@@ -141,13 +141,17 @@ def test_sigterm_leaves_a_valid_file_and_no_temp_files(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.txt", "sweep.json"]
 
 
-def test_sigterm_during_pair_still_reports_the_completed_runs(tiny, tmp_path):
-    out = tmp_path / "pair.json"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
+def start_long_pair(tiny, out):
+    """A `pair -o out` in a subprocess that runs far longer than any test waits (400 runs)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "mlxdraft", "pair", str(tiny.target), str(tiny.draft), "--max-tokens", "40",
          "-w", "0", "-r", "200", "--prompt", "Hello", "-o", str(out)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_during_pair_still_reports_the_completed_runs(tiny, tmp_path):
+    out = tmp_path / "pair.json"
+    process = start_long_pair(tiny, out)
     seen = ""
     while "run 4/400" not in seen:
         line = process.stderr.readline()
@@ -384,11 +388,7 @@ def test_pair_stopped_by_an_error_still_reports_and_saves_what_it_measured(tiny,
 
 def test_pair_holds_the_lock_on_its_output_while_measuring(tiny, tmp_path):
     out = tmp_path / "race.json"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlxdraft", "pair", str(tiny.target), str(tiny.draft), "--max-tokens", "40",
-         "-w", "0", "-r", "200", "--prompt", "Hello", "-o", str(out)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = start_long_pair(tiny, out)
     try:
         while "run 2/400" not in process.stderr.readline():
             assert process.poll() is None
