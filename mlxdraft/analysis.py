@@ -1,5 +1,5 @@
-"""What measured samples say: each (target, draft, k) compared with the baseline runs measured
-beside it (paired by prompt and pass), and per target a verdict that does not pick noise.
+"""What measured samples say: each (target, method, draft, k) compared with the baseline runs
+measured beside it (paired by prompt and pass), and per target a verdict that does not pick noise.
 
 Derived from the raw samples of a results file every time a report is rendered; nothing here is
 measured or stored. Statistics themselves live in `stats`.
@@ -8,11 +8,11 @@ measured or stored. Statistics themselves live in `stats`.
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .results import sample_from_dict
+from .measure import MeasureSettings
+from .results import PlanRecord, Results
 from .stats import (
     Candidate,
     Losslessness,
@@ -29,7 +29,9 @@ OBJECTIVES = ("e2e", "decode")
 OBJECTIVE_NAMES = {"e2e": "end-to-end speed", "decode": "decode speed"}
 TEMPERATURE_NOTE = (
     "at temperature > 0 mlx-lm accepts a draft token only when it equals the target's own, independently "
-    "sampled token, so acceptance falls with temperature whatever the draft"
+    "sampled token, so its acceptance falls with temperature whatever the draft; the draft and "
+    "draft-adaptive methods use exact speculative sampling, which keeps the target's distribution and "
+    "accepts more"
 )
 
 
@@ -126,9 +128,10 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
 
 @dataclass
 class SweepCase:
-    """One (target, draft, k) of a results file, with its statistics when it was measured."""
+    """One (target, method, draft, k) of a results file, with its statistics when it was measured."""
 
     target: str
+    method: str
     draft: str | None
     num_draft_tokens: int | None
     status: str  # done, pending, skipped, failed
@@ -137,8 +140,12 @@ class SweepCase:
     ratios: dict = field(default_factory=dict)  # objective -> {unit: ratio}, for the verdict
 
     @property
+    def setup(self) -> tuple[str, str | None]:
+        return (self.method, self.draft)
+
+    @property
     def label(self) -> str:
-        return f"{label(self.draft)} k={self.num_draft_tokens}"
+        return f"{setup_label(self.method, self.draft)} k={self.num_draft_tokens}"
 
 
 @dataclass
@@ -160,19 +167,20 @@ class TargetVerdict:
 
     def to_dict(self) -> dict:
         case = self.chosen or self.leader
+        setup = lambda c: {"method": c.method, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens}  # noqa: E731
         data = {
             "target": self.target,
             "objective": self.objective,
             "verdict": self.kind,
             "reason": self.verdict.reason if self.verdict else "no speculative setup was measured",
+            "method": self.chosen.method if self.chosen else None,
             "draft": self.chosen.draft if self.chosen else None,
             "num_draft_tokens": self.chosen.num_draft_tokens if self.chosen else None,
-            "leader": {"draft": self.leader.draft, "num_draft_tokens": self.leader.num_draft_tokens}
-            if self.leader else None,
+            "leader": setup(self.leader) if self.leader else None,
             "candidates": self.verdict.candidates if self.verdict else 0,
             "n": self.verdict.estimate.n if self.verdict and self.verdict.estimate else 0,
             "more_units_needed": self.verdict.more_units_needed if self.verdict else None,
-            "tied": [{"draft": c.draft, "num_draft_tokens": c.num_draft_tokens} for c in self.tied],
+            "tied": [setup(c) for c in self.tied],
             "commands": self.commands,
         }
         if self.verdict and self.verdict.estimate:
@@ -183,58 +191,87 @@ class TargetVerdict:
             data[f"{other}_speedup"] = estimate.to_dict() if estimate else None
         if self.other:
             data["other_objective"] = {"objective": self.other.objective, "verdict": self.other.kind,
-                                       "draft": self.other.chosen.draft if self.other.chosen else None,
-                                       "num_draft_tokens": self.other.chosen.num_draft_tokens
-                                       if self.other.chosen else None}
+                                       **(setup(self.other.chosen) if self.other.chosen
+                                          else {"method": None, "draft": None, "num_draft_tokens": None})}
         return data
 
 
 @dataclass
 class SweepAnalysis:
-    state: dict
+    results: Results
     cases: list[SweepCase]
-    statuses: dict[tuple[str, str | None], str]
+    statuses: dict[tuple[str, str | None], str]  # (target, draft) -> the group's status
     baselines: dict[tuple[str, str | None], dict]  # (target, draft) -> {decode_tps, e2e_tps} Summaries
     objective: str = "e2e"
 
     @property
+    def plan(self) -> PlanRecord:
+        return self.results.plan
+
+    @property
     def targets(self) -> list[str]:
-        return self.state["plan"]["targets"]
+        return self.plan.targets
 
     @property
     def drafts(self) -> list[str]:
-        return self.state["plan"]["drafts"]
+        return self.plan.drafts
 
     @property
-    def settings(self) -> dict:
-        return self.state["plan"]["settings"]
+    def settings(self) -> MeasureSettings:
+        return self.plan.settings
 
-    def problems(self) -> list[dict]:
-        return [r for r in self.state["groups"].values() if r["status"] in ("skipped", "failed")]
+    def setups(self) -> list[tuple[str, str | None]]:
+        """(method, draft) of every row of a matrix, in the plan's order: each method that takes a
+        draft with every draft, and each method that takes none on its own."""
+        from .methods import get_method
+
+        rows = []
+        for key in self.plan.methods:
+            if get_method(key).needs_draft:
+                rows += [(key, draft) for draft in self.drafts]
+            else:
+                rows.append((key, None))
+        seen = set(rows)
+        rows += [c.setup for c in self.cases if c.method != "baseline" and c.setup not in seen
+                 and not seen.add(c.setup)]  # setups measured beyond the plan's (pair: all methods)
+        return rows
+
+    def problems(self) -> list:
+        return [r for r in self.results.groups.values() if r.status in ("skipped", "failed")]
 
     def measured(self, target: str | None = None) -> list[SweepCase]:
-        return [c for c in self.cases if c.comparison and c.draft and (target is None or c.target == target)]
+        return [c for c in self.cases if c.comparison and (target is None or c.target == target)]
 
-    def best_k(self, target: str, draft: str, objective: str | None = None) -> SweepCase | None:
-        """The k with the highest geometric-mean speedup for this pair (for display only: the
+    def status(self, target: str, method: str, draft: str | None) -> str | None:
+        """The status of the group a setup is measured in."""
+        from .methods import get_method
+
+        if draft is None and get_method(method).needs_draft:
+            return None
+        return self.statuses.get((target, draft)) or (
+            self.statuses.get((target, self.plan.drafts[0])) if self.results.kind == "pair" and self.drafts else None)
+
+    def best_k(self, target: str, method: str, draft: str | None, objective: str | None = None) -> SweepCase | None:
+        """The k with the highest geometric-mean speedup for this setup (for display only: the
         verdict accounts for the choice among candidates)."""
         objective = objective or self.objective
-        cases = [c for c in self.measured(target) if c.draft == draft and c.comparison.speedup(objective)]
+        cases = [c for c in self.measured(target) if c.setup == (method, draft) and c.comparison.speedup(objective)]
         return max(cases, key=lambda c: c.comparison.speedup(objective).geomean, default=None)
 
-    def best_k_estimate(self, target: str, draft: str, objective: str | None = None) -> RatioEstimate | None:
-        """The best k's speedup with its interval widened for the k values of this pair, since it
+    def best_k_estimate(self, target: str, method: str, draft: str | None,
+                        objective: str | None = None) -> RatioEstimate | None:
+        """The best k's speedup with its interval widened for the k values of this setup, since it
         was chosen as the best of them."""
         objective = objective or self.objective
-        case = self.best_k(target, draft, objective)
+        case = self.best_k(target, method, draft, objective)
         if case is None:
             return None
-        tried = sum(1 for c in self.measured(target) if c.draft == draft and c.ratios.get(objective))
+        tried = sum(1 for c in self.measured(target) if c.setup == (method, draft) and c.ratios.get(objective))
         return estimate_ratio(list(case.ratios[objective].values()), candidates=max(tried, 1))
 
     def alone_peak_memory_gb(self, target: str) -> float | None:
         """Peak memory of the target's baseline with no draft loaded (measured once per load)."""
-        return self.state.get("models", {}).get(target, {}).get("alone_peak_memory_gb")
+        return self.results.models.get(target, {}).get("alone_peak_memory_gb")
 
     def draft_cost_gb(self, target: str, draft: str) -> float | None:
         """Peak memory the draft adds: speculative peak minus the target-alone peak."""
@@ -246,9 +283,10 @@ class SweepAnalysis:
     def verdict(self, target: str, objective: str | None = None, _with_other: bool = True) -> TargetVerdict:
         objective = objective or self.objective
         cases = [c for c in self.measured(target) if c.ratios.get(objective)]
-        models = self.state.get("models", {})
+        models = self.results.models
         candidates = [Candidate(key=index, ratios=case.ratios[objective],
-                                cost=(_draft_size(models.get(case.draft, {})), case.num_draft_tokens))
+                                cost=(_draft_size(models.get(case.draft, {})) if case.draft else 0.0,
+                                      case.num_draft_tokens))
                       for index, case in enumerate(cases)]
         result = decide(candidates, describe=lambda index: cases[index].label) if candidates else None
         pick = lambda key: cases[key] if key is not None else None  # noqa: E731
@@ -257,12 +295,26 @@ class SweepAnalysis:
                                 leader=pick(result.leader) if result else None,
                                 tied=[cases[key] for key in result.tied] if result else [])
         if verdict.chosen:
-            verdict.commands = mlx_lm_commands(models.get(target, {"path": target}),
-                                               models.get(verdict.chosen.draft, {"path": verdict.chosen.draft}),
-                                               verdict.chosen.num_draft_tokens, self.settings)
+            verdict.commands = self.commands(verdict.chosen)
         if _with_other:
             verdict.other = self.verdict(target, "decode" if objective == "e2e" else "e2e", _with_other=False)
         return verdict
+
+    def commands(self, case: SweepCase) -> list[str]:
+        """How to run a setup outside mlxdraft, by the engine that measured it."""
+        from .engines import get_engine
+        from .methods import get_method
+
+        models = self.results.models
+        method = get_method(case.method)
+        draft = models.get(case.draft, {"path": case.draft}) if case.draft and method.needs_draft else None
+        try:
+            engine = get_engine(self.plan.engine)
+        except Exception:  # an engine this installation lacks: no commands, the figures still stand
+            return []
+        return engine.commands(models.get(case.target, {"path": case.target}), draft, method,
+                               case.num_draft_tokens, asdict(self.settings),
+                               {**method.defaults, **self.plan.method_params.get(case.method, {})})
 
     def verdicts(self) -> list[TargetVerdict]:
         return [self.verdict(target) for target in self.targets]
@@ -273,34 +325,67 @@ def _draft_size(record: dict) -> float:
     return size if isinstance(size, (int, float)) else math.inf
 
 
-def analyse_sweep(state: dict, objective: str = "e2e") -> SweepAnalysis:
-    greedy = state["plan"]["settings"]["temp"] == 0
+def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnalysis:
+    """Every case's statistics and the verdicts' inputs. `results` may also be a results file's
+    parsed JSON (as `json.load` gives it)."""
+    if isinstance(results, dict):
+        results = Results.from_dict(results)
+    greedy = results.settings.temp == 0
     cases, baselines = [], {}
-    for record in state["groups"].values():
-        samples = [sample_from_dict(s) for s in record["samples"]]
+    for record in results.groups.values():
+        samples = record.samples
         baseline = [s for s in samples if s.is_baseline]
-        baselines[(record["target"], record["draft"])] = {
+        baselines[(record.target, record.draft)] = {
             "decode_tps": summarize(s.decode_tps for s in baseline),
             "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
-        if record["draft"] is None:
-            cases.append(SweepCase(record["target"], None, None, record["status"], record["reason"], None))
-            continue
-        for k in state["plan"]["num_draft_tokens"]:
-            speculative = [s for s in samples if s.num_draft_tokens == k]
-            case = SweepCase(record["target"], record["draft"], k, record["status"], record["reason"], None)
+        setups = _setups_of(results, record)
+        if not setups:
+            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
+        for method, draft, k in setups:
+            speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
+            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
             if speculative and baseline:
                 case.comparison = compare(baseline, speculative, k, greedy)
                 case.ratios = {"decode": paired_ratios(baseline, speculative, "decode_tps"),
                                "e2e": paired_ratios(baseline, speculative, "e2e_tps")}
             cases.append(case)
     return SweepAnalysis(
-        state=state,
+        results=results,
         cases=cases,
-        statuses={(r["target"], r["draft"]): r["status"] for r in state["groups"].values()},
+        statuses={(r.target, r.draft): r.status for r in results.groups.values()},
         baselines=baselines,
         objective=objective,
     )
+
+
+def _setups_of(results: Results, record) -> list[tuple[str, str | None, int]]:
+    """(method, draft, k) measured (or to be measured) in a group: the plan's methods that run there
+    (with a draft: those that take one; alone: those that take none; a pair runs them all in its
+    one group), and whatever else its samples hold."""
+    from .methods import METHODS
+
+    plan, has_draft = results.plan, record.draft is not None
+    setups = []
+    for key in plan.methods:
+        method = METHODS.get(key)
+        needs_draft = method.needs_draft if method else True
+        if needs_draft != has_draft and not (results.kind == "pair" and has_draft):
+            continue
+        for k in plan.num_draft_tokens if (method is None or method.uses_k) else [0]:
+            setups.append((key, record.draft if needs_draft else None, k))
+    for sample in record.samples:
+        method = METHODS.get(sample.method)
+        setup = (sample.method, record.draft if method is None or method.needs_draft else None,
+                 sample.num_draft_tokens)
+        if not sample.is_baseline and setup not in setups:
+            setups.append(setup)
+    return setups
+
+
+def setup_label(method: str, draft: str | None) -> str:
+    """'mlx-lm q8-draft', 'prompt-lookup': how a setup is named in reports."""
+    return f"{method} {label(draft)}" if draft else method
 
 
 def label(name: str | None) -> str:
@@ -308,17 +393,3 @@ def label(name: str | None) -> str:
     if name is None:
         return "-"
     return Path(name).name if name.startswith(("/", ".", "~")) else name
-
-
-def mlx_lm_commands(target: dict, draft: dict, num_draft_tokens: int, settings: dict | None = None) -> list[str]:
-    """Commands that use this setup with mlx-lm itself (model records: repo id, else local path),
-    with the sampling settings it was measured with."""
-    model = shlex.quote(target.get("repo_id") or target["path"])
-    draft_model = shlex.quote(draft.get("repo_id") or draft["path"])
-    temp = (settings or {}).get("temp") or 0
-    sampling = f" --temp {temp:g}" if temp else ""
-    return [
-        f"mlx_lm.generate --model {model} --draft-model {draft_model} "
-        f"--num-draft-tokens {num_draft_tokens}{sampling} --prompt 'Hello'",
-        f"mlx_lm.server --model {model} --draft-model {draft_model} --num-draft-tokens {num_draft_tokens}{sampling}",
-    ]

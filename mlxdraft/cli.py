@@ -23,6 +23,7 @@ from .errors import InvalidInputError, MlxdraftError
 from .reports import FORMATS as REPORT_FORMATS
 from .reports import METRICS
 
+METHOD_NAMES = "mlx-lm (mlx-lm's own loop), draft, draft-adaptive, prompt-lookup"
 EXIT_PAIRS_FAILED = 3
 EXIT_INTERRUPTED = 130
 MAX_DRAFT_TOKENS = 32  # -k upper bound: verify passes wider than this never pay off
@@ -119,12 +120,23 @@ def measure_options(function):
                      help="Prompts file: one prompt per line, or JSONL with 'prompt' and 'category'."),
         click.option("--temp", type=FiniteFloat(0.0, 100.0), default=0.0, show_default=True,
                      help="Sampling temperature; 0 is greedy (and checkable for losslessness)."),
+        click.option("--top-p", type=FiniteFloat(0.0, 1.0), default=1.0, show_default=True,
+                     help="Nucleus sampling at --temp > 0 (1 = off), as mlx-lm's."),
+        click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+                     help="Sample among the k likeliest tokens at --temp > 0 (0 = off)."),
+        click.option("--min-p", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True,
+                     help="Drop tokens below this share of the likeliest one's probability (0 = off)."),
         click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                      help=f"Random seed, 0 to {MAX_SEED}."),
         click.option("--fixed-length/--natural", default=True, show_default=True,
                      help="Ignore EOS so every run has max-tokens tokens, or stop at EOS."),
         click.option("--memory-gb", type=FiniteFloat(positive=True),
                      help="Memory budget in GB (default: Metal's recommended working set, else total RAM)."),
+        click.option("--methods", "--method", "methods_text", default="mlx-lm", show_default=True,
+                     help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + "."),
+        click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE",
+                     help="A method parameter, e.g. prompt-lookup.ngram=2 (repeatable); see README."),
+        click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine."),
         click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
         click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub."),
@@ -141,14 +153,52 @@ def num_draft_tokens_option(default: str):
         help=f"Draft tokens proposed per verify round, comma-separated to try several (1 to {MAX_DRAFT_TOKENS}).")
 
 
-def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length):
+def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p=1.0, top_k=0, min_p=0.0):
     from .measure import MeasureSettings
 
-    settings = MeasureSettings(
-        max_tokens=max_tokens, runs=runs, warmup=warmup, temp=temp, seed=seed, fixed_length=fixed_length
-    )
+    settings = MeasureSettings(max_tokens=max_tokens, runs=runs, warmup=warmup, temp=temp, top_p=top_p,
+                               top_k=top_k, min_p=min_p, seed=seed, fixed_length=fixed_length)
     settings.validate()
     return settings
+
+
+def parse_params(texts, methods) -> dict[str, dict]:
+    """--param prompt-lookup.ngram=2 ... -> {"prompt-lookup": {"ngram": 2}}, checked against the
+    parameters each chosen method has."""
+    params: dict[str, dict] = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        key, dot, parameter = name.strip().rpartition(".")
+        method = next((m for m in methods if m.key == key), None)
+        if not equals or not dot or method is None:
+            chosen = ", ".join(f"{m.key}.{p}" for m in methods for p in m.defaults) or "none"
+            raise InvalidInputError(f"--param {text!r} is not METHOD.NAME=VALUE for a chosen method "
+                                    f"(parameters: {chosen})")
+        if parameter not in method.defaults:
+            known = ", ".join(method.defaults) or "none"
+            raise InvalidInputError(f"{method.key} has no parameter {parameter!r} (it has: {known})")
+        default = method.defaults[parameter]
+        try:
+            number = int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
+        except ValueError:
+            raise InvalidInputError(f"--param {text!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise InvalidInputError(f"--param {text!r}: {value!r} is not a finite number")
+        params.setdefault(method.key, {})[parameter] = number
+    return params
+
+
+def measurement_setup(methods_text, param_texts, engine_name):
+    """(methods, their parameters, the engine) from the shared options, checked."""
+    from .engines import get_engine
+    from .methods import parse_methods
+
+    methods = parse_methods(methods_text)
+    engine = get_engine(engine_name)
+    for method in methods:
+        if not engine.supports(method):
+            raise InvalidInputError(f"the {engine.name} engine cannot run the {method.key} method")
+    return methods, parse_params(param_texts, methods), engine
 
 
 def split_list(text: str | None) -> list[str]:
@@ -199,12 +249,12 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
 
 def render_event(event) -> str | None:
     """One progress line for a sweep event (None: nothing to say)."""
-    where = (f"[pair {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
+    where = (f"[group {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
              f" | {format_duration(event.elapsed_s)} elapsed, ETA {format_duration(event.eta_s)}]")
     pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
     if event.kind == "run":
         sample = event.sample
-        what = "baseline" if sample.is_baseline else f"k={sample.num_draft_tokens}"
+        what = "baseline" if sample.is_baseline else f"{sample.method} k={sample.num_draft_tokens}"
         tps = f"{sample.decode_tps:.1f} tok/s decode" if sample.decode_tps else "n/a"
         return f"{where} {pair_name}: {what} prompt {sample.prompt_index + 1}: {tps}, {sample.wall_s:.2f} s in all"
     if event.kind in ("skipped", "failed"):
@@ -232,24 +282,32 @@ def run_measurement(sweep_run) -> bool:
     return False
 
 
-@cli.command(short_help="Measure one target + draft and give a verdict.",
-             epilog="Example: mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64")
+@cli.command(short_help="Measure one target + draft (or method) and give a verdict.",
+             epilog="\b\nExamples:\n  mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64\n"
+                    "  mlxdraft pair smollm2:fp16 --method prompt-lookup")
 @click.argument("target")
-@click.argument("draft")
+@click.argument("draft", required=False)
 @num_draft_tokens_option("4")
 @measure_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also save the full result as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
 def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
-         seed, fixed_length, memory_gb, objective, no_download, force, output, as_json):
+         top_p, top_k, min_p, seed, fixed_length, memory_gb, methods_text, param_texts, engine, objective,
+         no_download, force, output, as_json):
     """Measure whether DRAFT makes TARGET faster, by how much, and whether the output is unchanged.
 
-    TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16.
+    TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16. DRAFT
+    may be left out for methods that need no draft model (--method prompt-lookup).
     """
     from . import files
 
-    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
+    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
+    methods, params, engine = measurement_setup(methods_text, param_texts, engine)
+    needing = [m.key for m in methods if m.needs_draft]
+    if needing and not draft:
+        raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
+                                "mlxdraft pair TARGET DRAFT, or --method prompt-lookup")
     prompts = choose_prompts(prompt_text, prompts_file)
     path = check_new_output(output, force, can_resume=False)
     lock = None
@@ -259,22 +317,23 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
         lock.acquire()  # held until the result is saved: no other mlxdraft writes this file meanwhile
     try:
         _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
-                      as_json)
+                      as_json, methods, params, engine)
     finally:
         if lock:
             lock.release()
 
 
 def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
-                  as_json):
-    from . import files, memory
+                  as_json, methods, params, engine):
+    from . import files
     from .reports import render_pair, render_sweep
     from .sweep import SweepPlan, SweepRun, choice_for_name
 
-    plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)], ks, settings, prompts,
-                     memory.memory_budget(memory_gb), kind="pair")
-    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress)
-    measured = lambda: sum(len(g["samples"]) for g in sweep_run.state.get("groups", {}).values())  # noqa: E731
+    plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)] if draft else [], ks, settings, prompts,
+                     engine.memory_budget(memory_gb), kind="pair", methods=methods, method_params=params,
+                     engine=engine.name)
+    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine)
+    measured = lambda: sum(len(g.samples) for g in sweep_run.results.groups.values()) if sweep_run.results else 0  # noqa: E731
     failure = None
     try:
         interrupted = run_measurement(sweep_run)
@@ -282,19 +341,19 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
         if not measured():
             raise
         failure, interrupted = exc, False
-    state = sweep_run.state
+    results = sweep_run.results
     if interrupted or failure:
         if not measured():
             progress("Interrupted before any run was measured; nothing to report.")
             raise SystemExit(EXIT_INTERRUPTED)
         why = "Interrupted" if interrupted else "Stopped by an error"
         progress(f"{why} after {measured()} of {plan.total_runs()} runs; the result below is from those.")
-    click.echo(render_sweep(state, "json", objective=objective) if as_json else render_pair(state, objective))
+    click.echo(render_sweep(results, "json", objective=objective) if as_json else render_pair(results, objective))
     if path is not None:
         try:
             if path.exists() and not force:
                 raise InvalidInputError(f"{path} appeared while measuring; pass --force to replace it")
-            files.write_json_atomic(path, state)
+            files.write_json_atomic(path, results.to_dict())
         except MlxdraftError as exc:
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
@@ -311,7 +370,7 @@ def retry_command() -> str:
     return "mlxdraft " + shlex.join(args)
 
 
-@cli.command(short_help="Measure every target x draft x k; a verdict per target.",
+@cli.command(short_help="Measure every target x draft x method x k; a verdict per target.",
              epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
 @click.option("--family", "families", multiple=True,
               help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
@@ -328,39 +387,39 @@ def retry_command() -> str:
 @click.option("--resume", is_flag=True,
               help="Continue the results file where it stopped (start it if missing); retries failed pairs.")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
-          draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, seed, fixed_length,
-          memory_gb, objective, no_download, force, output, resume):
-    """Measure every sensible target x draft x number of draft tokens and give a verdict per target.
+          draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, top_p, top_k, min_p, seed,
+          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, output, resume):
+    """Measure every sensible target x draft x method x number of draft tokens; a verdict per target.
 
     Saved after every run; exits 3 when some pairs failed (everything else is saved, and
     --resume retries them), 130 when interrupted.
     """
-    from . import memory
     from . import sweep as sweeping
     from .reports import render_sweep
 
     if resume and force:
         raise InvalidInputError("--resume continues the file and --force replaces it; choose one")
-    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length)
+    settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text, max_tokens)
+    methods, params, engine = measurement_setup(methods_text, param_texts, engine)
     prompts = choose_prompts(prompt_text, prompts_file)
     chosen_targets, chosen_drafts = sweeping.choose_models(
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
         split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions))
-    plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts,
-                              memory.memory_budget(memory_gb))
+    plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts, engine.memory_budget(memory_gb),
+                              methods=methods, method_params=params, engine=engine.name)
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
     output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
     groups = plan.groups()
-    progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x k in {ks}: "
-             f"{len(groups)} pairings, {plan.total_runs()} runs; memory budget {plan.budget.gb:.1f} GB "
+    progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x "
+             f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {plan.total_runs()} runs; memory budget {plan.budget.gb:.1f} GB "
              f"({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
-                                  progress=progress)
+                                  progress=progress, engine=engine)
     try:
         interrupted = run_measurement(sweep_run)
     except MlxdraftError:
-        if sweep_run.state.get("groups"):
+        if sweep_run.results and sweep_run.results.groups:
             progress(f"Everything measured before the error below is saved in {output}; after fixing it, "
                      f"continue with: {retry_command()}")
         raise
@@ -370,17 +429,17 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         progress(f"Interrupted. Everything measured so far is saved in {output}; "
                  f"continue with: {retry_command()}")
         raise SystemExit(EXIT_INTERRUPTED)
-    state = sweep_run.state
-    click.echo(render_sweep(state, objective=objective))
+    results = sweep_run.results
+    click.echo(render_sweep(results, objective=objective))
     progress(f"Saved {output}; render it again with: mlxdraft report {shlex.quote(str(output))} "
              "--format markdown|html|csv|json")
-    failed = [r for r in state["groups"].values() if r["status"] == "failed"]
+    failed = [r for r in results.groups.values() if r.status == "failed"]
     if failed:
-        causes = {sweeping.cause_of(r["reason"], r["target"], r["draft"]) for r in failed}
-        first = failed[0]["reason"]
+        causes = {sweeping.cause_of(r.reason, r.target, r.draft) for r in failed}
+        first = failed[0].reason
         common = f": {first}" if len(failed) == 1 else (
             f"; all for one cause: {first}" if len(causes) == 1 else f"; the first: {first}")
-        progress(f"{len(failed)} of {len(state['groups'])} pair(s) failed{common}")
+        progress(f"{len(failed)} of {len(results.groups)} group(s) failed{common}")
         progress(f"After fixing the cause, retry them with: {retry_command()}")
         raise SystemExit(EXIT_PAIRS_FAILED)
 
@@ -409,8 +468,7 @@ def report(results_file, fmt, metric, objective, output):
         if files.is_results_file(output):
             raise InvalidInputError(f"-o {output} holds mlxdraft results; choose another output file "
                                     "(report never overwrites measurements)")
-    state = load_results(Path(results_file))
-    text = render_sweep(state, fmt, metric, objective)
+    text = render_sweep(load_results(Path(results_file)), fmt, metric, objective)
     if output:
         files.write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n")
         progress(f"Wrote {output}")
@@ -428,8 +486,9 @@ def models(families, memory_gb, as_json):
     from tabulate import tabulate
 
     from . import catalog, memory, sources
+    from .engines import get_engine
 
-    budget = memory.memory_budget(memory_gb)
+    budget = get_engine().memory_budget(memory_gb)
     chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
     rows, pairs = [], []
     for entries in chosen.values():

@@ -1,19 +1,19 @@
-"""Timing one generation, plain or speculative, with mlx-lm's own `stream_generate`, and
-streaming interleaved measurements (A B A B ...) so that drift hits every variant alike.
+"""What one generation measured (RunSample), built from an engine's trace, and the stream of
+interleaved measurements (A B C A B C ...) that lets slow drift hit every variant alike.
 
-This module owns every measured number: the clocks are read here and nowhere else.
+The engine reads the clocks; this module turns what it saw into the figures every result holds.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import InvalidInputError
-from .prompts import Prompt, encode_prompt
+from .methods import Method, Sampling
+from .prompts import Prompt
 
 WARMUP_MAX_TOKENS = 8  # enough to run every code path (prefill, verify, decode) once
 MAX_TOKENS_LIMIT = 100_000
@@ -29,6 +29,9 @@ class MeasureSettings:
     runs: int = 1  # passes over the prompt suite (each pass runs every prompt once per variant)
     warmup: int = 1  # generations per variant before measuring, discarded
     temp: float = 0.0  # 0 = greedy, which makes speculative output checkable for losslessness
+    top_p: float = 1.0  # nucleus sampling at temp > 0 (1.0 = off), as mlx-lm's --top-p
+    top_k: int = 0  # 0 = off, as mlx-lm's --top-k
+    min_p: float = 0.0  # 0 = off, as mlx-lm's --min-p
     seed: int = 0  # mx.random seed set before every generation
     fixed_length: bool = True  # ignore EOS so every run generates exactly max_tokens
 
@@ -47,6 +50,32 @@ class MeasureSettings:
             raise InvalidInputError(f"--warmup can be at most {MAX_WARMUP} (got {self.warmup})")
         if not math.isfinite(self.temp) or self.temp < 0:
             raise InvalidInputError(f"--temp must be a finite number, 0 or more (got {self.temp})")
+        if not 0 <= self.top_p <= 1:
+            raise InvalidInputError(f"--top-p must be between 0 and 1 (got {self.top_p})")
+        if self.top_k < 0:
+            raise InvalidInputError(f"--top-k cannot be negative (got {self.top_k})")
+        if not 0 <= self.min_p <= 1:
+            raise InvalidInputError(f"--min-p must be between 0 and 1 (got {self.min_p})")
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(temp=self.temp, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MeasureSettings:
+        """Settings as stored; fields added later take their defaults in older files."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def check_num_draft_tokens(values) -> list[int]:
+    values = list(values)
+    if not values:
+        raise InvalidInputError("give at least one number of draft tokens (-k), for example -k 4")
+    for k in values:
+        if k < 1:
+            raise InvalidInputError(f"--num-draft-tokens must be at least 1 (got {k})")
+    return values
 
 
 def check_num_draft_tokens(values) -> list[int]:
@@ -63,7 +92,7 @@ def check_num_draft_tokens(values) -> list[int]:
 class RunSample:
     """One measured generation. Raw data: statistics are derived from lists of these."""
 
-    num_draft_tokens: int  # 0 for the baseline (no draft)
+    num_draft_tokens: int  # k; 0 for the baseline
     prompt_index: int
     category: str
     pass_index: int
@@ -88,11 +117,19 @@ class RunSample:
     accepted_length_counts: list[int] = field(default_factory=list)  # index = accepted per round
     partial_rounds: int = 0
     round_tokens: int | None = None  # tokens emitted by the complete rounds (None in schema-1 files)
-    from_draft: list[bool] | None = None  # raw per-token flags, so rounds can be rebuilt later
+    from_draft: list[bool] | None = None  # per-token flags (schema-1 files and mlx-lm runs of 0.2.0)
+    method: str = ""  # the method key ("baseline", "mlx-lm", ...); "" in older files: see __post_init__
+    rounds: list[list[int]] | None = None  # every round as [proposed, accepted, complete (0/1)]
+    draft_s: float | None = None  # time spent drafting, when the method measures it
+    target_s: float | None = None  # time spent in the target's verify passes, when measured
+
+    def __post_init__(self):
+        if not self.method:  # files written before methods existed: k = 0 was the baseline
+            self.method = "baseline" if self.num_draft_tokens == 0 else "mlx-lm"
 
     @property
     def is_baseline(self) -> bool:
-        return self.num_draft_tokens == 0
+        return self.method == "baseline"
 
     @property
     def draft_token_share(self) -> float | None:
@@ -128,118 +165,58 @@ class RunSample:
 class VerifyRound:
     proposed: int
     accepted: int
-    complete: bool = True  # the full k was proposed and the round ended with the target's own token
+    complete: bool = True  # not shortened by max-tokens, and ended with the target's own token
 
 
-def reconstruct_rounds(from_draft: list[bool], num_draft_tokens: int, max_tokens: int) -> list[VerifyRound]:
-    """Rebuild the verify rounds of a speculative run from mlx-lm's `from_draft` flags.
+@dataclass
+class Trace:
+    """What an engine saw during one generation: the tokens, when each round ended, and each
+    round's proposed and accepted counts as the method reported them."""
 
-    Each round emits its accepted draft tokens (True) and then one token of the target's own
-    (False). mlx-lm asks the draft for min(k, tokens still allowed). A round is complete when it
-    proposed the full k and ended with the target's token; a round that proposed fewer (cut by
-    max_tokens) or stopped before the target's token (max_tokens or EOS reached among accepted
-    drafts) is partial: it is returned, marked, so that round statistics can leave it out.
-    """
-    rounds = []
-    emitted = 0
-    accepted = 0
-    for flag in from_draft:
-        if flag:
-            accepted += 1
-            continue
-        proposed = min(num_draft_tokens, max_tokens - emitted)
-        rounds.append(VerifyRound(proposed, accepted, complete=proposed == num_draft_tokens))
-        emitted += accepted + 1
-        accepted = 0
-    if accepted:
-        rounds.append(VerifyRound(min(num_draft_tokens, max_tokens - emitted), accepted, complete=False))
-    return rounds
+    token_ids: list[int]
+    round_sizes: list[int]  # tokens emitted by each round (one per round for plain decoding)
+    round_end_s: list[float]  # seconds from the call to the end of each round
+    rounds: list[VerifyRound]  # speculative rounds (empty for plain decoding)
+    peak_memory_gb: float
+    finish_reason: str  # "length" or "stop" (EOS)
+    draft_s: float | None = None  # drafting time summed over rounds, when the method measures it
+    target_s: float | None = None  # the target's verify time summed over rounds, when measured
 
 
-@contextlib.contextmanager
-def eos_ignored(tokenizer, enabled: bool):
-    """Temporarily make mlx-lm's stream_generate blind to EOS (fixed-length runs)."""
-    if not enabled:
-        yield
-        return
-    saved = set(tokenizer.eos_token_ids)
-    tokenizer.eos_token_ids = set()
-    try:
-        yield
-    finally:
-        tokenizer.eos_token_ids = saved
-
-
-def measure_generation(
-    target,
-    prompt_ids: list[int],
-    settings: MeasureSettings,
-    draft=None,
-    num_draft_tokens: int = 0,
-    prompt_index: int = 0,
-    category: str = "custom",
-    pass_index: int = 0,
-    max_tokens: int | None = None,
-) -> RunSample:
-    """Run one generation through mlx-lm's stream_generate and measure it."""
-    import mlx.core as mx
-    from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    max_tokens = max_tokens or settings.max_tokens
-    extra = {}
-    if draft is not None:
-        extra = {"draft_model": draft.model, "num_draft_tokens": num_draft_tokens}
-    token_ids: list[int] = []
-    flags: list[bool] = []
-    stamps: list[float] = []
-    finish_reason = "length"
-    prompt = mx.array(prompt_ids)
-    mx.random.seed(settings.seed)
-    mx.reset_peak_memory()
-    with eos_ignored(target.tokenizer, settings.fixed_length):
-        start = time.perf_counter()
-        for response in stream_generate(
-            target.model,
-            target.tokenizer,
-            prompt,
-            max_tokens=max_tokens,
-            sampler=make_sampler(settings.temp),
-            **extra,
-        ):
-            stamps.append(time.perf_counter())
-            token_ids.append(int(response.token))
-            flags.append(bool(response.from_draft))
-            finish_reason = response.finish_reason or finish_reason
-    peak_memory_gb = mx.get_peak_memory() / 1e9
-
-    generated = len(stamps)
-    # The first round ends at the first token the target produced itself.
-    first_round_end = flags.index(False) if False in flags else generated - 1
-    decode_tokens = generated - first_round_end - 1
-    decode_s = stamps[-1] - stamps[first_round_end]
-    ttft_s = stamps[0] - start
+def sample_from_trace(trace: Trace, method: str, num_draft_tokens: int, prompt_tokens: int,
+                      prompt_index: int = 0, category: str = "custom", pass_index: int = 0) -> RunSample:
+    """The measured figures of one generation. The first round ends at the first token the target
+    produced itself (prefill and the first verify); decode is everything after it."""
+    generated = len(trace.token_ids)
+    ttft_s = trace.round_end_s[0] if trace.round_end_s else 0.0
+    wall_s = trace.round_end_s[-1] if trace.round_end_s else 0.0
+    decode_tokens = generated - (trace.round_sizes[0] if trace.round_sizes else 0)
+    decode_s = wall_s - ttft_s
+    speculative = method != "baseline"
     sample = RunSample(
-        num_draft_tokens=num_draft_tokens if draft is not None else 0,
+        num_draft_tokens=num_draft_tokens if speculative else 0,
         prompt_index=prompt_index,
         category=category,
         pass_index=pass_index,
-        prompt_tokens=len(prompt_ids),
+        prompt_tokens=prompt_tokens,
         generated_tokens=generated,
         ttft_s=ttft_s,
-        prefill_tps=len(prompt_ids) / ttft_s if ttft_s > 0 else 0.0,
+        prefill_tps=prompt_tokens / ttft_s if ttft_s > 0 else 0.0,
         decode_tokens=decode_tokens,
         decode_s=decode_s,
         decode_tps=decode_tokens / decode_s if decode_tokens > 0 and decode_s > 0 else None,
-        wall_s=stamps[-1] - start,
-        peak_memory_gb=peak_memory_gb,
-        finish_reason=finish_reason,
-        token_ids=token_ids,
+        wall_s=wall_s,
+        peak_memory_gb=trace.peak_memory_gb,
+        finish_reason=trace.finish_reason,
+        token_ids=list(trace.token_ids),
+        method=method,
+        draft_s=trace.draft_s,
+        target_s=trace.target_s,
     )
-    if draft is not None:
-        add_round_counts(sample, reconstruct_rounds(flags, num_draft_tokens, max_tokens), num_draft_tokens)
-        sample.draft_tokens = sum(flags)
-        sample.from_draft = flags
+    if speculative:
+        add_round_counts(sample, trace.rounds, num_draft_tokens)
+        sample.draft_tokens = sum(r.accepted for r in trace.rounds)
+        sample.rounds = [[r.proposed, r.accepted, int(r.complete)] for r in trace.rounds]
     return sample
 
 
@@ -259,25 +236,30 @@ def add_round_counts(sample: RunSample, rounds: list[VerifyRound], num_draft_tok
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of generating with a target: plain (draft None) or with a draft and k."""
+    """One way of generating with a target: a method, with its draft model and k when it takes them."""
 
+    method: Method
     draft: object | None = None  # LoadedModel
     num_draft_tokens: int = 0
 
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.method.key, self.num_draft_tokens)
 
-def iter_interleaved_runs(
-    target, variants: list[Variant], prompts: list[Prompt], settings: MeasureSettings, skip: int = 0
-) -> Iterator[RunSample]:
-    """Yield RunSamples: warmups first (not yielded), then for every pass and prompt one run of
-    each variant in turn (A B C A B C ...), so slow drift of the machine hits all of them.
-    `skip` leaves out the first runs of that order (already measured, when resuming)."""
-    encoded = [encode_prompt(target.tokenizer, prompt) for prompt in prompts]
+
+def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list[Prompt],
+                          encoded: list[list[int]], settings: MeasureSettings, skip: int = 0,
+                          params: dict[str, dict] | None = None) -> Iterator[RunSample]:
+    """Yield RunSamples: warmups first (not yielded), then for every pass and prompt one run of each
+    variant in turn (A B C A B C ...), so slow drift of the machine hits all of them alike.
+    `skip` leaves out the first runs of that order (already measured, when resuming); `params`
+    holds each method's parameters by key."""
+    params = params or {}
     for _ in range(settings.warmup):
         for variant in variants:
-            measure_generation(
-                target, encoded[0], settings, variant.draft, variant.num_draft_tokens,
-                max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
-            )
+            engine.generate(target, encoded[0], settings, variant.method, variant.draft, variant.num_draft_tokens,
+                            max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
+                            params=params.get(variant.method.key))
     slot = 0
     for pass_index in range(settings.runs):
         for prompt_index, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
@@ -285,7 +267,7 @@ def iter_interleaved_runs(
                 slot += 1
                 if slot <= skip:
                     continue
-                yield measure_generation(
-                    target, prompt_ids, settings, variant.draft, variant.num_draft_tokens,
-                    prompt_index=prompt_index, category=prompt.category, pass_index=pass_index,
-                )
+                trace = engine.generate(target, prompt_ids, settings, variant.method, variant.draft,
+                                        variant.num_draft_tokens, params=params.get(variant.method.key))
+                yield sample_from_trace(trace, variant.method.key, variant.num_draft_tokens, len(prompt_ids),
+                                        prompt_index, prompt.category, pass_index)

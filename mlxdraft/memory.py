@@ -18,20 +18,8 @@ class MemoryBudget:
     source: str  # where the number comes from, for the user
 
 
-def memory_budget(override_gb: float | None = None) -> MemoryBudget:
-    """On Apple silicon the GPU's recommended working set (what Metal lets models use without
-    swapping); elsewhere total RAM; `override_gb` wins."""
-    if override_gb is not None:
-        return MemoryBudget(float(override_gb), "--memory-gb")
-    try:
-        import mlx.core as mx
-
-        info = mx.device_info()
-        working_set = info.get("max_recommended_working_set_size")
-        if working_set:
-            return MemoryBudget(working_set / 1e9, "Metal recommended working set")
-    except Exception:  # device_info is missing on some backends and versions
-        pass
+def machine_memory_budget() -> MemoryBudget:
+    """The budget where the engine knows no better: total RAM."""
     return MemoryBudget(total_memory_gb() or 0.0, "total RAM")
 
 

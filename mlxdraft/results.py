@@ -9,16 +9,17 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from .measure import RunSample
+from .measure import MeasureSettings, RunSample
 from .schema import read_results
 
-SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details
+SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details (0.3: and methods)
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -52,32 +53,14 @@ def total_memory_gb() -> float | None:
         return None
 
 
-def environment() -> dict:
-    """The machine and software versions every result is recorded with."""
-    import mlx.core as mx
-
-    device = {"default_device": str(mx.default_device())}
-    try:
-        info = mx.device_info()
-        device.update({k: v for k, v in info.items() if isinstance(v, (int, float, str))})
-    except Exception:  # device_info is not available on every backend/version
-        pass
+def machine_info() -> dict:
+    """The machine, as far as the operating system tells (engines add their device and versions)."""
     return {
-        "machine": {
-            "chip": _chip_name(),
-            "arch": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "memory_gb": total_memory_gb(),
-            "os": platform.platform(),
-            "mlx_device": device,
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "mlx": _package_version("mlx"),
-            "mlx-lm": _package_version("mlx-lm"),
-            "huggingface-hub": _package_version("huggingface-hub"),
-            "mlxdraft": _package_version("mlxdraft"),
-        },
+        "chip": _chip_name(),
+        "arch": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": total_memory_gb(),
+        "os": platform.platform(),
     }
 
 
@@ -90,13 +73,120 @@ def sample_from_dict(data: dict) -> RunSample:
     return RunSample(**{k: v for k, v in data.items() if k in names})
 
 
-def load_results(path: Path) -> dict:
-    """A results file written by mlxdraft (either schema), checked field by field, in the sweep
-    layout: pair files of schema 1 are converted to a one-group sweep in memory."""
-    data = read_results(path)
-    if data.get("kind") == "pair" and "plan" not in data:
-        data = _pair_v1_as_sweep(data)
-    return data
+@dataclass
+class PlanRecord:
+    """What a results file was asked to measure: equal plans may be resumed into each other."""
+
+    settings: MeasureSettings
+    num_draft_tokens: list[int]
+    targets: list[str]
+    drafts: list[str]
+    prompts: list[dict]  # {"category": ..., "text": ...}
+    methods: list[str] = field(default_factory=lambda: ["mlx-lm"])  # speculative methods, in order
+    method_params: dict[str, dict] = field(default_factory=dict)  # method key -> its parameters
+    engine: str = "mlx-lm"
+    memory_budget_gb: float | None = None  # not part of the fingerprint: a larger one retries skips
+
+    def fingerprint(self) -> dict:
+        data = self.to_dict()
+        data.pop("memory_budget_gb")
+        return data
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["settings"] = dataclasses.asdict(self.settings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PlanRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["settings"] = MeasureSettings.from_dict(data["settings"])
+        return cls(**values)
+
+
+@dataclass
+class GroupRecord:
+    """A target measured with one draft (or alone): every variant's samples, interleaved."""
+
+    target: str
+    draft: str | None
+    status: str = "pending"  # pending, done, skipped, failed
+    reason: str | None = None
+    retry: bool = True  # whether --resume tries a skipped or failed group again
+    samples: list[RunSample] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return group_key(self.target, self.draft)
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
+                "retry": self.retry, "samples": [dataclasses.asdict(sample) for sample in self.samples]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GroupRecord:
+        return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
+                   [sample_from_dict(sample) for sample in data["samples"]])
+
+
+def group_key(target: str, draft: str | None) -> str:
+    return f"{target} | {draft if draft else '-'}"
+
+
+@dataclass
+class Results:
+    """A results file: the plan, the machine, the models and every group's raw samples.
+    Statistics are never stored; they are derived when a report is rendered."""
+
+    kind: str  # "sweep" or "pair"
+    plan: PlanRecord
+    groups: dict[str, GroupRecord] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)  # name -> LoadedModel.record() (+ alone peak)
+    machine: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    memory_budget: dict | None = None  # {"gb": ..., "source": ...}
+    sessions: list[dict] = field(default_factory=list)  # each start or resume, with its environment
+    created_at: str = field(default_factory=lambda: now_iso())
+    updated_at: str = field(default_factory=lambda: now_iso())
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def settings(self) -> MeasureSettings:
+        return self.plan.settings
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": self.schema_version, "kind": self.kind, "created_at": self.created_at,
+            "updated_at": self.updated_at, "machine": self.machine, "versions": self.versions,
+            "memory_budget": self.memory_budget, "plan": self.plan.to_dict(), "models": self.models,
+            "groups": {key: group.to_dict() for key, group in self.groups.items()}, "sessions": self.sessions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Results:
+        """A checked results file's data (schema 2, or 1 converted) as typed records."""
+        if data.get("kind") == "pair" and "plan" not in data:
+            data = _pair_v1_as_sweep(data)
+        return cls(
+            kind=data["kind"],
+            plan=PlanRecord.from_dict(data["plan"]),
+            groups={key: GroupRecord.from_dict(group) for key, group in data["groups"].items()},
+            models=dict(data.get("models") or {}),
+            machine=dict(data.get("machine") or {}),
+            versions=dict(data.get("versions") or {}),
+            memory_budget=data.get("memory_budget"),
+            sessions=list(data.get("sessions") or []),
+            created_at=data.get("created_at") or "",
+            updated_at=data.get("updated_at") or "",
+            schema_version=SCHEMA_VERSION,
+        )
+
+
+def load_results(path: Path) -> Results:
+    """A results file written by mlxdraft (either schema), checked field by field, as typed
+    records: pair files of schema 1 are converted to a one-group sweep in memory."""
+    return Results.from_dict(read_results(path))
 
 
 def _pair_v1_as_sweep(data: dict) -> dict:
@@ -108,17 +198,4 @@ def _pair_v1_as_sweep(data: dict) -> dict:
              "samples": data["samples"]}
     return {**{k: data[k] for k in ("schema_version", "created_at", "machine", "versions") if k in data},
             "kind": "pair", "plan": plan, "models": {target["name"]: target, draft["name"]: draft},
-            "groups": {f"{target['name']} | {draft['name']}": group}}
-
-
-def model_record(loaded) -> dict:
-    """What a results file says about a model (LoadedModel)."""
-    record = loaded.source.describe()
-    record.update(
-        {
-            "model_type": loaded.config.get("model_type"),
-            "precision": loaded.precision,
-            "weights_gb": loaded.weights_bytes / 1e9,
-        }
-    )
-    return record
+            "groups": {group_key(target["name"], draft["name"]): group}}

@@ -177,6 +177,10 @@ SAMPLE = table({  # measure.RunSample
     "partial_rounds": Optional(whole(0)),  # schema 2
     "round_tokens": Optional(nullable(whole(0))),  # schema 2
     "from_draft": Optional(nullable(list_of(boolean))),  # schema 2
+    "method": Optional(text),  # schema 2, from 0.3
+    "rounds": Optional(nullable(list_of(list_of(whole(0))))),
+    "draft_s": Optional(nullable(number(0))),
+    "target_s": Optional(nullable(number(0))),
 })
 
 SETTINGS = table({  # measure.MeasureSettings
@@ -186,6 +190,9 @@ SETTINGS = table({  # measure.MeasureSettings
     "temp": number(0),
     "seed": whole(),
     "fixed_length": boolean,
+    "top_p": Optional(number(0)),  # from 0.3
+    "top_k": Optional(whole(0)),
+    "min_p": Optional(number(0)),
 })
 
 PROMPT = table({"category": text, "text": text})
@@ -225,6 +232,9 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "drafts": list_of(text),
         "prompts": list_of(PROMPT),
         "memory_budget_gb": Optional(number(0)),
+        "methods": Optional(list_of(text)),  # from 0.3
+        "method_params": Optional(mapping_of(mapping_of(number()))),
+        "engine": Optional(text),
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),

@@ -150,3 +150,31 @@ def resolve_entry(entry: CatalogEntry, allow_download: bool = True, progress=Non
         return ModelSource(name=entry.name, path=path, kind="offline", revision=offline.SOURCE_REVISION)
     path, revision = hub.ensure_local(entry.repo, allow_download=allow_download, progress=progress)
     return ModelSource(name=entry.name, path=path, kind="hub", repo_id=entry.repo, revision=revision)
+
+
+def describe_precision(config: dict) -> str:
+    """'4bit', 'bf16', 'fp16', 'fp32' ... from a model config."""
+    quantization = config.get("quantization") or {}
+    if quantization.get("bits"):
+        return f"{quantization['bits']}bit"
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "unknown")
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
+
+
+def config_warnings(config: dict) -> list[str]:
+    """Problems in a config that mlx-lm would silently paper over."""
+    warnings = []
+    rope_keys = ("rope_theta", "rope_parameters", "rope_scaling")
+    if config.get("model_type") in {"llama", "qwen2", "mistral"} and not any(key in config for key in rope_keys):
+        warnings.append(
+            "config.json has no rope_theta, so mlx-lm falls back to 10000; if the model was converted "
+            "through transformers, copy rope_theta from the original config"
+        )
+    return warnings
+
+
+def context_length(config: dict) -> int | None:
+    """The context length a config declares, if it declares one."""
+    text = config.get("text_config", config)
+    value = text.get("max_position_embeddings") or text.get("max_seq_len")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None

@@ -1,10 +1,9 @@
-"""The sweep: every sensible target x draft x number-of-draft-tokens, measured side by side,
-saved after every run (atomically, under a lock) and resumable after a crash, a Ctrl-C or kill -9.
-`mlxdraft pair` is a sweep of one group."""
+"""The sweep: every sensible target x draft x method x number of draft tokens, measured side by
+side, saved after every run (atomically, under a lock) and resumable after a crash, a Ctrl-C or
+kill -9. `mlxdraft pair` is a sweep of one group. Models are reached only through an Engine."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -12,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CatalogEntry, family_entries, sensible_pair
+from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
 from .files import ResultsLock, write_json_atomic
-from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_generation
-from .memory import MemoryBudget, estimate_pair, fits
-from .prompts import Prompt, encode_prompt
-from .results import SCHEMA_VERSION, environment, load_results, model_record, now_iso
+from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
+from .memory import MemoryBudget, fits
+from .methods import Method, get_method
+from .prompts import Prompt
+from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,23 @@ def _unique(choices: list[ModelChoice]) -> list[ModelChoice]:
 
 @dataclass(frozen=True)
 class Group:
-    """A target measured with one draft (all k interleaved with its baseline), or alone."""
+    """A target measured with one draft, or alone: its baseline and every (method, k) that runs in
+    this group, interleaved run by run."""
 
     target: ModelChoice
     draft: ModelChoice | None
+    methods: tuple[Method, ...] = ()  # speculative methods measured here
 
     @property
     def key(self) -> str:
-        return f"{self.target.name} | {self.draft.name if self.draft else '-'}"
+        return group_key(self.target.name, self.draft.name if self.draft else None)
+
+    def setups(self, num_draft_tokens: list[int]) -> list[tuple[Method, int]]:
+        """(method, k) of every variant, the baseline first."""
+        setups = [(get_method("baseline"), 0)]
+        for method in self.methods:
+            setups += [(method, k) for k in num_draft_tokens] if method.uses_k else [(method, 0)]
+        return setups
 
 
 @dataclass
@@ -130,17 +140,27 @@ class SweepPlan:
     settings: MeasureSettings
     prompts: list[Prompt]
     budget: MemoryBudget
-    kind: str = "sweep"  # "pair": exactly one group, the target with the draft the user named
+    kind: str = "sweep"  # "pair": exactly one group, the target with the draft the user named (or none)
+    methods: list[Method] = field(default_factory=lambda: [get_method("mlx-lm")])
+    method_params: dict[str, dict] = field(default_factory=dict)  # only parameters the user set
+    engine: str = DEFAULT_ENGINE
 
     def groups(self) -> list[Group]:
-        """Each target with every draft that is not itself and not larger than it; a target
-        with no such draft is still measured alone, for its baseline."""
+        """Each target with every draft that is not itself and not larger than it, for the methods
+        that take a draft; alone for the methods that take none, and alone (for its baseline) when
+        no draft suits it."""
+        with_draft = tuple(m for m in self.methods if m.needs_draft)
+        alone = tuple(m for m in self.methods if not m.needs_draft)
         if self.kind == "pair":
-            return [Group(self.targets[0], self.drafts[0])]
+            draft = self.drafts[0] if self.drafts else None
+            return [Group(self.targets[0], draft, tuple(self.methods) if draft else alone)]
         groups = []
         for target in self.targets:
-            drafts = [draft for draft in self.drafts if sensible_pair(target, draft)]
-            groups += [Group(target, draft) for draft in drafts] or [Group(target, None)]
+            drafts = [draft for draft in self.drafts if sensible_pair(target, draft)] if with_draft else []
+            paired = [Group(target, draft, with_draft) for draft in drafts]
+            if alone or not paired:
+                paired.append(Group(target, None, alone))
+            groups += paired
         return groups
 
     def positions_needed(self, prompt_tokens: int) -> int:
@@ -148,22 +168,26 @@ class SweepPlan:
         return prompt_tokens + self.settings.max_tokens + max(self.num_draft_tokens)
 
     def runs_in(self, group: Group) -> int:
-        variants = 1 + (len(self.num_draft_tokens) if group.draft else 0)
-        return self.settings.runs * len(self.prompts) * variants
+        return self.settings.runs * len(self.prompts) * len(group.setups(self.num_draft_tokens))
 
     def total_runs(self) -> int:
         return sum(self.runs_in(g) for g in self.groups())
 
-    def fingerprint(self) -> dict:
-        """Everything that must be equal for a resumed sweep to continue the same measurement.
-        (The memory budget is not: a resume with a larger one retries the pairs it skipped.)"""
-        return {
-            "settings": dataclasses.asdict(self.settings),
-            "num_draft_tokens": list(self.num_draft_tokens),
-            "targets": [t.name for t in self.targets],
-            "drafts": [d.name for d in self.drafts],
-            "prompts": [{"category": p.category, "text": p.text} for p in self.prompts],
-        }
+    def record(self) -> PlanRecord:
+        return PlanRecord(
+            settings=self.settings,
+            num_draft_tokens=list(self.num_draft_tokens),
+            targets=[t.name for t in self.targets],
+            drafts=[d.name for d in self.drafts],
+            prompts=[{"category": p.category, "text": p.text} for p in self.prompts],
+            methods=[m.key for m in self.methods],
+            method_params={key: dict(value) for key, value in self.method_params.items()},
+            engine=self.engine,
+            memory_budget_gb=round(self.budget.gb, 3),
+        )
+
+    def params_for(self, method: Method) -> dict:
+        return {**method.defaults, **self.method_params.get(method.key, {})}
 
 
 @dataclass
@@ -183,18 +207,9 @@ class SweepEvent:
     repeated: bool = False  # a failure with the same cause as an earlier one in this sweep
 
 
-def new_state(plan: SweepPlan) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": plan.kind,
-        "created_at": now_iso(),
-        "updated_at": now_iso(),
-        **environment(),
-        "memory_budget": {"gb": plan.budget.gb, "source": plan.budget.source},
-        "plan": {**plan.fingerprint(), "memory_budget_gb": round(plan.budget.gb, 3)},
-        "models": {},
-        "groups": {},
-    }
+def new_results(plan: SweepPlan, engine: Engine) -> Results:
+    return Results(kind=plan.kind, plan=plan.record(), **engine.environment(),
+                   memory_budget={"gb": plan.budget.gb, "source": plan.budget.source})
 
 
 def _describe_difference(saved: dict, wanted: dict) -> str:
@@ -214,46 +229,36 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
 PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found before loading is a skip)
 
 
-def open_state(plan: SweepPlan, output: Path, resume: bool, force: bool = False) -> tuple[dict, int]:
-    """The results to continue (a fresh state, or the saved one after checking its settings),
-    and how many failed or skipped pairs were set back to pending to be tried again."""
+def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool, force: bool = False) -> tuple[Results, int]:
+    """The results to continue (fresh ones, or the saved ones after checking their plan), and how
+    many failed or skipped groups were set back to pending to be tried again."""
     output = Path(output)
     if not output.exists() or force:  # --resume on a missing file simply starts the sweep
-        return new_state(plan), 0
+        return new_results(plan, engine), 0
     if not resume:
         raise InvalidInputError(
             f"{output} already exists; pass --resume to continue it, --force to replace it, "
             "or choose another --output"
         )
-    state = load_results(output)
-    if state.get("kind") != plan.kind:
-        raise InvalidInputError(f"{output} holds a {state.get('kind')} result, not a {plan.kind}")
-    wanted = plan.fingerprint()
-    saved = {key: state.get("plan", {}).get(key) for key in wanted}
+    results = load_results(output)
+    if results.kind != plan.kind:
+        raise InvalidInputError(f"{output} holds a {results.kind} result, not a {plan.kind}")
+    wanted = plan.record().fingerprint()
+    saved = results.plan.fingerprint()
     if saved != wanted:
         raise ResumeMismatchError(
             f"cannot resume {output}: it was made with different settings "
             f"({_describe_difference(saved, wanted)}); rerun with the same options "
             "or choose another --output"
         )
-    state["plan"]["memory_budget_gb"] = round(plan.budget.gb, 3)
-    state["memory_budget"] = {"gb": plan.budget.gb, "source": plan.budget.source}
+    results.plan.memory_budget_gb = round(plan.budget.gb, 3)
+    results.memory_budget = {"gb": plan.budget.gb, "source": plan.budget.source}
     retried = 0
-    for record in state["groups"].values():
-        if record["status"] in ("failed", "skipped") and record.get("retry", True):
-            record.update(status="pending", reason=None)
+    for record in results.groups.values():
+        if record.status in ("failed", "skipped") and record.retry:
+            record.status, record.reason = "pending", None
             retried += 1
-    return state, retried
-
-
-def _free_memory() -> None:
-    """Give memory of models no longer referenced back before the next one loads."""
-    import gc
-
-    import mlx.core as mx
-
-    gc.collect()
-    mx.clear_cache()
+    return results, retried
 
 
 @dataclass
@@ -272,7 +277,7 @@ class _Clock:
 
 
 class _Skip(Exception):
-    """A pair deliberately not measured; `retry` says whether a later --resume should try again."""
+    """A group deliberately not measured; `retry` says whether a later --resume should try again."""
 
     def __init__(self, reason: str, retry: bool):
         super().__init__(reason)
@@ -289,23 +294,27 @@ def cause_of(message: str, *names: str | None) -> str:
 
 @dataclass
 class SweepRun:
-    """A sweep in progress: `events()` measures and yields progress; `state` holds the results
-    (saved to `output` after every run when there is one)."""
+    """A sweep in progress: `events()` measures and yields progress; `results` holds what was
+    measured (saved to `output` after every run when there is one)."""
 
     plan: SweepPlan
     output: Path | None = None
     resume: bool = False
     force: bool = False
     allow_download: bool = True
-    raise_errors: bool = False  # pair: a pair that cannot be measured is an error, not a record
+    raise_errors: bool = False  # pair: a group that cannot be measured is an error, not a record
     progress: Callable[[str], None] | None = None  # one-line messages about downloads and builds
-    state: dict = field(default_factory=dict)
+    engine: Engine | None = None  # default: the plan's engine from the registry
+    results: Results | None = None
     retried: int = 0
+
+    def __post_init__(self):
+        self.engine = self.engine or get_engine(self.plan.engine)
 
     def save(self) -> None:
         if self.output is not None:
-            self.state["updated_at"] = now_iso()
-            write_json_atomic(self.output, self.state)
+            self.results.updated_at = now_iso()
+            write_json_atomic(self.output, self.results.to_dict())
 
     def events(self) -> Iterator[SweepEvent]:
         lock = ResultsLock(self.output) if self.output is not None else None
@@ -313,10 +322,11 @@ class SweepRun:
             lock.acquire()
         try:
             if self.output is not None:
-                self.state, self.retried = open_state(self.plan, self.output, self.resume, self.force)
+                self.results, self.retried = open_results(self.plan, self.engine, self.output, self.resume,
+                                                          self.force)
             else:
-                self.state = new_state(self.plan)
-            self.state.setdefault("sessions", []).append({"started_at": now_iso(), **environment()})
+                self.results = new_results(self.plan, self.engine)
+            self.results.sessions.append({"started_at": now_iso(), **self.engine.environment()})
             self.save()
             yield from self._measure()
         finally:
@@ -324,17 +334,12 @@ class SweepRun:
                 lock.release()
 
     def _measure(self) -> Iterator[SweepEvent]:
-        from .loading import load_model
-        from .pairing import TokenizerCache, check_caches, check_sources
-        from .sources import resolve_model
-
-        plan, state = self.plan, self.state
+        plan, results, engine = self.plan, self.results, self.engine
         groups = plan.groups()
         runs_total = plan.total_runs()
         clock = _Clock()
         runs_done = 0
         loaded_target = None
-        tokenizers = TokenizerCache()
         resolved: dict[str, object] = {}  # name -> ModelSource, or the error met resolving it
         causes: set[str] = set()
 
@@ -345,8 +350,8 @@ class SweepRun:
         def resolve(name):
             if name not in resolved:
                 try:
-                    resolved[name] = resolve_model(name, allow_download=self.allow_download,
-                                                   progress=self.progress)
+                    resolved[name] = engine.resolve(name, allow_download=self.allow_download,
+                                                    progress=self.progress)
                 except MlxdraftError as exc:
                     resolved[name] = exc
             if isinstance(resolved[name], MlxdraftError):
@@ -355,71 +360,76 @@ class SweepRun:
 
         for index, group in enumerate(groups, start=1):
             runs_after_group = runs_done + plan.runs_in(group)
-            record = state["groups"].setdefault(
-                group.key,
-                {"target": group.target.name, "draft": group.draft.name if group.draft else None,
-                 "status": "pending", "reason": None, "samples": []},
-            )
-            if record["status"] != "pending":
+            record = results.groups.setdefault(
+                group.key, GroupRecord(group.target.name, group.draft.name if group.draft else None))
+            if record.status != "pending":
                 runs_done = runs_after_group
                 continue
+            draft = None
             try:
                 reason = _precheck_sizes(plan, group)
                 if reason:
                     raise _Skip(reason, retry=True)
+                for method in group.methods:
+                    if not engine.supports(method):
+                        raise _Skip(f"the {engine.name} engine cannot run the {method.key} method", retry=False)
                 target_source = resolve(group.target.name)
                 draft_source = resolve(group.draft.name) if group.draft else None
                 if draft_source:
                     try:
-                        check_sources(target_source, draft_source, tokenizers)
+                        engine.check_tokenizers(target_source, draft_source)
                     except IncompatibleModelsError as exc:
                         raise _Skip(str(exc), retry=False) from None
-                prompt_tokens = _longest_prompt_tokens(tokenizers.get(target_source), plan.prompts)
-                _check_context(plan, target_source, draft_source, prompt_tokens)
-                _check_memory(plan, target_source, draft_source, prompt_tokens)
+                encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
+                prompt_tokens = max(len(ids) for ids in encoded)
+                _check_context(plan, engine, target_source, draft_source, prompt_tokens)
+                _check_memory(plan, engine, target_source, draft_source, prompt_tokens)
                 if loaded_target is None or loaded_target.name != group.target.name:
                     loaded_target = None
-                    _free_memory()
+                    engine.free_memory()
                     yield event("loading", index, group, f"loading target {group.target.name}")
-                    loaded_target = load_model(target_source)
-                    state["models"].setdefault(group.target.name, {}).update(model_record(loaded_target))
+                    loaded_target = engine.load(target_source)
+                    results.models.setdefault(group.target.name, {}).update(loaded_target.record())
                     for warning in loaded_target.warnings:
                         yield event("warning", index, group, f"{group.target.name}: {warning}")
                     yield event("probe", index, group, "measuring the target's memory alone")
-                    peak = _target_alone_peak_gb(loaded_target, plan)
-                    state["models"][group.target.name]["alone_peak_memory_gb"] = peak
-                variants = [Variant()]
-                draft = None
+                    peak = engine.generate(loaded_target, max(encoded, key=len), plan.settings,
+                                           get_method("baseline")).peak_memory_gb
+                    results.models[group.target.name]["alone_peak_memory_gb"] = peak
                 if group.draft:
                     yield event("loading", index, group, f"loading draft {group.draft.name}")
                     same = draft_source.path == target_source.path
-                    draft = loaded_target if same else load_model(draft_source)
-                    state["models"].setdefault(group.draft.name, {}).update(model_record(draft))
+                    draft = loaded_target if same else engine.load(draft_source)
+                    results.models.setdefault(group.draft.name, {}).update(draft.record())
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
-                    check_caches(loaded_target, draft)
-                    variants += [Variant(draft, k) for k in plan.num_draft_tokens]
+                    engine.check_loaded(loaded_target, draft)
+                variants = [Variant(method, draft if method.needs_draft else None, k)
+                            for method, k in group.setups(plan.num_draft_tokens)]
                 # Resume at a whole unit: a unit's variants are measured back to back, so a unit cut
                 # short is measured again rather than paired across sessions.
-                skip = len(record["samples"]) - len(record["samples"]) % len(variants)
-                del record["samples"][skip:]
+                skip = len(record.samples) - len(record.samples) % len(variants)
+                del record.samples[skip:]
                 runs_done += skip
                 if plan.settings.warmup:
-                    yield event("loading", index, group, f"warming up ({plan.settings.warmup} per variant)")
-                for sample in iter_interleaved_runs(loaded_target, variants, plan.prompts, plan.settings, skip):
-                    record["samples"].append(dataclasses.asdict(sample))
+                    yield event("loading", index, group,
+                                f"warming up: {plan.settings.warmup} short run(s) of each of {len(variants)} variants")
+                runs = iter_interleaved_runs(engine, loaded_target, variants, plan.prompts, encoded, plan.settings,
+                                             skip, params={m.key: plan.params_for(m) for m in group.methods})
+                for sample in runs:
+                    record.samples.append(sample)
                     runs_done += 1
                     clock.measured_runs += 1
                     clock.measured_s += sample.wall_s  # the ETA counts measured runs only, not warmups
                     self.save()
                     yield event("run", index, group, sample=sample)
-                record["status"] = "done"
+                record.status = "done"
                 self.save()
                 yield event("done", index, group)
             except _Skip as skip_reason:
                 if self.raise_errors:
                     raise InvalidInputError(str(skip_reason)) from None
-                record.update(status="skipped", reason=str(skip_reason), retry=skip_reason.retry)
+                record.status, record.reason, record.retry = "skipped", str(skip_reason), skip_reason.retry
                 runs_done = runs_after_group
                 self.save()
                 yield event("skipped", index, group, str(skip_reason))
@@ -429,33 +439,28 @@ class SweepRun:
                 reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
                 if self.raise_errors:
                     raise MlxdraftError(f"measuring {group.key} failed: {reason}") from exc
-                record.update(status="failed", reason=reason, retry=not isinstance(exc, PERMANENT_FAILURES))
+                record.status, record.reason = "failed", reason
+                record.retry = not isinstance(exc, PERMANENT_FAILURES)
                 runs_done = runs_after_group
                 self.save()
-                cause = cause_of(reason, record["target"], record["draft"])
+                cause = cause_of(reason, record.target, record.draft)
                 yield event("failed", index, group, reason, repeated=cause in causes)
                 causes.add(cause)
             finally:
-                variants = draft = None  # the next target's memory probe must not see this draft
-                _free_memory()
+                draft = None  # the next target's memory probe must not see this draft
+                engine.free_memory()
         loaded_target = None
-        _free_memory()
+        engine.free_memory()
 
 
-def _longest_prompt_tokens(tokenizer, prompts: list[Prompt]) -> int:
-    return max(len(encode_prompt(tokenizer, prompt)) for prompt in prompts)
-
-
-def _check_context(plan: SweepPlan, target_source, draft_source, prompt_tokens: int) -> None:
+def _check_context(plan: SweepPlan, engine: Engine, target_source, draft_source, prompt_tokens: int) -> None:
     """Every prompt plus max-tokens (plus the k drafts a verify pass looks ahead) must fit the
     context length of both models."""
-    from .memory import read_config
-
     needed = plan.positions_needed(prompt_tokens)
     for role, source in (("target", target_source), ("draft", draft_source)):
         if source is None:
             continue
-        limit = context_length(read_config(source.path))
+        limit = engine.context_length(source)
         if limit and needed > limit:
             raise _Skip(
                 f"the longest prompt ({prompt_tokens} tokens) plus --max-tokens {plan.settings.max_tokens} "
@@ -463,28 +468,13 @@ def _check_context(plan: SweepPlan, target_source, draft_source, prompt_tokens: 
                 "use shorter prompts or fewer --max-tokens", retry=False)
 
 
-def context_length(config: dict) -> int | None:
-    text = config.get("text_config", config)
-    value = text.get("max_position_embeddings") or text.get("max_seq_len")
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
-
-
-def _check_memory(plan: SweepPlan, target_source, draft_source, prompt_tokens: int) -> None:
-    estimate = estimate_pair(target_source.path, draft_source.path if draft_source else None,
-                             plan.positions_needed(prompt_tokens))
+def _check_memory(plan: SweepPlan, engine: Engine, target_source, draft_source, prompt_tokens: int) -> None:
+    estimate = engine.estimate_memory(target_source, draft_source, plan.positions_needed(prompt_tokens))
     if estimate.total_gb > plan.budget.gb:
         raise _Skip(
             f"needs about {estimate.total_gb:.1f} GB (weights {estimate.target_weights_gb:.1f} + "
             f"{estimate.draft_weights_gb:.1f} GB, KV cache {estimate.kv_cache_gb:.2f} GB), over the "
             f"{plan.budget.gb:.1f} GB budget ({plan.budget.source})", retry=True)
-
-
-def _target_alone_peak_gb(target, plan: SweepPlan) -> float:
-    """Peak memory of one baseline generation of the longest prompt with no draft loaded: what
-    the target costs alone, so that the draft's cost is what speculative runs add to it."""
-    encoded = [encode_prompt(target.tokenizer, prompt) for prompt in plan.prompts]
-    longest = max(encoded, key=len)
-    return measure_generation(target, longest, plan.settings).peak_memory_gb
 
 
 def _precheck_sizes(plan: SweepPlan, group: Group) -> str | None:

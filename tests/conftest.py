@@ -26,14 +26,16 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def loaded(tiny):
     """The tiny models loaded once: {"target": ..., "draft": ..., ...}."""
-    from mlxdraft.loading import resolve_and_load
+    from mlxdraft.engines import get_engine
 
+    engine = get_engine("mlx-lm")
+    load = lambda path: engine.load(engine.resolve(str(path)))  # noqa: E731
     return {
-        "target": resolve_and_load(str(tiny.target)),
-        "draft": resolve_and_load(str(tiny.draft)),
-        "target_qwen": resolve_and_load(str(tiny.target_qwen)),
-        "draft_qwen_wide": resolve_and_load(str(tiny.draft_qwen_wide)),
-        "other": resolve_and_load(str(tiny.other_tokenizer)),
+        "target": load(tiny.target),
+        "draft": load(tiny.draft),
+        "target_qwen": load(tiny.target_qwen),
+        "draft_qwen_wide": load(tiny.draft_qwen_wide),
+        "other": load(tiny.other_tokenizer),
     }
 
 

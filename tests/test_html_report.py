@@ -58,7 +58,7 @@ def test_speculative_page_puts_the_verdict_first_with_its_setup_and_escaped_comm
     state = make_state({("big", "small", 4): 1.5}, noise=0.05)
     page = render_sweep(state, "html")
     verdict = analyse_sweep(state).verdict("big")
-    assert verdict.kind == "speculative" and verdict.chosen.label == "small k=4"
+    assert verdict.kind == "speculative" and verdict.chosen.label == "mlx-lm small k=4"
 
     assert page.startswith("<!DOCTYPE html>")
     assert page.index('<section id="verdicts">') < page.index('<section id="setup">') < page.index("<table")
@@ -75,8 +75,8 @@ def test_speculative_page_puts_the_verdict_first_with_its_setup_and_escaped_comm
 def test_inconclusive_cell_is_marked_and_the_legend_explains_the_mark():
     state = make_state({("big", "small", 4): 1.5, ("big", "tiny", 4): 1.01}, noise=0.05)
     analysis = analyse_sweep(state)
-    unsure = analysis.best_k_estimate("big", "tiny")  # best-k cells: widened for the k values tried
-    sure = analysis.best_k_estimate("big", "small")
+    unsure = analysis.best_k_estimate("big", "mlx-lm", "tiny")  # best-k cells: widened for the k values tried
+    sure = analysis.best_k_estimate("big", "mlx-lm", "small")
     assert spans_one(unsure) and not spans_one(sure)  # the inputs are what this test is about
 
     parsed = Page(render_html(analysis))
@@ -118,7 +118,7 @@ def test_chart_has_round_ticks_error_bars_both_speedups_and_tooltips():
     assert parsed.classed("line", "one-x")[0]["stroke-dasharray"]
     legend = " ".join(text for cls, text in parsed.texts)
     assert "end-to-end speedup" in legend and "decode speedup" in legend
-    points = [title for title in parsed.titles if title.startswith("big + small k=4")]
+    points = [title for title in parsed.titles if title.startswith("big + mlx-lm small k=4")]
     assert len(points) == 2 and "end-to-end speedup: 1." in points[0] and "peak memory 1.50 GB" in points[0]
     assert "target alone 1.00 GB" in points[0]
     assert any(title.startswith("big alone") for title in parsed.titles)

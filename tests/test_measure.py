@@ -1,46 +1,66 @@
 import pytest
 
+from mlxdraft.engines import get_engine
 from mlxdraft.measure import (
     MeasureSettings,
     RunSample,
     Variant,
     VerifyRound,
     add_round_counts,
-    eos_ignored,
     iter_interleaved_runs,
-    measure_generation,
-    reconstruct_rounds,
+    sample_from_trace,
 )
+from mlxdraft.methods import Method, Round, get_method
 from mlxdraft.prompts import Prompt, encode_prompt
 
 SETTINGS = MeasureSettings(max_tokens=24, runs=1, warmup=0)
+ENGINE = get_engine("mlx-lm")
 
 
-def test_rounds_from_flags():
-    # k=3: round 1 accepts 2, round 2 accepts 0, round 3 accepts 3 (all)
-    flags = [True, True, False, False, True, True, True, False]
-    assert reconstruct_rounds(flags, 3, 100) == [
-        VerifyRound(3, 2), VerifyRound(3, 0), VerifyRound(3, 3)
-    ]
+def measure_generation(target, ids, settings, draft=None, num_draft_tokens=0, method=None):
+    method = method or get_method("mlx-lm" if draft is not None else "baseline")
+    trace = ENGINE.generate(target, ids, settings, method, draft, num_draft_tokens)
+    return sample_from_trace(trace, method.key, num_draft_tokens, len(ids))
 
 
-def test_round_cut_by_max_tokens_is_partial():
-    # k=4, max 7: round 1 emits 5 (4 accepted + 1), then only 2 tokens may follow: 2 proposed
-    flags = [True] * 4 + [False] + [True, True]
-    assert reconstruct_rounds(flags, 4, 7) == [VerifyRound(4, 4), VerifyRound(2, 2, complete=False)]
-    # a shorter proposal that still ends with the target's token is partial too: it could not reject k
-    assert reconstruct_rounds([True, True, True, False, True, False], 3, 6) == [
-        VerifyRound(3, 3), VerifyRound(2, 1, complete=False)]
+def scripted(rounds):
+    """A method that yields the given rounds whatever the models say (for the engine's bookkeeping)."""
+    return Method("scripted", "scripted", "test", needs_draft=False, uses_k=True, run=lambda inputs: iter(rounds))
 
 
-def test_round_cut_by_eos_is_partial():
-    flags = [True, False, True]
-    assert reconstruct_rounds(flags, 2, 100) == [VerifyRound(2, 1), VerifyRound(2, 1, complete=False)]
+def test_engine_counts_complete_rounds_only(loaded):
+    target = loaded["target"]
+    rounds = [Round([1, 2, 3, 4], 3, 3), Round([5, 6], 3, 1), Round([7, 8], 2, 2, limited=True)]
+    trace = ENGINE.generate(target, [1, 2], MeasureSettings(max_tokens=8, warmup=0), scripted(rounds),
+                            num_draft_tokens=3)
+    assert trace.token_ids == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert trace.rounds == [VerifyRound(3, 3), VerifyRound(3, 1), VerifyRound(2, 2, complete=False)]
+    assert trace.round_sizes == [4, 2, 2] and len(trace.round_end_s) == 3
+    sample = sample_from_trace(trace, "scripted", 3, 2)
+    assert sample.accepted_length_counts == [0, 1, 0, 1] and sample.partial_rounds == 1
+    assert sample.decode_tokens == 4 and sample.draft_tokens == 6
+    assert sample.rounds == [[3, 3, 1], [3, 1, 1], [2, 2, 0]]
+
+
+def test_engine_stops_at_max_tokens_and_at_eos(loaded):
+    target = loaded["target"]
+    rounds = [Round([1, 2, 3], 2, 2), Round([4, 5, 6], 2, 2), Round([7, 8, 9], 2, 2)]
+    trace = ENGINE.generate(target, [1], MeasureSettings(max_tokens=5, warmup=0), scripted(rounds),
+                            num_draft_tokens=2)
+    assert trace.token_ids == [1, 2, 3, 4, 5]
+    assert trace.rounds[-1] == VerifyRound(2, 2, complete=False)  # cut by max-tokens: no rejection seen
+    eos = next(iter(target.tokenizer.eos_token_ids))
+    assert eos not in (10, 11, 12, 13)
+    rounds = [Round([10, 11, 12], 2, 2), Round([13, eos, 6], 2, 2), Round([7, 8, 9], 2, 2)]
+    trace = ENGINE.generate(target, [1], MeasureSettings(max_tokens=24, warmup=0, fixed_length=False),
+                            scripted(rounds), num_draft_tokens=2)
+    assert trace.token_ids == [10, 11, 12, 13, eos] and trace.finish_reason == "stop"
+    assert trace.rounds[-1] == VerifyRound(2, 2, complete=False)
 
 
 def test_round_statistics_leave_partial_rounds_out():
     sample = RunSample(3, 0, "c", 0, 5, 10, 0.1, 50.0, 9, 0.1, 90.0, 0.2, 0.1, "length", list(range(10)))
-    add_round_counts(sample, reconstruct_rounds([True] * 3 + [False] + [True] * 3 + [False] + [True] * 2, 3, 10), 3)
+    add_round_counts(sample, [VerifyRound(3, 3), VerifyRound(3, 3), VerifyRound(2, 2, complete=False)], 3)
     assert sample.accepted_length_counts == [0, 0, 0, 2]  # the last round (2 of 2 accepted) is no rejection
     assert sample.partial_rounds == 1
     assert sample.tokens_per_round == 4.0 and sample.acceptance_rate == 1.0
@@ -73,8 +93,10 @@ def test_self_draft_accepts_every_token(loaded):
 def test_greedy_speculative_equals_baseline_in_float32(loaded):
     target, draft = loaded["target"], loaded["draft"]
     prompts = [Prompt("Write a Python function"), Prompt("List seven tips", "lists")]
-    samples = list(iter_interleaved_runs(target, [Variant(), Variant(draft, 2), Variant(draft, 5)],
-                                         prompts, SETTINGS))
+    mlx_lm = get_method("mlx-lm")
+    variants = [Variant(get_method("baseline")), Variant(mlx_lm, draft, 2), Variant(mlx_lm, draft, 5)]
+    encoded = [encode_prompt(target.tokenizer, prompt) for prompt in prompts]
+    samples = list(iter_interleaved_runs(ENGINE, target, variants, prompts, encoded, SETTINGS))
     assert len(samples) == 6
     for group in (samples[0:3], samples[3:6]):
         baseline, *speculative = group
@@ -94,15 +116,6 @@ def test_fixed_length_and_timings_are_consistent(loaded):
     assert 0 < sample.ttft_s <= sample.wall_s
     assert sample.decode_tps == pytest.approx(sample.decode_tokens / sample.decode_s)
     assert sample.acceptance_rate is None and sample.draft_token_share is None
-
-
-def test_eos_ignored_restores_the_tokenizer(loaded):
-    tokenizer = loaded["target"].tokenizer
-    before = set(tokenizer.eos_token_ids)
-    assert before
-    with eos_ignored(tokenizer, True):
-        assert tokenizer.eos_token_ids == set()
-    assert tokenizer.eos_token_ids == before
 
 
 def test_natural_mode_stops_at_eos(loaded):

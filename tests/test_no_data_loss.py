@@ -79,7 +79,7 @@ def test_pair_and_sweep_refuse_an_existing_output_unless_forced(tiny, tmp_path):
     assert existing.read_bytes() == before
     forced = run("pair", tiny.target, tiny.draft, *FAST, "-o", existing, "--force")
     assert forced.exit_code == 0, forced.output
-    assert load_results(existing)["kind"] == "pair"
+    assert load_results(existing).to_dict()["kind"] == "pair"
 
 
 def test_pair_output_that_cannot_be_written_fails_before_measuring(tiny, tmp_path):
@@ -136,7 +136,7 @@ def test_sigterm_leaves_a_valid_file_and_no_temp_files(tiny, tmp_path):
     assert process.returncode == 130, stderr
     assert "Interrupted. Everything measured so far is saved in" in stderr
     assert "Traceback" not in stderr
-    state = load_results(out)
+    state = load_results(out).to_dict()
     assert sum(len(g["samples"]) for g in state["groups"].values()) >= 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.txt", "sweep.json"]
 
@@ -161,7 +161,7 @@ def test_sigterm_during_pair_still_reports_the_completed_runs(tiny, tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Interrupted after" in stderr and "Speedup" in stdout
-    state = load_results(out)
+    state = load_results(out).to_dict()
     assert sum(len(g["samples"]) for g in state["groups"].values()) >= 4
 
 
@@ -178,12 +178,12 @@ def test_resume_retries_a_failed_pair_after_it_is_repaired(tiny, tmp_path):
     args = ["sweep", "--targets", str(tiny.target), "--drafts", str(broken), "-k", "2", *FAST, "-o", str(out)]
     first = run(*args)
     assert first.exit_code == 3
-    assert load_results(out)["groups"][f"{tiny.target} | {broken}"]["status"] == "failed"
+    assert load_results(out).to_dict()["groups"][f"{tiny.target} | {broken}"]["status"] == "failed"
     (broken / "config.json").write_text(good_config)
     again = run(*args, "--resume")
     assert again.exit_code == 0, again.output
     assert "Retried 1 pair(s) that had failed or were skipped for a reason that can change." in again.stderr
-    assert load_results(out)["groups"][f"{tiny.target} | {broken}"]["status"] == "done"
+    assert load_results(out).to_dict()["groups"][f"{tiny.target} | {broken}"]["status"] == "done"
 
 
 def test_pairs_that_can_never_run_are_not_retried(tiny, tmp_path):
@@ -204,7 +204,7 @@ def test_one_cause_for_every_failure_is_said_once(tmp_path):
     assert len(failures) == 2
     assert failures[0].endswith("first")
     assert failures[1].endswith("FAILED (same cause as above)")
-    assert result.stderr.splitlines()[-2].startswith("2 of 2 pair(s) failed; all for one cause: ")
+    assert result.stderr.splitlines()[-2].startswith("2 of 2 group(s) failed; all for one cause: ")
 
 
 # --- strict numbers and prompts ---------------------------------------------------------------------
@@ -261,16 +261,15 @@ def test_json_output_is_strict_json(tiny):
 
 
 def test_library_prints_do_not_reach_json_stdout(tiny, monkeypatch):
-    import mlxdraft.measure as measure
+    from mlxdraft.engines.mlx_lm import MlxLmEngine
 
-    original = measure.measure_generation
+    original = MlxLmEngine.generate
 
     def noisy(*args, **kwargs):
         print("[WARNING] Generating with a model that requires 9 GB which is close to the maximum")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(measure, "measure_generation", noisy)
-    monkeypatch.setattr("mlxdraft.sweep.measure_generation", noisy)
+    monkeypatch.setattr(MlxLmEngine, "generate", noisy)
     result = run("pair", tiny.target, tiny.draft, *FAST, "--json")
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)
@@ -286,7 +285,7 @@ def test_prompt_longer_than_the_context(tiny, tmp_path):
     sweep = run("sweep", "--targets", tiny.target, "--drafts", tiny.draft, "-k", "2", "--max-tokens", "5000",
                 "-w", "0", "--prompt", "Hi", "-o", out)
     assert sweep.exit_code == 0, sweep.output
-    record = load_results(out)["groups"][f"{tiny.target} | {tiny.draft}"]
+    record = load_results(out).to_dict()["groups"][f"{tiny.target} | {tiny.draft}"]
     assert record["status"] == "skipped" and "context of 4096" in record["reason"] and record["retry"] is False
 
 
@@ -342,7 +341,7 @@ def test_a_model_that_is_target_and_draft_keeps_its_alone_memory(tiny, tmp_path)
     result = run("sweep", "--targets", f"{tiny.draft},{tiny.target}", "--drafts", tiny.draft, "-k", "2", *FAST,
                  "-o", out)
     assert result.exit_code == 0, result.output
-    models = load_results(out)["models"]
+    models = load_results(out).to_dict()["models"]
     assert models[str(tiny.draft)]["alone_peak_memory_gb"] > 0
     assert models[str(tiny.target)]["alone_peak_memory_gb"] > 0
 
@@ -358,7 +357,7 @@ def test_resume_measures_a_cut_unit_again_whole(tiny, tmp_path):
     del group["samples"][4:]  # unit 2 cut after its baseline: (0, 1, 2) then (0) of the next pass
     out.write_text(json.dumps(state))
     assert run(*args, "--resume").exit_code == 0
-    samples = load_results(out)["groups"][f"{tiny.target} | {tiny.draft}"]["samples"]
+    samples = load_results(out).to_dict()["groups"][f"{tiny.target} | {tiny.draft}"]["samples"]
     assert [(s["pass_index"], s["num_draft_tokens"]) for s in samples] == [(0, 0), (0, 1), (0, 2),
                                                                            (1, 0), (1, 1), (1, 2)]
 
@@ -383,7 +382,7 @@ def test_pair_stopped_by_an_error_still_reports_and_saves_what_it_measured(tiny,
     assert "Speedup" in result.stdout
     assert result.output.strip().splitlines()[-1] == (
         f"Error: measuring {tiny.target} | {tiny.draft} failed: RuntimeError: out of memory")
-    assert sum(len(g["samples"]) for g in load_results(out)["groups"].values()) == 4
+    assert sum(len(g["samples"]) for g in load_results(out).to_dict()["groups"].values()) == 4
 
 
 def test_pair_holds_the_lock_on_its_output_while_measuring(tiny, tmp_path):
@@ -410,7 +409,7 @@ def test_a_second_interrupt_during_cleanup_prints_no_traceback(tiny, tmp_path):
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert "Interrupted. Everything measured so far is saved in" in stderr
-    load_results(out)
+    load_results(out).to_dict()
 
 
 def test_outputs_that_name_folders_or_read_only_files_are_refused(tiny, tmp_path):
@@ -440,7 +439,7 @@ def test_resume_takes_k_in_any_order_and_folders_from_any_directory(tiny, tmp_pa
     monkeypatch.chdir(tiny.target.parent)
     base = ["sweep", "--targets", "./tiny-target", "--drafts", "./tiny-draft", *FAST, "-o", str(out)]
     assert run(*base, "-k", "2,1").exit_code == 0
-    state = load_results(out)
+    state = load_results(out).to_dict()
     assert state["plan"]["targets"] == [str(tiny.target)] and state["plan"]["num_draft_tokens"] == [1, 2]
     monkeypatch.chdir(tmp_path)
     again = run("sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft), *FAST, "-o", str(out),

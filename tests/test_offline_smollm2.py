@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from mlxdraft.analysis import compare
 from mlxdraft.cli import cli
-from mlxdraft.loading import load_model
-from mlxdraft.measure import MeasureSettings, measure_generation
+from mlxdraft.engines import get_engine
+from mlxdraft.measure import MeasureSettings, sample_from_trace
+from mlxdraft.methods import get_method
 from mlxdraft.prompts import Prompt, encode_prompt
 from mlxdraft.sources import ModelSource
 
@@ -45,10 +46,16 @@ def smollm2(tmp_path_factory):
 
     def get(variant):
         if variant not in loaded:
-            loaded[variant] = load_model(ModelSource(f"smollm2:{variant}", paths[variant], "offline"))
+            loaded[variant] = get_engine().load(ModelSource(f"smollm2:{variant}", paths[variant], "offline"))
         return loaded[variant]
 
     return get
+
+
+def measure_generation(target, ids, settings, draft=None, num_draft_tokens=0):
+    method = get_method("mlx-lm" if draft is not None else "baseline")
+    trace = get_engine().generate(target, ids, settings, method, draft, num_draft_tokens)
+    return sample_from_trace(trace, method.key, num_draft_tokens, len(ids))
 
 
 def greedy_ids(model, max_tokens):

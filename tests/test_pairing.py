@@ -1,7 +1,13 @@
 import pytest
 
+from mlxdraft.engines import get_engine
+from mlxdraft.engines.mlx_lm import MlxLmEngine, check_same_tokens
 from mlxdraft.errors import IncompatibleModelsError
-from mlxdraft.pairing import check_pair, check_tokenizers
+
+
+def check_pair(target, draft):
+    check_same_tokens(target.tokenizer, draft.tokenizer)
+    get_engine().check_loaded(target, draft)
 
 
 def test_same_family_is_compatible(loaded):
@@ -17,7 +23,7 @@ def test_different_logits_width_with_same_tokenizer_is_compatible(loaded):
 def test_different_tokenizer_names_first_differing_id(loaded):
     target, other = loaded["target"], loaded["other"]
     with pytest.raises(IncompatibleModelsError) as excinfo:
-        check_tokenizers(target.tokenizer, other.tokenizer, "T", "D")
+        check_same_tokens(target.tokenizer, other.tokenizer, "T", "D")
     message = str(excinfo.value)
     assert message.startswith("D cannot draft for T: their tokenizers differ at token id ")
     token_id = int(message.split("token id ")[1].split(" ")[0])
@@ -53,28 +59,26 @@ def test_tokenizer_preflight_on_broken_folders(tiny, tmp_path, message):
     from pathlib import Path
 
     from mlxdraft.errors import ModelNotFoundError
-    from mlxdraft.pairing import TokenizerCache, check_sources
     from mlxdraft.sources import ModelSource, resolve_model
 
     folder = broken_copy(tiny.draft, tmp_path / "broken", BREAKAGES[message])
     broken = ModelSource(str(folder), Path(folder), "local")  # as a Hub snapshot would arrive: unchecked
     separator = "/" if message.startswith("config.json") else " "
     with pytest.raises(ModelNotFoundError) as excinfo:
-        TokenizerCache().get(broken)
+        MlxLmEngine().tokenizer(broken)
     assert str(excinfo.value) == f"{folder}{separator}{message}"
     with pytest.raises(ModelNotFoundError):
-        check_sources(resolve_model(str(tiny.target)), broken)
+        MlxLmEngine().check_tokenizers(resolve_model(str(tiny.target)), broken)
 
 
 def test_unparsable_tokenizer_is_one_error(tiny, tmp_path):
     from pathlib import Path
 
     from mlxdraft.errors import ModelNotFoundError
-    from mlxdraft.pairing import TokenizerCache
     from mlxdraft.sources import ModelSource
 
     folder = broken_copy(tiny.draft, tmp_path / "broken", lambda f: (f / "tokenizer.json").write_text("garbage"))
     with pytest.raises(ModelNotFoundError) as excinfo:
-        TokenizerCache().get(ModelSource("mine", Path(folder), "local"))
+        MlxLmEngine().tokenizer(ModelSource("mine", Path(folder), "local"))
     assert str(excinfo.value).startswith("cannot read the tokenizer of mine (")
     assert str(excinfo.value).endswith("); convert or download the model again")

@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def test_sweep_end_to_end(tiny, tmp_path):
     out = tmp_path / "sweep.json"
     result = CliRunner().invoke(cli, sweep_args(tiny, out))
     assert result.exit_code == 0, result.output
-    state = load_results(out)
+    state = load_results(out).to_dict()
     groups = state["groups"]
     assert [g["status"] for g in groups.values()] == ["done", "skipped", "done", "skipped"]
     done = groups[f"{tiny.target} | {tiny.draft}"]
@@ -48,8 +49,8 @@ def test_sweep_end_to_end(tiny, tmp_path):
     assert state["versions"]["mlx"] and state["machine"]["chip"]
     assert state["models"][str(tiny.target)]["precision"] == "fp32"
     assert state["models"][str(tiny.target)]["alone_peak_memory_gb"] > 0
-    assert "End-to-end speedup at each pair's best k (rows: drafts, columns: targets)" in result.stdout
-    assert "tiny-other        skipped" in result.stdout
+    assert "End-to-end speedup at each pair's best k (rows: setups, columns: targets)" in result.stdout
+    assert re.search(r"mlx-lm tiny-other +skipped", result.stdout)
     assert "[pair 1/4 | run 1/12 |" in result.stderr
 
 
@@ -69,14 +70,14 @@ def test_existing_output_needs_resume_and_same_settings(tiny, tmp_path):
     before = out.read_bytes()
     finished = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume"))
     assert finished.exit_code == 0
-    assert structure(json.loads(before)) == structure(load_results(out))
+    assert structure(json.loads(before)) == structure(load_results(out).to_dict())
 
 
 def test_pair_over_memory_budget_is_skipped_with_reason(tiny, tmp_path):
     out = tmp_path / "sweep.json"
     result = CliRunner().invoke(cli, sweep_args(tiny, out, "--memory-gb", "0.0001"))
     assert result.exit_code == 0, result.output
-    state = load_results(out)
+    state = load_results(out).to_dict()
     statuses = {g["status"] for g in state["groups"].values() if "tiny-other" not in g["draft"]}
     assert statuses == {"skipped"}
     reason = state["groups"][f"{tiny.target} | {tiny.draft}"]["reason"]
@@ -97,10 +98,10 @@ def test_failing_case_is_recorded_and_sweep_goes_on(tiny, tmp_path):
             "--max-tokens", "6", "-w", "0", "--prompt", "Hi", "-o", str(out)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 3, result.output  # some pairs failed; everything else ran and was saved
-    groups = list(load_results(out)["groups"].values())
+    groups = list(load_results(out).to_dict()["groups"].values())
     assert groups[0]["status"] == "failed" and groups[0]["reason"].startswith(f"cannot load {broken}")
     assert groups[1]["status"] == "done"
-    assert result.stderr.splitlines()[-2].startswith(f"1 of 2 pair(s) failed: cannot load {broken}")
+    assert result.stderr.splitlines()[-2].startswith(f"1 of 2 group(s) failed: cannot load {broken}")
     assert result.stderr.splitlines()[-1] == (
         "After fixing the cause, retry them with: mlxdraft " + " ".join(args) + " --resume")
 
@@ -129,12 +130,12 @@ def test_sigkill_then_resume_matches_an_uninterrupted_sweep(tiny, tmp_path):
     assert process.poll() is None, "the sweep finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    partial = load_results(killed)  # still a valid file
+    partial = load_results(killed).to_dict()  # still a valid file
     total = sum(len(g["samples"]) for g in partial["groups"].values())
     assert 5 <= total < 24
     resumed = CliRunner().invoke(cli, args + ["--resume"])
     assert resumed.exit_code == 0, resumed.output
-    assert structure(load_results(killed)) == structure(load_results(full))
+    assert structure(load_results(killed).to_dict()) == structure(load_results(full).to_dict())
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_every_report_format_renders(finished_sweep, fmt):
             assert verdict["verdict"] in ("speculative", "no-gain", "inconclusive") and verdict["n"] == 3
     elif fmt == "csv":
         lines = text.strip().splitlines()
-        assert lines[0].startswith("target,draft,num_draft_tokens,status")
+        assert lines[0].startswith("target,method,draft,num_draft_tokens,status")
         assert len(lines) == 1 + 8
     elif fmt == "markdown":
         assert "| draft \\ target" in text and "## Verdict per target (objective: end-to-end speed)" in text
@@ -176,7 +177,7 @@ def test_metrics_share_the_layout(finished_sweep):
 
 
 def test_html_is_offline_and_escapes_names(finished_sweep):
-    state = load_results(finished_sweep)
+    state = load_results(finished_sweep).to_dict()
     evil = "<script>alert('x')</script>"
     text = json.dumps(state)
     for record in state["groups"].values():
@@ -215,7 +216,7 @@ def test_family_filters_and_list_sizes_skip_before_any_download(tmp_path):
         "--draft-sizes", "0.5b", "--draft-precisions", "4bit,8bit", "--memory-gb", "16", "-k", "2",
         "-o", str(out), "--no-download"])
     assert result.exit_code == 3, result.output
-    groups = load_results(out)["groups"]
+    groups = load_results(out).to_dict()["groups"]
     assert list(groups) == [
         "qwen2.5:7b-4bit | qwen2.5:0.5b-4bit", "qwen2.5:7b-4bit | qwen2.5:0.5b-8bit",
         "qwen2.5:72b-4bit | qwen2.5:0.5b-4bit", "qwen2.5:72b-4bit | qwen2.5:0.5b-8bit",

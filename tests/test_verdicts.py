@@ -57,7 +57,7 @@ def test_decode_gain_lost_end_to_end_is_said_in_one_line():
     text = render_sweep(state)
     e2e = verdict_of(state)
     assert e2e.kind == "no-gain"
-    assert "    by decode speed alone: speculative, small k=4 (" in text
+    assert "    by decode speed alone: speculative, mlx-lm small k=4 (" in text
 
 
 def test_one_and_two_units_have_no_error_bar():

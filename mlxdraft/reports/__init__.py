@@ -7,6 +7,7 @@ FORMATS.
 from __future__ import annotations
 
 from ..analysis import analyse_sweep
+from ..results import Results
 from .common import METRICS
 from .csv_format import render_csv
 from .html import render_html
@@ -24,8 +25,8 @@ FORMATS = {
 __all__ = ["FORMATS", "METRICS", "render_pair", "render_sweep"]
 
 
-def render_sweep(state: dict, fmt: str = "table", metric: str = "speedup", objective: str = "e2e") -> str:
+def render_sweep(results: Results, fmt: str = "table", metric: str = "speedup", objective: str = "e2e") -> str:
     """A results file rendered in one of FORMATS; statistics are derived here, once."""
     if fmt not in FORMATS:
         raise ValueError(fmt)
-    return FORMATS[fmt](analyse_sweep(state, objective), metric)
+    return FORMATS[fmt](analyse_sweep(results, objective), metric)

@@ -10,6 +10,7 @@ from ..analysis import (
     SweepCase,
     TargetVerdict,
     label,
+    setup_label,
 )
 from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary
 
@@ -78,19 +79,21 @@ def _model_line(record: dict) -> str:
 
 
 def settings_text(analysis: SweepAnalysis) -> str:
-    plan, settings = analysis.state["plan"], analysis.settings
-    mode = "fixed length, EOS ignored" if settings["fixed_length"] else "natural length, stops at EOS"
-    sampling = "greedy" if settings["temp"] == 0 else f"temperature {settings['temp']:g}"
-    return (f"k in {plan['num_draft_tokens']}, max {settings['max_tokens']} tokens ({mode}), {settings['runs']} "
-            f"pass(es) x {len(plan['prompts'])} prompt(s), warmup {settings['warmup']}, {sampling}, "
-            f"seed {settings['seed']}")
+    plan, settings = analysis.plan, analysis.settings
+    mode = "fixed length, EOS ignored" if settings.fixed_length else "natural length, stops at EOS"
+    sampling = "greedy" if settings.temp == 0 else f"temperature {settings.temp:g}" + "".join(
+        f", {name} {value:g}" for name, value, off in (("top-p", settings.top_p, 1.0), ("top-k", settings.top_k, 0),
+                                                      ("min-p", settings.min_p, 0.0)) if value not in (off, 0))
+    return (f"methods {', '.join(plan.methods)}, k in {plan.num_draft_tokens}, max {settings.max_tokens} tokens "
+            f"({mode}), {settings.runs} pass(es) x {len(plan.prompts)} prompt(s), warmup {settings.warmup}, "
+            f"{sampling}, seed {settings.seed}")
 
 
 def objective_text(analysis: SweepAnalysis) -> str:
     if analysis.objective == "decode":
         return "decode speed (tokens after the first verify round; time to first token left out)"
-    plan, settings = analysis.state["plan"], analysis.settings
-    return (f"end-to-end time of this workload ({len(plan['prompts'])} prompt(s), up to {settings['max_tokens']} "
+    plan, settings = analysis.plan, analysis.settings
+    return (f"end-to-end time of this workload ({len(plan.prompts)} prompt(s), up to {settings.max_tokens} "
             "tokens each, time to first token included)")
 
 
@@ -116,8 +119,8 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
         lines.append(f"    {case.label}: end to end {format_estimate(comparison.e2e_speedup)}; "
                      f"decode {format_estimate(comparison.decode_speedup)} (each on its own, not widened)")
     if v.verdict == "inconclusive" and v.more_units_needed and v.estimate and not unfinished:
-        prompts = max(len(analysis.state["plan"]["prompts"]), 1)
-        runs = max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings["runs"] + 1)
+        prompts = max(len(analysis.plan.prompts), 1)
+        runs = max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings.runs + 1)
         lines.append(f"    to decide it, measure again with -r {runs} (into a new file)")
     if verdict.tied:
         lines.append("    statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
@@ -136,19 +139,23 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
 
 def unfinished_line(analysis: SweepAnalysis, target: str) -> str | None:
     """A warning when the target's measurement is not complete (pending pairs, runs missing)."""
-    plan, settings = analysis.state["plan"], analysis.settings
-    groups = [g for g in analysis.state["groups"].values() if g["target"] == target and g["status"] == "pending"]
+    groups = [g for g in analysis.results.groups.values() if g.target == target and g.status == "pending"]
     if not groups:
         return None
-    per_group = lambda g: settings["runs"] * len(plan["prompts"]) * (1 + (len(plan["num_draft_tokens"])  # noqa: E731
-                                                                          if g["draft"] else 0))
-    done, planned = sum(len(g["samples"]) for g in groups), sum(per_group(g) for g in groups)
+    done = sum(len(g.samples) for g in groups)
+    planned = sum(analysis.settings.runs * len(analysis.plan.prompts) * (1 + len(_setups_in(analysis, g)))
+                  for g in groups)
     return (f"    unfinished: {len(groups)} pair(s) still pending, {done} of their {planned} runs measured; "
             "continue with --resume (pair: measure again) before trusting this")
 
 
+def _setups_in(analysis: SweepAnalysis, group) -> list[SweepCase]:
+    return [c for c in analysis.cases if c.target == group.target and c.method != "baseline"
+            and (c.draft == group.draft or (c.draft is None and analysis.results.kind == "pair"))]
+
+
 def _setup(verdict: TargetVerdict):
-    return (verdict.chosen.draft, verdict.chosen.num_draft_tokens) if verdict.chosen else None
+    return (verdict.chosen.method, verdict.chosen.draft, verdict.chosen.num_draft_tokens) if verdict.chosen else None
 
 
 def _percent(summary: Summary | None) -> str:
@@ -165,16 +172,16 @@ METRIC_TITLES = {"speedup": "Speedup", "acceptance": "Acceptance rate",
                  "tokens-per-round": "Tokens per complete verify round"}
 
 
-def _cell(analysis: SweepAnalysis, target: str, draft: str, metric: str, objective: str) -> str:
-    status = analysis.statuses.get((target, draft))
+def _cell(analysis: SweepAnalysis, target: str, method: str, draft: str | None, metric: str, objective: str) -> str:
+    status = analysis.status(target, method, draft)
     if status is None:
         return ""
-    case = analysis.best_k(target, draft, objective)
+    case = analysis.best_k(target, method, draft, objective)
     if case is None:
         return {"skipped": "skipped", "failed": "failed", "pending": "not run"}.get(status, "n/a")
     comparison = case.comparison
     if metric == "speedup":
-        text = f"{format_cell(analysis.best_k_estimate(target, draft, objective))} k={case.num_draft_tokens}"
+        text = f"{format_cell(analysis.best_k_estimate(target, method, draft, objective))} k={case.num_draft_tokens}"
         return text + (" (output differs)" if comparison.lossless.identical is False else "")
     if metric == "acceptance":
         return f"{_percent(comparison.acceptance_rate)} k={case.num_draft_tokens}"
@@ -182,11 +189,13 @@ def _cell(analysis: SweepAnalysis, target: str, draft: str, metric: str, objecti
 
 
 def matrix(analysis: SweepAnalysis, metric: str, objective: str | None = None) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows): drafts as rows, targets as columns, cells at each pair's best k."""
+    """(headers, rows): setups (method and draft) as rows, targets as columns, cells at each
+    setup's best k."""
     objective = objective or analysis.objective
-    headers = ["draft \\ target"] + [label(t) for t in analysis.targets]
-    rows = [[label(draft)] + [_cell(analysis, target, draft, metric, objective) for target in analysis.targets]
-            for draft in analysis.drafts]
+    headers = ["setup \\ target"] + [label(t) for t in analysis.targets]
+    rows = [[setup_label(method, draft)] + [_cell(analysis, target, method, draft, metric, objective)
+                                            for target in analysis.targets]
+            for method, draft in analysis.setups()]
     return headers, rows
 
 
@@ -207,24 +216,23 @@ def baseline_matrix(analysis: SweepAnalysis) -> tuple[list[str], list[list[str]]
 
 
 def problem_lines(analysis: SweepAnalysis) -> list[str]:
-    return [f"{label(r['target'])} + {label(r['draft']) if r['draft'] else '(baseline)'}: "
-            f"{r['status']}: {r['reason']}" for r in analysis.problems()]
+    return [f"{label(r.target)} + {label(r.draft) if r.draft else '(target alone)'}: {r.status}: {r.reason}"
+            for r in analysis.problems()]
 
 
 def header_lines(analysis: SweepAnalysis) -> list[str]:
-    state = analysis.state
-    machine = state.get("machine", {})
-    versions = state.get("versions", {})
+    results = analysis.results
+    machine, versions = results.machine, results.versions
     lines = [
         f"Machine: {machine.get('chip')}, {machine.get('memory_gb') or 0:.0f} GB RAM, {machine.get('os')}; "
         f"mlx {versions.get('mlx')}, mlx-lm {versions.get('mlx-lm')}, mlxdraft {versions.get('mlxdraft')}",
-        f"Settings: {settings_text(analysis)}, memory budget {state['plan'].get('memory_budget_gb', 0):.1f} GB",
+        f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, engine {results.plan.engine}",
         f"Objective: {objective_text(analysis)}",
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "
         "runs. At a pair's best k the interval is widened for the k values tried, and a verdict's for every "
         "setup compared, so choosing the best does not overstate it.",
     ]
-    if analysis.settings["temp"] > 0:
+    if analysis.settings.temp > 0:
         lines.append(f"Note: {TEMPERATURE_NOTE}.")
     return lines

@@ -1,4 +1,4 @@
-"""The sweep report as CSV: one row per (target, draft, k), both speedups with their bounds."""
+"""The sweep report as CSV: one row per (target, method, draft, k), both speedups with their bounds."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def render_csv(analysis: SweepAnalysis, metric: str = "speedup") -> str:
 
 
 CSV_COLUMNS = [
-    "target", "draft", "num_draft_tokens", "status", "reason", "units",
+    "target", "method", "draft", "num_draft_tokens", "status", "reason", "units",
     "e2e_speedup", "e2e_speedup_low", "e2e_speedup_high",
     "decode_speedup", "decode_speedup_low", "decode_speedup_high",
     "baseline_decode_tps", "speculative_decode_tps", "baseline_e2e_tps", "speculative_e2e_tps",
@@ -35,7 +35,7 @@ def _sweep_csv(analysis: SweepAnalysis) -> str:
         mean = lambda s: _fmt(s.mean if s else None)  # noqa: E731
         estimate = lambda e: [_fmt(e.geomean), _fmt(e.low), _fmt(e.high)] if e else ["", "", ""]  # noqa: E731
         writer.writerow([
-            case.target, case.draft or "", case.num_draft_tokens or "", case.status, case.reason or "",
+            case.target, case.method, case.draft or "", case.num_draft_tokens or "", case.status, case.reason or "",
             c.units if c else 0,
             *estimate(c and c.e2e_speedup), *estimate(c and c.decode_speedup),
             mean(c and c.baseline_decode_tps), mean(c and c.speculative_decode_tps),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label
+from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label, setup_label
 from ..stats import RatioEstimate
 from .common import (
     METRIC_TITLES,
@@ -116,11 +116,13 @@ def _text_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
     return f"<section>\n<h2>{escape(title)}</h2>\n{_table(headers, cells)}\n</section>"
 
 
-def _grid(analysis: SweepAnalysis, cell: Callable[[str, str], str]) -> str:
-    """Drafts as rows, targets as columns; `cell(target, draft)` gives each cell's HTML."""
-    headers = ["draft \\ target"] + [label(target) for target in analysis.targets]
-    rows = [[f"<th>{escape(label(draft))}</th>"] + [cell(target, draft) for target in analysis.targets]
-            for draft in analysis.drafts]
+def _grid(analysis: SweepAnalysis, cell: Callable[[str, str, str | None], str]) -> str:
+    """Setups (method and draft) as rows, targets as columns; `cell(target, method, draft)` gives
+    each cell's HTML."""
+    headers = ["setup \\ target"] + [label(target) for target in analysis.targets]
+    rows = [[f"<th>{escape(setup_label(method, draft))}</th>"] + [cell(target, method, draft)
+                                                                 for target in analysis.targets]
+            for method, draft in analysis.setups()]
     return _table(headers, rows)
 
 
@@ -130,10 +132,10 @@ def _grid(analysis: SweepAnalysis, cell: Callable[[str, str], str]) -> str:
 def _speedup_section(analysis: SweepAnalysis) -> str:
     objective = analysis.objective
     other = "decode" if objective == "e2e" else "e2e"
-    parts = ['<section id="speedups">', "<h2>Speedups (rows: drafts, columns: targets)</h2>", _heatmap_legend()]
+    parts = ['<section id="speedups">', "<h2>Speedups (rows: setups, columns: targets)</h2>", _heatmap_legend()]
     for shown in (objective, other):
         parts += [f"<h3>{escape(SPEEDUP_TITLES[shown])} at each pair's best k</h3>", _heatmap(analysis, shown)]
-    for k in analysis.state["plan"]["num_draft_tokens"]:
+    for k in analysis.plan.num_draft_tokens:
         parts += [f"<h3>{escape(SPEEDUP_TITLES[objective])} at k = {k}</h3>", _heatmap(analysis, objective, k)]
     return "\n".join(parts + ["</section>"])
 
@@ -150,18 +152,20 @@ def _heatmap_legend() -> str:
 
 def _heatmap(analysis: SweepAnalysis, objective: str, k: int | None = None) -> str:
     """`objective`'s speedups coloured by value: at one k, or (k None) at each pair's best k."""
-    return _grid(analysis, lambda target, draft: _speedup_cell(analysis, target, draft, objective, k))
+    return _grid(analysis, lambda target, method, draft: _speedup_cell(analysis, target, method, draft, objective, k))
 
 
-def _speedup_cell(analysis: SweepAnalysis, target: str, draft: str, objective: str, k: int | None) -> str:
-    status = analysis.statuses.get((target, draft))
+def _speedup_cell(analysis: SweepAnalysis, target: str, method: str, draft: str | None, objective: str,
+                  k: int | None) -> str:
+    status = analysis.status(target, method, draft)
     if status is None:
         return "<td></td>"
-    case = analysis.best_k(target, draft, objective) if k is None else _case_at(analysis, target, draft, k)
+    case = analysis.best_k(target, method, draft, objective) if k is None else _case_at(analysis, target, method,
+                                                                                        draft, k)
     if case is None:
         estimate = None
     elif k is None:  # the best of the k values: its interval is widened for them
-        estimate = analysis.best_k_estimate(target, draft, objective)
+        estimate = analysis.best_k_estimate(target, method, draft, objective)
     else:
         estimate = case.comparison.speedup(objective)
     if estimate is None:
@@ -176,12 +180,12 @@ def _speedup_cell(analysis: SweepAnalysis, target: str, draft: str, objective: s
             f'title="{escape(format_estimate(estimate))}">{escape(text)}</td>')
 
 
-def _case_at(analysis: SweepAnalysis, target: str, draft: str, k: int) -> SweepCase | None:
+def _case_at(analysis: SweepAnalysis, target: str, method: str, draft: str | None, k: int) -> SweepCase | None:
     return next((case for case in analysis.measured(target)
-                 if case.draft == draft and case.num_draft_tokens == k), None)
+                 if case.setup == (method, draft) and case.num_draft_tokens == k), None)
 
 
-def _reason(analysis: SweepAnalysis, target: str, draft: str) -> str | None:
+def _reason(analysis: SweepAnalysis, target: str, draft: str | None) -> str | None:
     return next((case.reason for case in analysis.cases if case.target == target and case.draft == draft), None)
 
 
@@ -248,12 +252,12 @@ def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], fl
 def _chart_points(analysis: SweepAnalysis) -> list[ChartPoint]:
     points = []
     for target in analysis.targets:
-        for draft in analysis.drafts:
-            case = analysis.best_k(target, draft)
+        for method, draft in analysis.setups():
+            case = analysis.best_k(target, method, draft)
             memory = case.comparison.speculative_peak_memory_gb if case else None
             if memory:
                 points.append(ChartPoint(
-                    name=f"{label(target)} + {label(draft)} k={case.num_draft_tokens}", target=label(target),
+                    name=f"{label(target)} + {case.label}", target=label(target),
                     peak_memory_gb=memory.max, alone_peak_memory_gb=analysis.alone_peak_memory_gb(target),
                     speedups={objective: case.comparison.speedup(objective) for objective, *_ in SERIES}))
     return points

@@ -12,15 +12,15 @@ def render_json(analysis: SweepAnalysis, metric: str = "speedup") -> str:
 
 
 def _sweep_json(analysis: SweepAnalysis) -> dict:
-    state = analysis.state
+    results = analysis.results
     return {
-        "schema_version": state["schema_version"],
+        "schema_version": results.schema_version,
         "kind": "report",  # a rendering, not measurements: `report -o` may replace it
-        "results_kind": state.get("kind"),
-        "machine": state.get("machine"),
-        "versions": state.get("versions"),
-        "plan": state["plan"],
-        "models": state.get("models", {}),
+        "results_kind": results.kind,
+        "machine": results.machine,
+        "versions": results.versions,
+        "plan": results.plan.to_dict(),
+        "models": results.models,
         "objective": analysis.objective,
         "verdicts": [v.to_dict() for v in analysis.verdicts()],
         "baselines": [{"target": t, "draft": d, "decode_tps": b["decode_tps"].to_dict() if b["decode_tps"] else None,
@@ -28,7 +28,8 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
                        "target_alone_peak_memory_gb": analysis.alone_peak_memory_gb(t)}
                       for (t, d), b in analysis.baselines.items()],
         "cases": [
-            {"target": c.target, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens, "status": c.status,
+            {"target": c.target, "method": c.method, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens,
+             "status": c.status,
              "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None}
             for c in analysis.cases
         ],

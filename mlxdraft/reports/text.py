@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep
+from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, setup_label
+from ..methods import get_method
+from ..results import Results
 from .common import (
     METRIC_TITLES,
     SPEEDUP_TITLES,
@@ -25,18 +27,18 @@ from .common import (
 )
 
 
-def render_pair(state: dict, objective: str = "e2e") -> str:
+def render_pair(results: Results | dict, objective: str = "e2e") -> str:
     """The compact human block printed by `mlxdraft pair` (a results file of one group)."""
-    analysis = analyse_sweep(state, objective)
+    analysis = analyse_sweep(results, objective)
     target = analysis.targets[0]
-    models = state.get("models", {})
+    models = analysis.results.models
     verdict = analysis.verdict(target)
     cases = analysis.measured(target)
     if not cases:
         return "No speculative runs were measured."
     case = verdict.chosen or verdict.leader or cases[0]
     c = case.comparison
-    baseline = analysis.baselines.get((target, case.draft), {})
+    baseline = next(iter(analysis.baselines.values()), {})
     histogram = "  ".join(f"{n}:{count}" for n, count in enumerate(c.accepted_length_counts))
     partial = f"; {c.partial_rounds} partial round(s) cut by max-tokens or EOS left out" if c.partial_rounds else ""
     alone = analysis.alone_peak_memory_gb(target)
@@ -48,7 +50,8 @@ def render_pair(state: dict, objective: str = "e2e") -> str:
         memory = f"with the draft {format_summary(peak, 'GB', 2, outliers=False)}"
     rows = [
         ("Target", _model_line(models.get(target, {"name": target}))),
-        ("Draft", _model_line(models.get(case.draft, {"name": case.draft}))),
+        ("Method", f"{case.method} ({get_method(case.method).summary})"),
+        ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
         ("Verdict", "\n".join(line.strip() for line in verdict_lines(verdict, analysis, named=False))),
@@ -68,7 +71,7 @@ def render_pair(state: dict, objective: str = "e2e") -> str:
         ("Peak memory", memory),
         ("Lossless", format_lossless(case)),
     ]
-    if analysis.settings["temp"] > 0:
+    if analysis.settings.temp > 0:
         rows.append(("Note", TEMPERATURE_NOTE))
     width = max(len(name) for name, _ in rows)
     lines = []
@@ -77,20 +80,18 @@ def render_pair(state: dict, objective: str = "e2e") -> str:
         lines.append(f"{name.ljust(width)}  {first}")
         lines += [" " * (width + 2) + line for line in rest]
     if len(cases) > 1:
-        table = [(f"k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
+        table = [(f"{setup_label(x.method, x.draft)} k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
                   format_cell(x.comparison.decode_speedup), _percent(x.comparison.acceptance_rate),
                   _number(x.comparison.tokens_per_round, 2)) for x in cases]
-        lines += ["", tabulate(table, headers=["k", "end-to-end speedup", "decode speedup", "acceptance",
+        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "acceptance",
                                                "tokens/round"], disable_numparse=True)]
     if c.per_category:
         table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
                   _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
-        lines += ["", f"Per category (k={case.num_draft_tokens}):",
+        lines += ["", f"Per category ({case.label}):",
                   tabulate(table, headers=["category", "end-to-end speedup", "decode speedup", "acceptance"],
                            disable_numparse=True)]
     return "\n".join(lines)
-
-
 
 
 def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool = False) -> str:
@@ -104,12 +105,12 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     if metric == "speedup":
         other = "decode" if analysis.objective == "e2e" else "e2e"
         tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
-                   "(rows: drafts, columns: targets)", matrix(analysis, metric)),
+                   "(rows: setups, columns: targets)", matrix(analysis, metric)),
                   (f"{SPEEDUP_TITLES[other]} at each pair's best k",
                    matrix(analysis, metric, other)),
                   ("Baseline tok/s measured beside each pair (decode / end to end)", baseline_matrix(analysis))]
     else:
-        tables = [(f"{METRIC_TITLES[metric]} at each pair's best k (rows: drafts, columns: targets)",
+        tables = [(f"{METRIC_TITLES[metric]} at each pair's best k (rows: setups, columns: targets)",
                    matrix(analysis, metric))]
     for title, (headers, rows) in tables:
         lines += section(title)
@@ -119,8 +120,6 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
         lines += section("Skipped or failed")
         lines += [f"- {p}" for p in problems]
     return "\n".join(lines)
-
-
 
 
 def render_table(analysis: SweepAnalysis, metric: str = "speedup") -> str:

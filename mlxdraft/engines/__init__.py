@@ -1,0 +1,28 @@
+"""Inference engines: one module per library, one registry (`ENGINES`) that the CLI reads.
+A new engine is one module implementing `Engine` plus one `register_engine` line below."""
+
+from __future__ import annotations
+
+from ..errors import InvalidInputError
+from .base import Engine, LoadedModel
+from .mlx_lm import MlxLmEngine
+
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "Engine", "LoadedModel", "get_engine", "register_engine"]
+
+ENGINES: dict[str, Engine] = {}
+DEFAULT_ENGINE = "mlx-lm"
+
+
+def register_engine(engine: Engine) -> Engine:
+    ENGINES[engine.name] = engine
+    return engine
+
+
+def get_engine(name: str = DEFAULT_ENGINE) -> Engine:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise InvalidInputError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}") from None
+
+
+register_engine(MlxLmEngine())

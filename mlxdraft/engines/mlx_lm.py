@@ -1,0 +1,251 @@
+"""The mlx-lm engine: every call into mlx and mlx-lm made while measuring lives here. It loads
+models with `mlx_lm.load` (never with trust_remote_code), checks a pairing before gigabytes are
+loaded, runs a method's rounds and reads the clock after each, and describes the machine."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import time
+
+from ..errors import IncompatibleModelsError, MlxdraftError, ModelNotFoundError
+from ..measure import MeasureSettings, Trace, VerifyRound
+from ..memory import MemoryBudget, estimate_pair, machine_memory_budget
+from ..methods import GenerationInputs, Method
+from ..prompts import Prompt, encode_prompt
+from ..results import machine_info, package_version
+from ..sources import ModelSource, check_model_folder, config_warnings, context_length, read_model_config, resolve_model
+from .base import LoadedModel
+
+
+class MlxLmEngine:
+    """mlx + mlx-lm, in this process."""
+
+    name = "mlx-lm"
+
+    def __init__(self):
+        self._tokenizers: dict[str, object] = {}  # folder -> tokenizer, loaded without weights
+
+    # -- what we run on ------------------------------------------------------------------------
+    def environment(self) -> dict:
+        import mlx.core as mx
+
+        device = {"default_device": str(mx.default_device())}
+        try:
+            device.update({k: v for k, v in mx.device_info().items() if isinstance(v, (int, float, str))})
+        except Exception:  # device_info is not available on every backend/version
+            pass
+        return {
+            "machine": {**machine_info(), "mlx_device": device},
+            "versions": {"python": platform.python_version(),
+                         **{name: package_version(name) for name in ("mlx", "mlx-lm", "huggingface-hub", "mlxdraft")}},
+        }
+
+    def memory_budget(self, override_gb: float | None = None) -> MemoryBudget:
+        """On Apple silicon the GPU's recommended working set (what Metal lets models use without
+        swapping); elsewhere total RAM; `override_gb` wins."""
+        if override_gb is not None:
+            return MemoryBudget(float(override_gb), "--memory-gb")
+        try:
+            import mlx.core as mx
+
+            working_set = mx.device_info().get("max_recommended_working_set_size")
+            if working_set:
+                return MemoryBudget(working_set / 1e9, "Metal recommended working set")
+        except Exception:  # device_info is missing on some backends and versions
+            pass
+        return machine_memory_budget()
+
+    def supports(self, method: Method) -> bool:
+        return method.run is not None
+
+    # -- files, before anything is loaded ----------------------------------------------------------
+    def resolve(self, name: str, allow_download: bool = True, progress=None) -> ModelSource:
+        return resolve_model(name, allow_download=allow_download, progress=progress)
+
+    def tokenizer(self, source: ModelSource):
+        """The tokenizer of a model folder alone (no weights), each folder once."""
+        from mlx_lm.utils import load_tokenizer
+
+        key = str(source.path)
+        if key not in self._tokenizers:
+            check_model_folder(source.path, source.name)
+            try:
+                self._tokenizers[key] = load_tokenizer(source.path)
+            except MlxdraftError:
+                raise
+            except Exception as exc:  # transformers and tokenizers raise anything from OSError to TypeError
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelNotFoundError(
+                    f"cannot read the tokenizer of {source.name} ({detail}); convert or download the model again"
+                ) from exc
+        return self._tokenizers[key]
+
+    def check_tokenizers(self, target: ModelSource, draft: ModelSource) -> None:
+        check_same_tokens(self.tokenizer(target), self.tokenizer(draft), target.name, draft.name)
+
+    def encode(self, source: ModelSource, prompt: Prompt) -> list[int]:
+        return encode_prompt(self.tokenizer(source), prompt)
+
+    def context_length(self, source: ModelSource) -> int | None:
+        return context_length(read_model_config(source.path, source.name))
+
+    def estimate_memory(self, target: ModelSource, draft: ModelSource | None, positions: int):
+        return estimate_pair(target.path, draft.path if draft else None, positions)
+
+    # -- models in memory --------------------------------------------------------------------------
+    def load(self, source: ModelSource) -> LoadedModel:
+        import mlx_lm
+
+        try:
+            model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True)
+        except MlxdraftError:
+            raise
+        except Exception as exc:  # mlx-lm raises ValueError/KeyError/OSError for unusable folders
+            raise ModelNotFoundError(f"cannot load {source.name}: {exc}") from exc
+        weights_bytes = sum(f.stat().st_size for f in source.path.glob("*.safetensors"))
+        return LoadedModel(source, model, tokenizer, config, weights_bytes, config_warnings(config))
+
+    def check_loaded(self, target: LoadedModel, draft: LoadedModel) -> None:
+        check_trimmable(target.model, target.name)
+        check_trimmable(draft.model, draft.name)
+
+    def free_memory(self) -> None:
+        """Give memory of models no longer referenced back before the next one loads."""
+        import gc
+
+        import mlx.core as mx
+
+        gc.collect()
+        mx.clear_cache()
+
+    # -- one generation -----------------------------------------------------------------------------
+    def generate(self, target: LoadedModel, prompt_ids: list[int], settings: MeasureSettings, method: Method,
+                 draft: LoadedModel | None = None, num_draft_tokens: int = 0, max_tokens: int | None = None,
+                 params: dict | None = None, on_round=None) -> Trace:
+        """Run `method` once and read the clock after every round. Stops at max-tokens, and at EOS
+        unless the settings fix the length (the EOS token itself is kept, as mlx-lm does)."""
+        import mlx.core as mx
+
+        max_tokens = max_tokens or settings.max_tokens
+        inputs = GenerationInputs(
+            model=target.model, draft_model=draft.model if draft is not None else None, prompt=list(prompt_ids),
+            max_tokens=max_tokens, num_draft_tokens=num_draft_tokens, sampling=settings.sampling,
+            params={**method.defaults, **(params or {})},
+        )
+        eos = set() if settings.fixed_length else set(target.tokenizer.eos_token_ids)
+        tokens: list[int] = []
+        sizes: list[int] = []
+        ends: list[float] = []
+        rounds: list[VerifyRound] = []
+        draft_s = target_s = 0.0
+        split_times = True
+        finish_reason = "length"
+        mx.random.seed(settings.seed)
+        mx.reset_peak_memory()
+        start = time.perf_counter()
+        steps = iter(method.run(inputs))
+        try:
+            for step in steps:
+                now = time.perf_counter()
+                emitted = step.tokens[: max_tokens - len(tokens)]
+                stop = next((i for i, token in enumerate(emitted) if token in eos), None)
+                if stop is not None:
+                    emitted = emitted[: stop + 1]
+                    finish_reason = "stop"
+                tokens += emitted
+                sizes.append(len(emitted))
+                ends.append(now - start)
+                if method.uses_k:
+                    complete = not step.limited and len(emitted) == step.accepted + 1
+                    rounds.append(VerifyRound(step.proposed, min(step.accepted, len(emitted)), complete))
+                if step.draft_s is None or step.target_s is None:
+                    split_times = False
+                else:
+                    draft_s += step.draft_s
+                    target_s += step.target_s
+                if on_round is not None:
+                    on_round(emitted)
+                if finish_reason == "stop" or len(tokens) >= max_tokens:
+                    break
+        finally:
+            getattr(steps, "close", lambda: None)()  # a generator left early releases its caches now
+        return Trace(tokens, sizes, ends, rounds, mx.get_peak_memory() / 1e9, finish_reason,
+                     draft_s if split_times and method.uses_k else None,
+                     target_s if split_times and method.uses_k else None)
+
+    # -- outside mlxdraft ------------------------------------------------------------------------
+    def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
+                 settings: dict, params: dict | None = None) -> list[str]:
+        """Commands that use this setup (model records: repo id, else local path), with the
+        sampling settings it was measured with: mlx-lm's own when it runs the method itself."""
+        model = shlex.quote(target.get("repo_id") or target["path"])
+        draft_model = shlex.quote(draft.get("repo_id") or draft["path"]) if draft else None
+        sampling = _sampling_flags(settings)
+        if method.by_mlx_lm:
+            speculative = f" --draft-model {draft_model} --num-draft-tokens {num_draft_tokens}" if draft else ""
+            return [f"mlx_lm.generate --model {model}{speculative}{sampling} --prompt 'Hello'",
+                    f"mlx_lm.server --model {model}{speculative}{sampling}"]
+        options = f" --draft {draft_model}" if draft_model else ""
+        options += f" --method {method.key}" + (f" -k {num_draft_tokens}" if method.uses_k else "")
+        for key, value in sorted((params or {}).items()):
+            if value != method.defaults.get(key):
+                options += f" --param {key}={value}"
+        return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'"]
+
+
+def _sampling_flags(settings: dict) -> str:
+    text = ""
+    if settings.get("temp"):
+        text += f" --temp {settings['temp']:g}"
+        if settings.get("top_p") not in (None, 0, 1, 1.0):
+            text += f" --top-p {settings['top_p']:g}"
+        if settings.get("top_k"):
+            text += f" --top-k {settings['top_k']}"
+        if settings.get("min_p"):
+            text += f" --min-p {settings['min_p']:g}"
+    return text
+
+
+def _id_to_token(tokenizer) -> dict[int, str]:
+    return {token_id: token for token, token_id in tokenizer.get_vocab().items()}
+
+
+def check_same_tokens(target_tokenizer, draft_tokenizer, target_name="target", draft_name="draft") -> None:
+    """Raise IncompatibleModelsError unless both tokenizers map every id to the same text.
+
+    The models' logits widths (config vocab_size) may differ, as in Qwen2.5 0.5B-3B vs 7B+:
+    what matters is that the tokenizers agree, since token ids pass between the models.
+    """
+    target_vocab = _id_to_token(target_tokenizer)
+    draft_vocab = _id_to_token(draft_tokenizer)
+    for token_id in sorted(target_vocab.keys() | draft_vocab.keys()):
+        target_text = target_vocab.get(token_id)
+        draft_text = draft_vocab.get(token_id)
+        if target_text != draft_text:
+            raise IncompatibleModelsError(
+                f"{draft_name} cannot draft for {target_name}: their tokenizers differ at token id "
+                f"{token_id} ({target_text!r} in the target, {draft_text!r} in the draft); "
+                "pick a draft from the same model family"
+            )
+    for label in ("bos_token", "eos_token"):
+        target_special = getattr(target_tokenizer, label, None)
+        draft_special = getattr(draft_tokenizer, label, None)
+        if target_special != draft_special:
+            raise IncompatibleModelsError(
+                f"{draft_name} cannot draft for {target_name}: different {label.replace('_', ' ')} "
+                f"({target_special!r} vs {draft_special!r}); pick a draft from the same model family"
+            )
+
+
+def check_trimmable(model, name: str) -> None:
+    """Speculative decoding rewinds rejected tokens, so every cache layer must be trimmable."""
+    from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    if not can_trim_prompt_cache(cache):
+        kinds = sorted({type(layer).__name__ for layer in cache if not layer.is_trimmable()})
+        raise IncompatibleModelsError(
+            f"{name} keeps a prompt cache that cannot be rewound ({', '.join(kinds)}), which "
+            "speculative decoding needs; use a model with a standard KV cache"
+        )

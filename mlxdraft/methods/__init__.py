@@ -1,0 +1,62 @@
+"""Drafting methods: what proposes the tokens a target verifies. One module per method, one
+registry (`METHODS`) that the sweep, the reports and the CLI read.
+
+A method is a value (key, label, whether it needs a draft model, whether it takes k, its
+parameters) plus a `run` generator over mlx-lm models that yields one `Round` per verify step
+(for plain decoding, one token per round). The engine times the rounds, stops at EOS and at
+max-tokens, and turns them into a trace: methods never read clocks for the run as a whole and
+never print. A new method is one module defining a `Method` plus one `register` line below.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidInputError
+from . import baseline, draft, draft_adaptive, mlx_lm, prompt_lookup
+from .base import GenerationInputs, Method, Round, Sampling
+
+__all__ = ["GenerationInputs", "METHODS", "Method", "Round", "Sampling", "get_method", "parse_methods",
+           "register", "speculative_methods"]
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (one line per method module)."""
+    if method.key in METHODS and METHODS[method.key] is not method:
+        raise ValueError(f"a method called {method.key!r} is already registered")
+    METHODS[method.key] = method
+    return method
+
+
+def get_method(key: str) -> Method:
+    try:
+        return METHODS[key]
+    except KeyError:
+        names = ", ".join(k for k in METHODS if k != "baseline")
+        raise InvalidInputError(f"unknown method {key!r}; choose from {names}") from None
+
+
+def speculative_methods() -> list[Method]:
+    return [method for method in METHODS.values() if method.speculative]
+
+
+def parse_methods(text: str | list[str]) -> list[Method]:
+    """'mlx-lm,draft' (or a list of keys) -> Methods in the order given, each once."""
+    keys = text.split(",") if isinstance(text, str) else list(text)
+    keys = [key.strip() for key in keys if key.strip()]
+    if not keys:
+        raise InvalidInputError("give at least one method, for example --methods mlx-lm")
+    methods = []
+    for key in dict.fromkeys(keys):
+        method = get_method(key)
+        if not method.speculative:
+            raise InvalidInputError(f"{key} is measured in every group already; choose speculative methods")
+        methods.append(method)
+    return methods
+
+
+register(baseline.METHOD)
+register(mlx_lm.METHOD)
+register(draft.METHOD)
+register(draft_adaptive.METHOD)
+register(prompt_lookup.METHOD)

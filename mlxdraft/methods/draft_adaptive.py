@@ -1,0 +1,143 @@
+"""The `draft-adaptive` method's drafting rule: how many tokens (up to k) a draft model proposes
+in each round, decided from the draft's own confidence.
+
+Rule: the confidence of a drafted token is the draft's probability of that token (at temperature
+0 the softmax of its raw logits; at temperature > 0 its processed distribution q, the one it
+sampled from). After proposing a token whose confidence is below the cutoff, the draft stops: that
+token is still proposed (one more verify position costs the target next to nothing), the drafting
+after it, likely wasted, is skipped. The cutoff is `threshold` (default 0.4, the default of
+Hugging Face transformers' `assistant_confidence_threshold`, tuned there for dynamic speculation
+with small drafts), and with `calibrate` (default on) it is corrected by how the draft's recent
+confidences compared with what the target accepted: cutoff = threshold * confidence / accepted,
+both summed over the recently judged tokens (decay 0.9 per round, a prior of one token of each),
+kept within [0.05, 0.95]. An overconfident draft stops sooner, an underconfident one later.
+
+Exactness: the rule reads only the draft's own outputs in this round and the outcomes of earlier
+rounds, so the proposal length is a stopping time of the draft's samples and the accept/resample
+rule keeps the target's distribution; at temperature 0 the output is the target's greedy output.
+Never more than k tokens are proposed. To keep the pipeline full, the confidence of token i is
+read after token i+1 has been queued; when it says stop, token i+1 is discarded (drafted, not
+proposed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import InvalidInputError
+from .base import GenerationInputs, Method, Round, Sampling
+from .draft import DraftModel, Proposal, draft_proposer, empty_proposal, speculative_rounds
+from .sampling import speculative_accept
+
+DEFAULTS = {"threshold": 0.4, "calibrate": True}
+DECAY = 0.9  # weight of the past in the calibration sums, per round
+PRIOR = 1.0  # pseudo-tokens of calibration at the start (confidence 1, accepted)
+CUTOFF_RANGE = (0.05, 0.95)
+
+
+def confidence(token, scores, sampling: Sampling):
+    """The draft's probability of its own (1,) token from its (1, W) scores, as a lazy (1,)."""
+    import mlx.core as mx
+
+    if sampling.greedy:
+        return mx.exp(mx.max(scores, axis=-1) - mx.logsumexp(scores, axis=-1))
+    return mx.exp(mx.take_along_axis(scores, token[:, None], axis=-1)[:, 0])
+
+
+class Calibration:
+    """Recent confidence of judged draft tokens against how many of them the target accepted."""
+
+    def __init__(self, threshold: float, enabled: bool):
+        self.threshold = threshold
+        self.enabled = enabled
+        self.confidence = PRIOR
+        self.accepted = PRIOR
+
+    def cutoff(self) -> float:
+        if not self.enabled:
+            return self.threshold
+        low, high = CUTOFF_RANGE
+        ratio = self.confidence / max(self.accepted, 1e-6)
+        return min(high, max(low, self.threshold * ratio))
+
+    def observe(self, confidences: list[float], accepted: int) -> None:
+        """The target kept the first `accepted` proposed tokens and judged (rejected) the next one."""
+        judged = confidences[: accepted + 1]
+        self.confidence = DECAY * self.confidence + sum(judged)
+        self.accepted = DECAY * self.accepted + accepted
+
+
+class AdaptiveDraftModel(DraftModel):
+    """A draft model that stops drafting after a token it is not confident about."""
+
+    def __init__(self, model, sampling: Sampling, target_width: int, calibration: Calibration):
+        super().__init__(model, sampling, target_width)
+        self.calibration = calibration
+        self.confidences = None
+
+    def propose(self, context: list[int], limit: int) -> Proposal:
+        if limit == 0:
+            self.round_start = len(context)
+            self.confidences = None
+            return empty_proposal()
+        import mlx.core as mx
+
+        cutoff = self.calibration.cutoff()
+        token = self.pending(context)
+        tokens, scores, confidences = [], [], []
+        count = limit
+        for i in range(limit):
+            token, score = self.step(token)
+            confidences.append(confidence(token, score, self.sampling))
+            mx.async_eval(token, score, confidences[-1])
+            tokens.append(token)
+            scores.append(score)
+            if i > 0 and confidences[i - 1].item() < cutoff:  # token i is queued: no stall
+                count = i
+                break
+        self.confidences = mx.concatenate(confidences[:count])
+        return self.proposal(tokens, scores, count)
+
+    def settle(self, proposal: Proposal, accepted: int) -> None:
+        super().settle(proposal, accepted)
+        if self.confidences is not None:
+            self.calibration.observe(self.confidences.tolist(), accepted)
+
+
+def as_flag(value) -> bool:
+    """A parameter's truth value, also when it arrives as text (`--param calibrate=off`)."""
+    if isinstance(value, str):
+        if value.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise InvalidInputError(f"calibrate must be true or false (got {value!r})")
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def adaptive_proposer(inputs: GenerationInputs) -> AdaptiveDraftModel:
+    params = {**DEFAULTS, **inputs.params}
+    try:
+        threshold = float(params["threshold"])
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"threshold must be a number between 0 and 1 (got {params['threshold']!r})")
+    if not 0.0 <= threshold <= 1.0:
+        raise InvalidInputError(f"threshold must be between 0 and 1 (got {threshold:g})")
+    calibration = Calibration(threshold, as_flag(params["calibrate"]))
+    return draft_proposer(inputs, METHOD.key, AdaptiveDraftModel, calibration=calibration)
+
+
+def run(inputs: GenerationInputs, accept=speculative_accept) -> Iterator[Round]:
+    """The `draft-adaptive` method; `accept` replaces the accept/resample rule (tests swap it)."""
+    yield from speculative_rounds(inputs, adaptive_proposer(inputs), accept)
+
+
+METHOD = Method(
+    key="draft-adaptive",
+    label="draft-adaptive",
+    summary="a draft model proposes up to k tokens per round, stopping after a token it is less "
+            "than `threshold` sure of (calibrated by recent acceptance)",
+    needs_draft=True,
+    uses_k=True,
+    run=run,
+    defaults=dict(DEFAULTS),
+    by_mlx_lm=False,
+)
