@@ -2,7 +2,7 @@
 """Does mlxdraft's measurement slow down what it measures?
 
 Times the same model, prompt and length, side by side in one process: a bare
-`mlx_lm.stream_generate` loop, and `mlxdraft.measure.measure_generation`. Runs alternate
+`mlx_lm.stream_generate` loop, and the mlx-lm engine's `generate` (the baseline method). Runs alternate
 (A B A B ...) and the medians are compared. Target: mlxdraft tok/s / bare tok/s >= 0.97.
 
 Usage: python scripts/bench_overhead.py [--model PATH_OR_NAME] [--repeats 10] [--max-tokens 64]
@@ -44,8 +44,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from mlxdraft.loading import resolve_and_load
-    from mlxdraft.measure import MeasureSettings, measure_generation
+    from mlxdraft.engines import get_engine
+    from mlxdraft.measure import MeasureSettings
+    from mlxdraft.methods import get_method
     from mlxdraft.prompts import Prompt, encode_prompt
     from mlxdraft.testkit import TinyModelSpec, build_model_folder
 
@@ -55,15 +56,16 @@ def main() -> int:
             spec = TinyModelSpec(hidden_size=512, num_hidden_layers=6, intermediate_size=1536,
                                  num_attention_heads=8, num_key_value_heads=4)
             name = str(build_model_folder(Path(tmp) / "bench-model", spec))
-        target = resolve_and_load(name)
+        engine = get_engine("mlx-lm")
+        target = engine.load(engine.resolve(name))
         settings = MeasureSettings(max_tokens=args.max_tokens, warmup=0)
         prompt_ids = encode_prompt(target.tokenizer, Prompt("Write a short story about a lighthouse."))
         bare_tps(target.model, target.tokenizer, prompt_ids, args.max_tokens)  # warmup
         bare, ours = [], []
         for _ in range(args.repeats):
             bare.append(bare_tps(target.model, target.tokenizer, prompt_ids, args.max_tokens))
-            sample = measure_generation(target, prompt_ids, settings)
-            ours.append(sample.generated_tokens / sample.wall_s)
+            trace = engine.generate(target, prompt_ids, settings, get_method("baseline"))
+            ours.append(len(trace.token_ids) / trace.round_end_s[-1])
     ratio = statistics.median(ours) / statistics.median(bare)
     print(f"model: {name}")
     print(f"bare stream_generate: {statistics.median(bare):.1f} tok/s (median of {len(bare)}, "

@@ -38,6 +38,7 @@ def snapshot_files(tmp_path):
     return sorted(p.name for s in snapshots for p in s.iterdir())
 
 
+@pytest.mark.slow
 def test_pull_then_load_and_generate(hub, tmp_path):
     pulled = mlxdraft(hub, tmp_path, "pull", REPO)
     assert pulled.returncode == 0, pulled.stderr
@@ -112,6 +113,7 @@ def test_transfer_cut_halfway_resumes_from_where_it_broke(big_hub, tmp_path):
     assert downloaded.read_bytes() == (big_hub.repos[REPO] / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_failed_pull_keeps_finished_files(big_hub, tmp_path):
     big_hub.cut_at[f"{REPO}/model.safetensors"] = [15_000_000, 6]  # outlasts the library's retries
     first = mlxdraft(big_hub, tmp_path, "pull", REPO)
@@ -138,6 +140,7 @@ def test_disk_space_refusal(hub, tmp_path):
     assert not any(f.endswith("model.safetensors") for f in hub.fetched())
 
 
+@pytest.mark.slow
 def test_offline_mode_uses_the_cache(hub, tmp_path):
     assert mlxdraft(hub, tmp_path, "pull", REPO).returncode == 0
     hub.requests.clear()

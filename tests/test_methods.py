@@ -102,15 +102,17 @@ def greedy_reference(loaded, pairs):
     return reference
 
 
-@pytest.mark.parametrize("pair", ["llama", "qwen", "qwen-swapped", "wide-draft"])
-@pytest.mark.parametrize("method", [draft, draft_adaptive, prompt_lookup], ids=lambda m: m.METHOD.key)
-def test_greedy_output_is_the_targets_own(pairs, greedy_reference, pair, method):
-    if method is prompt_lookup and pair != "llama":
-        pytest.skip("prompt lookup has no draft model: one target is enough")
+GREEDY_CASES = [(method, pair) for method in (draft, draft_adaptive) for pair in ("llama", "qwen", "qwen-swapped",
+                                                                                  "wide-draft")]
+GREEDY_CASES.append((prompt_lookup, "llama"))  # no draft model: one target is enough
+
+
+@pytest.mark.parametrize(("method", "pair"), GREEDY_CASES, ids=[f"{m.METHOD.key}-{p}" for m, p in GREEDY_CASES])
+def test_greedy_output_is_the_targets_own(pairs, greedy_reference, method, pair):
     target, draft_model = pairs[pair]
     params = {"threshold": 0.6} if method is draft_adaptive else {}
-    ks = range(1, 6) if pair == "llama" else (2, 5)
-    for text in PROMPTS:
+    ks, texts = (range(1, 6), PROMPTS) if pair == "llama" else ((2, 5), PROMPTS[:1])
+    for text in texts:
         prompt, expected = greedy_reference[pair, text]
         for k in ks:
             for max_tokens in sorted({1, 2, k, k + 1, 12}):
@@ -131,6 +133,31 @@ def test_a_wider_draft_never_proposes_ids_past_the_targets_width(pairs, greedy_r
         assert sum(step.accepted for step in rounds) >= 0.9 * sum(step.proposed for step in rounds)
 
 
+def test_draft_accepts_what_mlx_lms_loop_accepts(pairs, greedy_reference):
+    """Same pair, same k, temperature 0: the same draft proposals, so the same acceptance per round
+    (up to the last rounds, where mlx-lm proposes up to the tokens left and draft one fewer)."""
+    from mlxdraft.methods import mlx_lm
+
+    target, draft_model = pairs["llama"]
+    prompt, _ = greedy_reference["llama", PROMPTS[1]]
+    for k in (2, 4):
+        ours = rounds_of(draft, inputs_for(target, draft_model, prompt, 30, k))
+        theirs = rounds_of(mlx_lm, inputs_for(target, draft_model, prompt, 30, k))
+        unlimited = [(a.accepted, b.accepted) for a, b in zip(ours, theirs) if not (a.limited or b.limited)]
+        assert len(unlimited) >= 5 and all(a == b for a, b in unlimited), unlimited
+
+
+@pytest.mark.parametrize("method", [draft, draft_adaptive], ids=lambda m: m.METHOD.key)
+def test_a_draft_equal_to_the_target_is_always_accepted(loaded, method):
+    """Any slip in the draft cache's rewind (a token dropped or fed twice) shows up here."""
+    target = loaded["target"].model
+    prompt = loaded["target"].tokenizer.encode(PROMPTS[1])
+    for sampling in (Sampling(), Sampling(temp=1.0)):
+        mx.random.seed(0)
+        rounds = rounds_of(method, inputs_for(target, target, prompt, 20, 3, sampling, threshold=0.0))
+        assert all(step.accepted == step.proposed for step in rounds), [(s.proposed, s.accepted) for s in rounds]
+
+
 def test_the_kits_own_draft_and_the_llama_pair_accept_and_reject(pairs, loaded, greedy_reference):
     """The test pair exercises both paths; the kit's random draft agrees with the target rarely."""
     target, reshaped = pairs["llama"]
@@ -143,8 +170,8 @@ def test_the_kits_own_draft_and_the_llama_pair_accept_and_reject(pairs, loaded, 
 
 
 # -- temperature > 0: the target's distribution -----------------------------------------------------
-SAMPLED_PROMPT = [5, 6]
-SAMPLES = 300
+SAMPLED_PROMPT = [1, 0]
+SAMPLES = 150  # with the micro pair below: the controls fail at p < 1e-6, the methods pass
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +191,9 @@ def micro():
 @pytest.fixture(scope="module")
 def micro_pair(micro):
     """A target whose logits are 3 positions wider than its draft's (those positions get real
-    probability), and a draft that is a sharper copy (logits x 2.5) of the target: it agrees with
+    probability), and a draft that is a sharper copy (logits x 4) of the target: it agrees with
     the target's ranking but not its probabilities, so the correction is needed."""
-    return Reshaped(micro, extra=3, extra_logit=1.0), Reshaped(micro, scale=2.5)
+    return Reshaped(micro, extra=3, extra_logit=1.0), Reshaped(micro, scale=4.0)
 
 
 def exact_first_two(target, prompt, sampling):
@@ -263,11 +290,13 @@ def test_sampled_output_follows_the_targets_distribution(micro_pair, method, sam
     assert min(first, second) > 1e-3, (first, second)
 
 
-@pytest.mark.parametrize("wrong", [accept_all, resample_from_p], ids=lambda f: f.__name__)
-def test_the_distribution_test_catches_a_missing_correction(micro_pair, wrong):
+@pytest.mark.parametrize(("wrong", "samples"), [(accept_all, 50), (resample_from_p, SAMPLES)],
+                         ids=["accept_all", "resample_from_p"])
+def test_the_distribution_test_catches_a_missing_correction(micro_pair, wrong, samples):
     target, draft_model = micro_pair
     inputs = inputs_for(target, draft_model, SAMPLED_PROMPT, 3, 2, SAMPLED)
-    first, second = p_values(draft, inputs, exact_first_two(target, SAMPLED_PROMPT, SAMPLED), accept=wrong)
+    exact = exact_first_two(target, SAMPLED_PROMPT, SAMPLED)
+    first, second = p_values(draft, inputs, exact, samples=samples, accept=wrong)
     assert min(first, second) < 1e-4, (first, second)
 
 
@@ -277,9 +306,9 @@ LOOKUP_PROMPT = [5, 6, 7, 9, 5, 6]  # the last two tokens occurred before: propo
 def test_prompt_lookup_sampled_output_follows_the_targets_distribution(micro):
     inputs = inputs_for(micro, None, LOOKUP_PROMPT, 3, 2, SAMPLED)
     exact = exact_first_two(micro, LOOKUP_PROMPT, SAMPLED)
-    first, second = p_values(prompt_lookup, inputs, exact, samples=200)
+    first, second = p_values(prompt_lookup, inputs, exact)
     assert min(first, second) > 1e-3, (first, second)
-    first, second = p_values(prompt_lookup, inputs, exact, samples=100, accept=resample_from_p)
+    first, second = p_values(prompt_lookup, inputs, exact, samples=50, accept=accept_all)
     assert min(first, second) < 1e-4, (first, second)
 
 
@@ -293,7 +322,7 @@ def test_the_accept_rule_alone_is_exact_with_a_narrower_proposer():
     p_mx, q_mx = mx.array(p), mx.array(q)
     firsts, seconds, bonuses = Counter(), Counter(), Counter()
     mx.random.seed(0)
-    for _ in range(3000):
+    for _ in range(2000):
         proposal = mx.random.categorical(mx.log(q_mx))
         n, token = speculative_accept(p_mx, q_mx, proposal.astype(mx.uint32)).tolist()
         chain = proposal.tolist()[:n] + [token]
@@ -318,7 +347,7 @@ def test_processed_logprobs_is_the_distribution_mlx_lms_sampler_draws_from():
     sampler = make_sampler(sampling)
     mx.random.seed(0)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    draws = Counter(int(sampler(logprobs)[0]) for _ in range(2000))
+    draws = Counter(sampler(mx.repeat(logprobs, 3000, axis=0)).tolist())  # one draw per row
     assert chi_square_p_value(draws, probs) > 1e-3
     greedy = mx.exp(processed_logprobs(logits, Sampling()))[0].tolist()
     assert greedy == [1.0] + [0.0] * 7
@@ -354,16 +383,17 @@ def test_prompt_lookup_accepts_most_proposals_when_the_output_copies_the_prompt(
     """The tiny target falls into a short cycle; with the cycle already in the prompt, the output
     copies the prompt and looked-up proposals are almost all accepted."""
     target, tokenizer = loaded["target"].model, loaded["target"].tokenizer
-    prompt = tokenizer.encode("Summarize: the quick brown fox")
+    prompt = tokenizer.encode(PROMPTS[0])
     continuation = emitted(rounds_of(baseline, inputs_for(target, None, prompt, 40)))
-    copied = prompt + continuation[:20]
-    expected = continuation[20:]
-    assert any(copied[i:i + 6] == expected[:6] for i in range(len(copied))), "the premise: output repeats input"
-    rounds = rounds_of(prompt_lookup, inputs_for(target, None, copied, 20, 4))
+    copied = prompt + continuation[:25]
+    expected = continuation[25:]
+    premise = any(copied[i:i + 6] == expected[:6] for i in range(len(copied)))
+    assert premise, ("the output should repeat the input", prompt, continuation)
+    rounds = rounds_of(prompt_lookup, inputs_for(target, None, copied, 15, 4))
     assert emitted(rounds) == expected
     proposed = sum(step.proposed for step in rounds)
     assert proposed >= 10 and sum(step.accepted for step in rounds) > 0.8 * proposed
-    check_contract(rounds, 20, 4)
+    check_contract(rounds, 15, 4)
 
 
 def test_prompt_lookup_without_a_match_is_plain_decoding(micro):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -93,15 +94,24 @@ def test_pair_output_that_cannot_be_written_fails_before_measuring(tiny, tmp_pat
 
 # --- locks, retries, exit codes --------------------------------------------------------------------
 
+FAKE_ENGINE = Path(__file__).parent / "fake_engine.py"
+
+
+def start_fake(args, hang_after):
+    """mlxdraft in a subprocess on the fake engine, which hangs after `hang_after` generations: a
+    signal sent once it has measured is certain to arrive mid-measurement."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", FAKE_ENGINE_HANG_AFTER=str(hang_after))
+    return subprocess.Popen([sys.executable, str(FAKE_ENGINE), *args, "--engine", "fake"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def start_sweep(tiny, out, tmp_path, runs=30):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one\ntwo\nthree\n")
-    args = ["sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft), "-k", "1,2,3",
-            "--max-tokens", "40", "-w", "0", "-r", str(runs), "--prompts", str(prompts), "-o", str(out)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "mlxdraft", *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    args = ["sweep", "--targets", "big", "--drafts", "small", "-k", "1,2,3", "--max-tokens", "40", "-w", "0",
+            "-r", str(runs), "--prompts", str(prompts), "-o", str(out)]
+    process = start_fake(args, hang_after=4)  # the memory probe, then three measured runs
+    deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:
         try:
             if sum(len(g["samples"]) for g in json.loads(out.read_text())["groups"].values()) >= 3:
@@ -110,7 +120,7 @@ def start_sweep(tiny, out, tmp_path, runs=30):
             pass
         time.sleep(0.02)
     assert process.poll() is None, process.communicate()
-    return process, args
+    return process, args + ["--engine", "fake"]
 
 
 def test_a_second_sweep_on_the_same_file_is_refused(tiny, tmp_path):
@@ -142,18 +152,16 @@ def test_sigterm_leaves_a_valid_file_and_no_temp_files(tiny, tmp_path):
 
 
 def start_long_pair(tiny, out):
-    """A `pair -o out` in a subprocess that runs far longer than any test waits (400 runs)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlxdraft", "pair", str(tiny.target), str(tiny.draft), "--max-tokens", "40",
-         "-w", "0", "-r", "200", "--prompt", "Hello", "-o", str(out)],
-        env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A `pair -o out` in a subprocess (fake engine) that hangs after its fifth measured run of 400."""
+    return start_fake(["pair", "big", "small", "--max-tokens", "40", "-w", "0", "-r", "200", "--prompt", "Hello",
+                       "-o", str(out)], hang_after=6)
 
 
 def test_sigterm_during_pair_still_reports_the_completed_runs(tiny, tmp_path):
     out = tmp_path / "pair.json"
     process = start_long_pair(tiny, out)
     seen = ""
-    while "run 4/400" not in seen:
+    while "run 5/400" not in seen:
         line = process.stderr.readline()
         assert line, process.communicate()
         seen += line

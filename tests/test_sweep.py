@@ -51,7 +51,7 @@ def test_sweep_end_to_end(tiny, tmp_path):
     assert state["models"][str(tiny.target)]["alone_peak_memory_gb"] > 0
     assert "End-to-end speedup at each pair's best k (rows: setups, columns: targets)" in result.stdout
     assert re.search(r"mlx-lm tiny-other +skipped", result.stdout)
-    assert "[pair 1/4 | run 1/12 |" in result.stderr
+    assert "[group 1/4 | run 1/12 |" in result.stderr
 
 
 def test_existing_output_needs_resume_and_same_settings(tiny, tmp_path):
@@ -106,34 +106,36 @@ def test_failing_case_is_recorded_and_sweep_goes_on(tiny, tmp_path):
         "After fixing the cause, retry them with: mlxdraft " + " ".join(args) + " --resume")
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_sweep(tiny, tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_sweep(tmp_path):
+    """kill -9 mid-sweep (the fake engine hangs after five generations, so the kill certainly lands
+    mid-sweep), then --resume: the same runs as a sweep never interrupted, and a valid file between."""
+    import fake_engine
+
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one\ntwo\nthree\nfour\n")
+    args = ["sweep", "--targets", "big", "--drafts", "small,tiny", "-k", "1,3", "--max-tokens", "40", "-w", "0",
+            "--prompts", str(prompts), "--engine", "fake"]
+    fake_engine.install()
     full = tmp_path / "full.json"
-    assert CliRunner().invoke(cli, sweep_args(tiny, full, "--max-tokens", "40", prompts=prompts)).exit_code == 0
+    assert CliRunner().invoke(cli, args + ["-o", str(full)]).exit_code == 0
 
     killed = tmp_path / "killed.json"
-    args = sweep_args(tiny, killed, "--max-tokens", "40", prompts=prompts)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "mlxdraft", *args], env=env,
+    env = dict(os.environ, PYTHONUNBUFFERED="1", FAKE_ENGINE_HANG_AFTER="6")  # the probe and five runs
+    process = subprocess.Popen([sys.executable, fake_engine.__file__, *args, "-o", str(killed)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    runs = 0
+    deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:
         try:
-            runs = sum(len(g["samples"]) for g in json.loads(killed.read_text())["groups"].values())
+            if sum(len(g["samples"]) for g in json.loads(killed.read_text())["groups"].values()) >= 5:
+                break
         except (OSError, ValueError):
-            runs = 0
-        if runs >= 5:
-            break
+            pass
         time.sleep(0.01)
-    assert process.poll() is None, "the sweep finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = load_results(killed).to_dict()  # still a valid file
-    total = sum(len(g["samples"]) for g in partial["groups"].values())
-    assert 5 <= total < 24
-    resumed = CliRunner().invoke(cli, args + ["--resume"])
+    assert sum(len(g["samples"]) for g in partial["groups"].values()) == 5
+    resumed = CliRunner().invoke(cli, args + ["-o", str(killed), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert structure(load_results(killed).to_dict()) == structure(load_results(full).to_dict())
 

@@ -84,6 +84,7 @@ def test_baseline_shown_belongs_to_its_pair():
         2 * analysis.baselines[("big", "small")]["decode_tps"].mean)
 
 
+@pytest.mark.slow
 def test_simulated_null_sweeps_rarely_say_speculative():
     """Every setup truly 1.00, 10% run noise, 6 k x 3 drafts, 12 prompts: at most 5% 'speculative'."""
     rng = random.Random(7)
@@ -94,6 +95,7 @@ def test_simulated_null_sweeps_rarely_say_speculative():
     assert false / trials <= 0.05
 
 
+@pytest.mark.slow
 def test_simulated_true_gain_is_found():
     rng = random.Random(8)
     trials, found = 40, 0

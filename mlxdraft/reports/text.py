@@ -43,7 +43,9 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
     partial = f"; {c.partial_rounds} partial round(s) cut by max-tokens or EOS left out" if c.partial_rounds else ""
     alone = analysis.alone_peak_memory_gb(target)
     peak = c.speculative_peak_memory_gb
-    if alone is not None and peak:
+    if alone is not None and peak and case.draft is None:
+        memory = f"target alone {alone:.2f} GB; {case.method} {peak.max:.2f} GB ({peak.max - alone:+.2f} GB)"
+    elif alone is not None and peak:
         memory = (f"target alone {alone:.2f} GB; with the draft {peak.max:.2f} GB "
                   f"({peak.max - alone:+.2f} GB for the draft)")
     else:

@@ -1,0 +1,165 @@
+"""The seams: a drafting method that lives here (one module's worth of code plus one `register` line)
+runs through `pair`, `sweep` and `report` on the real mlx-lm engine, and the fake engine drives the
+sweep's bookkeeping (skips, failures, resume) without any model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import fake_engine
+from mlxdraft.cli import cli
+from mlxdraft.methods import METHODS, Method, Round, register
+from mlxdraft.results import load_results
+
+
+def repeat_last(inputs):
+    """Propose the last token again, k times; the target keeps what it agrees with (greedy)."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    cache = make_prompt_cache(inputs.model)
+    logits = inputs.model(mx.array(inputs.prompt)[None], cache=cache)
+    last = int(mx.argmax(logits[0, -1]).item())
+    yield Round([last])
+    emitted = 1
+    while emitted < inputs.max_tokens:
+        proposed = min(inputs.num_draft_tokens, inputs.max_tokens - emitted)
+        logits = inputs.model(mx.array([[last] * (proposed + 1)]), cache=cache)
+        choices = mx.argmax(logits[0], axis=-1).tolist()
+        accepted = 0
+        while accepted < proposed and choices[accepted] == last:
+            accepted += 1
+        trim_prompt_cache(cache, proposed - accepted)
+        tokens = [last] * accepted + [choices[accepted]]
+        yield Round(tokens, proposed=proposed, accepted=accepted, limited=proposed < inputs.num_draft_tokens)
+        emitted += len(tokens)
+        last = tokens[-1]
+
+
+REPEAT_LAST = Method(key="repeat-last", label="repeat last", summary="proposes the last token again (a test method)",
+                     needs_draft=False, uses_k=True, run=repeat_last)
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    register(REPEAT_LAST)  # the one registration line a new method needs
+    yield
+    METHODS.pop(REPEAT_LAST.key, None)
+
+
+FAST = ["--max-tokens", "12", "-w", "0", "--prompt", "Hello there", "-k", "2"]
+
+
+def test_a_method_from_outside_runs_through_pair_on_the_real_engine(tiny, tmp_path):
+    out = tmp_path / "pair.json"
+    result = CliRunner().invoke(cli, ["pair", str(tiny.target), "--method", "repeat-last", *FAST, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.stdout.splitlines()
+                if line and not line[0].isspace() and re.search(r"\s{2,}", line))
+    assert rows["Method"] == "repeat-last (proposes the last token again (a test method))"
+    assert rows["Draft"] == "none"
+    assert rows["Lossless"] == "yes: identical token ids in 1 of 1 runs"
+    assert rows["Peak memory"].startswith("target alone ") and "draft" not in rows["Peak memory"]
+    results = load_results(out)
+    [group] = results.groups.values()
+    assert group.draft is None and [s.method for s in group.samples] == ["baseline", "repeat-last"]
+    speculative = group.samples[1]
+    assert speculative.rounds and all(p <= 2 and a <= p for p, a, _ in speculative.rounds)
+
+
+def cli_report(path, fmt):
+    result = CliRunner().invoke(cli, ["report", str(path), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_a_method_from_outside_runs_through_sweep_and_every_report(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft), "--methods", "mlx-lm,repeat-last",
+            *FAST, "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    groups = load_results(out).groups
+    assert sorted(groups) == [f"{tiny.target} | -", f"{tiny.target} | {tiny.draft}"]
+    assert {s.method for s in groups[f"{tiny.target} | -"].samples} == {"baseline", "repeat-last"}
+    assert {s.method for s in groups[f"{tiny.target} | {tiny.draft}"].samples} == {"baseline", "mlx-lm"}
+    for fmt in ("table", "markdown", "html"):
+        text = cli_report(out, fmt)
+        assert "repeat-last" in text and "mlx-lm tiny-draft" in text
+    rows = cli_report(out, "csv").splitlines()
+    assert any(row.split(",")[1] == "repeat-last" for row in rows[1:])
+    cases = json.loads(cli_report(out, "json"))["cases"]
+    assert {(c["method"], c["draft"] is None) for c in cases} == {("mlx-lm", False), ("repeat-last", True)}
+
+
+def fake_sweep(tmp_path, *extra, name="sweep.json"):
+    fake_engine.install()
+    out = tmp_path / name
+    args = ["sweep", "--engine", "fake", "--targets", "big,huge", "--drafts", "small,other,broken", "-k", "2,4",
+            "--max-tokens", "32", "-w", "0", "--prompts", str(prompts_file(tmp_path)), "-o", str(out), *extra]
+    return CliRunner().invoke(cli, args), out
+
+
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("one two\nthree four five\nsix\n")
+    return path
+
+
+def test_fake_engine_sweep_records_every_outcome(tmp_path):
+    result, out = fake_sweep(tmp_path, "--memory-gb", "7")
+    assert result.exit_code == 3, result.output  # the broken draft failed; everything else saved
+    groups = load_results(out).groups
+    status = {key: (g.status, g.reason) for key, g in groups.items()}
+    assert status["big | small"] == ("done", None)
+    assert status["big | other"][0] == "skipped" and "tokenizers differ" in status["big | other"][1]
+    assert status["big | broken"] == ("failed", "RuntimeError: cannot load broken")
+    assert status["huge | small"][0] == "skipped" and "over the 7.0 GB budget" in status["huge | small"][1]
+    assert len(groups["big | small"].samples) == 3 * 3  # 3 prompts x (baseline, k=2, k=4)
+    assert "1 of 6 group(s) failed: RuntimeError: cannot load broken" in result.stderr
+
+
+def test_fake_engine_resume_after_an_interrupt_measures_only_what_is_missing(tmp_path, monkeypatch):
+    engine = fake_engine.install()
+    calls = {"n": 0}
+    original = engine.generate
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", interrupted)
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "small", "-k", "2,4", "--max-tokens", "32",
+            "-w", "0", "--prompts", str(prompts_file(tmp_path)), "-o", str(out)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 130, first.output
+    assert len(load_results(out).groups["big | small"].samples) == 4  # the probe, then runs 1-4 of 9
+    second = CliRunner().invoke(cli, args + ["--resume"])
+    assert second.exit_code == 0, second.output
+    samples = load_results(out).groups["big | small"].samples
+    assert [(s.prompt_index, s.method, s.num_draft_tokens) for s in samples] == [
+        (p, m, k) for p in range(3) for m, k in (("baseline", 0), ("mlx-lm", 2), ("mlx-lm", 4))]
+
+
+def test_fake_engine_verdict_follows_the_simulated_speeds(tmp_path):
+    fake_engine.install(models={"big": fake_engine.FakeModel(token_s=0.1, weights_gb=4.0),
+                                "good": fake_engine.FakeModel(token_s=0.005, weights_gb=0.2, acceptance=0.9),
+                                "bad": fake_engine.FakeModel(token_s=0.09, weights_gb=2.0, acceptance=0.1)},
+                        noise=0.02, seed=1)
+    out = tmp_path / "sweep.json"
+    args = ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "good,bad", "-k", "2,4",
+            "--max-tokens", "64", "-w", "0", "-r", "2", "--prompts", str(prompts_file(tmp_path)),
+            "--objective", "decode", "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = CliRunner().invoke(cli, ["report", str(out), "--format", "json", "--objective", "decode"])
+    [verdict] = json.loads(report.stdout)["verdicts"]
+    assert verdict["verdict"] == "speculative" and verdict["draft"] == "good" and verdict["method"] == "mlx-lm"
+    assert verdict["commands"] == ["fake-generate --model /fake/big --method mlx-lm --draft /fake/good -k 4"]
