@@ -246,20 +246,27 @@ class Variant:
     def key(self) -> tuple[str, int]:
         return (self.method.key, self.num_draft_tokens)
 
+    @property
+    def label(self) -> str:
+        return f"{self.method.key} k={self.num_draft_tokens}" if self.method.uses_k else self.method.key
+
 
 def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list[Prompt],
                           encoded: list[list[int]], settings: MeasureSettings, skip: int = 0,
-                          params: dict[str, dict] | None = None) -> Iterator[RunSample]:
+                          params: dict[str, dict] | None = None, watch=None) -> Iterator[RunSample]:
     """Yield RunSamples: warmups first (not yielded), then for every pass and prompt one run of each
     variant in turn (A B C A B C ...), so slow drift of the machine hits all of them alike.
     `skip` leaves out the first runs of that order (already measured, when resuming); `params`
-    holds each method's parameters by key."""
+    holds each method's parameters by key; `watch(what)`, when given, returns a callback for the
+    engine to call after every round of the generation described by `what` (progress)."""
     params = params or {}
-    for _ in range(settings.warmup):
+    watch = watch or (lambda what: None)
+    for round_index in range(settings.warmup):
         for variant in variants:
             engine.generate(target, encoded[0], settings, variant.method, variant.draft, variant.num_draft_tokens,
                             max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
-                            params=params.get(variant.method.key))
+                            params=params.get(variant.method.key),
+                            on_round=watch(f"warmup {round_index + 1}/{settings.warmup}, {variant.label}"))
     slot = 0
     for pass_index in range(settings.runs):
         for prompt_index, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
@@ -268,6 +275,7 @@ def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list
                 if slot <= skip:
                     continue
                 trace = engine.generate(target, prompt_ids, settings, variant.method, variant.draft,
-                                        variant.num_draft_tokens, params=params.get(variant.method.key))
+                                        variant.num_draft_tokens, params=params.get(variant.method.key),
+                                        on_round=watch(f"prompt {prompt_index + 1}, {variant.label}"))
                 yield sample_from_trace(trace, variant.method.key, variant.num_draft_tokens, len(prompt_ids),
                                         prompt_index, prompt.category, pass_index)

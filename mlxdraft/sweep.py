@@ -225,6 +225,8 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
     return "the settings differ"
 
 
+PROGRESS_EVERY_S = 5.0  # the longest a generation runs without a progress line
+
 # Failures that can change between attempts are retried by --resume; these cannot.
 PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found before loading is a skip)
 
@@ -311,6 +313,23 @@ class SweepRun:
     def __post_init__(self):
         self.engine = self.engine or get_engine(self.plan.engine)
 
+    def _watch(self, what: str):
+        """A per-round callback that says how a long generation is going, at most every few
+        seconds, through `progress` (None without one): no silence longer than that."""
+        if self.progress is None:
+            return None
+        started = last = time.monotonic()
+        tokens = 0
+
+        def on_round(emitted):
+            nonlocal last, tokens
+            tokens += len(emitted)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY_S:
+                last = now
+                self.progress(f"    ... {what}: {tokens} tokens in {now - started:.0f} s")
+        return on_round
+
     def save(self) -> None:
         if self.output is not None:
             self.results.updated_at = now_iso()
@@ -393,8 +412,8 @@ class SweepRun:
                     for warning in loaded_target.warnings:
                         yield event("warning", index, group, f"{group.target.name}: {warning}")
                     yield event("probe", index, group, "measuring the target's memory alone")
-                    peak = engine.generate(loaded_target, max(encoded, key=len), plan.settings,
-                                           get_method("baseline")).peak_memory_gb
+                    peak = engine.generate(loaded_target, max(encoded, key=len), plan.settings, get_method("baseline"),
+                                           on_round=self._watch("memory probe")).peak_memory_gb
                     results.models[group.target.name]["alone_peak_memory_gb"] = peak
                 if group.draft:
                     yield event("loading", index, group, f"loading draft {group.draft.name}")
@@ -415,7 +434,8 @@ class SweepRun:
                     yield event("loading", index, group,
                                 f"warming up: {plan.settings.warmup} short run(s) of each of {len(variants)} variants")
                 runs = iter_interleaved_runs(engine, loaded_target, variants, plan.prompts, encoded, plan.settings,
-                                             skip, params={m.key: plan.params_for(m) for m in group.methods})
+                                             skip, params={m.key: plan.params_for(m) for m in group.methods},
+                                             watch=self._watch)
                 for sample in runs:
                     record.samples.append(sample)
                     runs_done += 1

@@ -163,3 +163,16 @@ def test_fake_engine_verdict_follows_the_simulated_speeds(tmp_path):
     [verdict] = json.loads(report.stdout)["verdicts"]
     assert verdict["verdict"] == "speculative" and verdict["draft"] == "good" and verdict["method"] == "mlx-lm"
     assert verdict["commands"] == ["fake-generate --model /fake/big --method mlx-lm --draft /fake/good -k 4"]
+
+
+def test_long_generations_say_how_they_are_going(tmp_path, monkeypatch):
+    monkeypatch.setattr("mlxdraft.sweep.PROGRESS_EVERY_S", 0.0)  # every round counts as long here
+    fake_engine.install()
+    out = tmp_path / "pair.json"
+    result = CliRunner().invoke(cli, ["pair", "big", "small", "--engine", "fake", "-k", "2", "--max-tokens", "8",
+                                      "-w", "1", "--prompt", "Hi", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    for what in ("memory probe", "warmup 1/1, baseline", "warmup 1/1, mlx-lm k=2", "prompt 1, baseline",
+                 "prompt 1, mlx-lm k=2"):
+        assert f"    ... {what}: " in result.stderr, what
+    assert "    ... prompt 1, baseline: 8 tokens in " in result.stderr
