@@ -23,7 +23,7 @@ from .errors import InvalidInputError, MlxdraftError
 from .reports import FORMATS as REPORT_FORMATS
 from .reports import METRICS
 
-METHOD_NAMES = "mlx-lm (mlx-lm's own loop), draft, draft-adaptive, prompt-lookup"
+METHOD_NAMES = "mlx-lm (mlx-lm's own loop), draft, draft-adaptive, prompt-lookup"  # the built-in methods
 EXIT_PAIRS_FAILED = 3
 EXIT_INTERRUPTED = 130
 MAX_DRAFT_TOKENS = 32  # -k upper bound: verify passes wider than this never pay off
@@ -361,6 +361,62 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
         raise failure
     if interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
+
+
+@cli.command(short_help="Generate text with any method; speed and acceptance on stderr.",
+             epilog="\b\nExamples:\n  mlxdraft generate smollm2:fp16 --draft smollm2:q8 --method draft -k 4 "
+                    "--prompt 'Why is the sky blue?'\n  echo 'Repeat this: ...' | mlxdraft generate smollm2:fp16 "
+                    "--method prompt-lookup --json")
+@click.argument("target")
+@click.option("--draft", help="Draft model (folder, repo id or short name), for methods that take one.")
+@click.option("--method", "method_key", help="Drafting method (default: draft with --draft, else baseline): "
+              "baseline, " + METHOD_NAMES + ".")
+@click.option("-k", "--num-draft-tokens", type=click.IntRange(1, MAX_DRAFT_TOKENS), default=4, show_default=True,
+              help="Draft tokens per verify round (the most per round for draft-adaptive).")
+@click.option("--prompt", "prompt_text", help="The prompt (default: read from standard input).")
+@click.option("--max-tokens", type=click.IntRange(1, 100_000), default=256, show_default=True)
+@click.option("--temp", type=FiniteFloat(0.0, 100.0), default=0.0, show_default=True, help="Sampling temperature.")
+@click.option("--top-p", type=FiniteFloat(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--min-p", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE", help="A method parameter.")
+@click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine.")
+@click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics.")
+def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_tokens, temp, top_p, top_k, min_p, seed,
+             param_texts, engine, no_download, as_json):
+    """Generate from TARGET with a drafting method, streaming the text to stdout, so that a setup only
+    mlxdraft can run (draft at temperature > 0, draft-adaptive, prompt-lookup) can be used."""
+    from .generation import generate as run_generation
+    from .methods import get_method
+
+    method = get_method(method_key or ("draft" if draft else "baseline"))
+    params = parse_params(param_texts, [method]).get(method.key)
+    if prompt_text is None:
+        if sys.stdin.isatty():
+            raise InvalidInputError("give --prompt TEXT, or pipe the prompt into standard input")
+        prompt_text = sys.stdin.read()
+    stream = None if as_json else (lambda text: click.echo(text, nl=False))
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = run_generation(target, prompt_text, draft=draft, method=method.key, num_draft_tokens=num_draft_tokens,
+                                temp=temp, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed, max_tokens=max_tokens,
+                                params=params, engine=engine, allow_download=not no_download, progress=progress,
+                                on_text=stream)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        return
+    click.echo("")
+    figures = [f"{len(result.token_ids)} tokens ({result.finish_reason})",
+               f"decode {result.decode_tps:.1f} tok/s" if result.decode_tps else "decode n/a",
+               f"end to end {result.e2e_tps:.1f} tok/s" if result.e2e_tps else "end to end n/a",
+               f"first token after {result.ttft_s:.2f} s"]
+    if result.acceptance_rate is not None:
+        figures.append(f"acceptance {result.acceptance_rate * 100:.0f}% ({result.accepted_draft_tokens} of "
+                       f"{result.proposed_draft_tokens} proposed)")
+    if result.tokens_per_round is not None:
+        figures.append(f"{result.tokens_per_round:.2f} tokens per round")
+    progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
 
 
 def retry_command() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .measure import MeasureSettings, RunSample
 from .schema import read_results
 
-SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details (0.3: and methods)
+SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details (0.2: and methods)
 
 
 def package_version(name: str) -> str | None:

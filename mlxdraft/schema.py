@@ -177,7 +177,7 @@ SAMPLE = table({  # measure.RunSample
     "partial_rounds": Optional(whole(0)),  # schema 2
     "round_tokens": Optional(nullable(whole(0))),  # schema 2
     "from_draft": Optional(nullable(list_of(boolean))),  # schema 2
-    "method": Optional(text),  # schema 2, from 0.3
+    "method": Optional(text),  # schema 2, from 0.2
     "rounds": Optional(nullable(list_of(list_of(whole(0))))),
     "draft_s": Optional(nullable(number(0))),
     "target_s": Optional(nullable(number(0))),
@@ -190,7 +190,7 @@ SETTINGS = table({  # measure.MeasureSettings
     "temp": number(0),
     "seed": whole(),
     "fixed_length": boolean,
-    "top_p": Optional(number(0)),  # from 0.3
+    "top_p": Optional(number(0)),  # from 0.2
     "top_k": Optional(whole(0)),
     "min_p": Optional(number(0)),
 })
@@ -232,7 +232,7 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "drafts": list_of(text),
         "prompts": list_of(PROMPT),
         "memory_budget_gb": Optional(number(0)),
-        "methods": Optional(list_of(text)),  # from 0.3
+        "methods": Optional(list_of(text)),  # from 0.2
         "method_params": Optional(mapping_of(mapping_of(number()))),
         "engine": Optional(text),
     }),

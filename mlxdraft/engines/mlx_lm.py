@@ -107,6 +107,8 @@ class MlxLmEngine:
         return LoadedModel(source, model, tokenizer, config, weights_bytes, config_warnings(config))
 
     def check_loaded(self, target: LoadedModel, draft: LoadedModel) -> None:
+        if draft is not target:
+            check_same_tokens(target.tokenizer, draft.tokenizer, target.name, draft.name)
         check_trimmable(target.model, target.name)
         check_trimmable(draft.model, draft.name)
 
