@@ -144,6 +144,12 @@ class FakeEngine:
         peak = t.weights_gb + (d.weights_gb if d is not None else 0.0) + 0.01
         return Trace(tokens, sizes, ends, rounds, peak, "length")
 
+    def time_forward(self, loaded, context_ids, widths, repeats=5) -> dict[int, list[float]]:
+        spec = loaded.model
+        return {n: [spec.token_s * (1 + spec.verify_growth * (n - 1)) * (self.rng.lognormvariate(0, self.noise)
+                                                                         if self.noise else 1.0)
+                    for _ in range(repeats)] for n in widths}
+
     def commands(self, target, draft, method, num_draft_tokens, settings, params=None) -> list[str]:
         parts = ["fake-generate", "--model", target.get("path", "?"), "--method", method.key]
         if draft:

@@ -167,3 +167,8 @@ def test_settings_validation(field, value, message):
     with pytest.raises(InvalidInputError) as excinfo:
         MeasureSettings(**{field: value}).validate()
     assert str(excinfo.value) == message
+
+
+def test_time_forward_gives_repeats_per_width(loaded):
+    seconds = ENGINE.time_forward(loaded["target"], list(range(5, 30)), [1, 3], repeats=2)
+    assert sorted(seconds) == [1, 3] and all(len(v) == 2 and min(v) > 0 for v in seconds.values())

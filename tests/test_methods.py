@@ -435,15 +435,18 @@ def test_calibration_stops_an_overconfident_draft_sooner():
         calibration.observe([0.3, 0.3, 0.3, 0.3], accepted=4)  # unsure, always right
     assert calibration.cutoff() < 0.2
     assert Calibration(0.4, enabled=False).cutoff() == 0.4
+    calibration = Calibration(0.0, enabled=True)
+    calibration.observe([0.9], accepted=0)
+    assert calibration.cutoff() == 0.0  # threshold 0: never stops early
 
 
 # -- every new method ---------------------------------------------------------------------------
 @pytest.mark.parametrize("method", NEW_METHODS, ids=lambda m: m.METHOD.key)
 def test_sampled_runs_emit_exactly_max_tokens(micro_pair, method):
     target, draft_model = micro_pair
-    for max_tokens, k in ((1, 3), (4, 3), (9, 2)):
+    for prompt, max_tokens, k in ((LOOKUP_PROMPT, 1, 3), (LOOKUP_PROMPT, 4, 3), (LOOKUP_PROMPT, 9, 2), ([7], 5, 2)):
         mx.random.seed(max_tokens)
-        rounds = rounds_of(method, inputs_for(target, draft_model, LOOKUP_PROMPT, max_tokens, k, SAMPLED))
+        rounds = rounds_of(method, inputs_for(target, draft_model, prompt, max_tokens, k, SAMPLED))
         check_contract(rounds, max_tokens, k, fixed_k=method is draft)
 
 

@@ -77,6 +77,10 @@ class Engine(Protocol):
 
     def free_memory(self) -> None: ...
 
+    def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
+                     repeats: int = 5) -> dict[int, list[float]]:
+        """Seconds of one forward pass of n tokens after `context_ids`, `repeats` times per n."""
+
     def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
                  settings: dict, params: dict | None = None) -> list[str]:
         """Shell commands that run this setup outside a measurement (model records from results)."""

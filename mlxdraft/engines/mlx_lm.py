@@ -176,6 +176,29 @@ class MlxLmEngine:
                      draft_s if split_times and method.uses_k else None,
                      target_s if split_times and method.uses_k else None)
 
+    def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
+                     repeats: int = 5) -> dict[int, list[float]]:
+        """Seconds for one forward pass of n tokens (each n in `widths`) on top of a cache holding
+        `context_ids`: the cost of a verify pass of width n (and, for a draft, of one token). The
+        widths are interleaved within every repeat, after one unmeasured pass of each."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+        cache = make_prompt_cache(loaded.model)
+        mx.eval(loaded.model(mx.array(context_ids)[None], cache=cache))
+        token = context_ids[-1]
+        seconds: dict[int, list[float]] = {n: [] for n in widths}
+        for repeat in range(repeats + 1):
+            for n in widths:
+                inputs = mx.array([[token] * n])
+                start = time.perf_counter()
+                mx.eval(loaded.model(inputs, cache=cache))
+                elapsed = time.perf_counter() - start
+                trim_prompt_cache(cache, n)
+                if repeat:
+                    seconds[n].append(elapsed)
+        return seconds
+
     # -- outside mlxdraft ------------------------------------------------------------------------
     def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
                  settings: dict, params: dict | None = None) -> list[str]:

@@ -139,6 +139,11 @@ class DraftModel:
         logq = processed_logprobs(logits, self.sampling)
         return mx.random.categorical(logq), logq
 
+    def kept(self, score) -> tuple:
+        """What besides the token must be evaluated in a draft step: log q when sampling (verify
+        reads it); nothing at temperature 0."""
+        return () if self.sampling.greedy else (score,)
+
     def pending(self, context: list[int]):
         import mlx.core as mx
 
@@ -155,7 +160,7 @@ class DraftModel:
         tokens, scores = [], []
         for _ in range(limit):
             token, score = self.step(token)
-            mx.async_eval(token, score)
+            mx.async_eval(token, *self.kept(score))
             tokens.append(token)
             scores.append(score)
         return self.proposal(tokens, scores, limit)

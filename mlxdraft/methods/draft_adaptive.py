@@ -10,7 +10,8 @@ Hugging Face transformers' `assistant_confidence_threshold`, tuned there for dyn
 with small drafts), and with `calibrate` (default on) it is corrected by how the draft's recent
 confidences compared with what the target accepted: cutoff = threshold * confidence / accepted,
 both summed over the recently judged tokens (decay 0.9 per round, a prior of one token of each),
-kept within [0.05, 0.95]. An overconfident draft stops sooner, an underconfident one later.
+kept within [threshold / 4, max(threshold, 0.95)]. An overconfident draft stops sooner, an
+underconfident one later; threshold 0 never stops early (a fixed k, like `draft`).
 
 Exactness: the rule reads only the draft's own outputs in this round and the outcomes of earlier
 rounds, so the proposal length is a stopping time of the draft's samples and the accept/resample
@@ -32,7 +33,8 @@ from .sampling import speculative_accept
 DEFAULTS = {"threshold": 0.4, "calibrate": True}
 DECAY = 0.9  # weight of the past in the calibration sums, per round
 PRIOR = 1.0  # pseudo-tokens of calibration at the start (confidence 1, accepted)
-CUTOFF_RANGE = (0.05, 0.95)
+CALIBRATED_SPAN = 4.0  # calibration moves the cutoff at most this factor below the threshold
+CALIBRATED_CEILING = 0.95  # ... and above it no higher than this (or the threshold itself)
 
 
 def confidence(token, scores, sampling: Sampling):
@@ -56,7 +58,7 @@ class Calibration:
     def cutoff(self) -> float:
         if not self.enabled:
             return self.threshold
-        low, high = CUTOFF_RANGE
+        low, high = self.threshold / CALIBRATED_SPAN, max(self.threshold, CALIBRATED_CEILING)
         ratio = self.confidence / max(self.accepted, 1e-6)
         return min(high, max(low, self.threshold * ratio))
 
@@ -89,7 +91,7 @@ class AdaptiveDraftModel(DraftModel):
         for i in range(limit):
             token, score = self.step(token)
             confidences.append(confidence(token, score, self.sampling))
-            mx.async_eval(token, score, confidences[-1])
+            mx.async_eval(token, confidences[-1], *self.kept(score))
             tokens.append(token)
             scores.append(score)
             if i > 0 and confidences[i - 1].item() < cutoff:  # token i is queued: no stall
