@@ -26,8 +26,10 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
                 target = f"{base}.{node.module}" if node.module else base
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from . import x`
+            submodules = {f"{target}.{alias.name}" for alias in node.names} & modules  # `from . import x`
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # names defined in `target` itself
+                found.add(target)
     return {m for m in found if m in modules and m != name}
 
 

@@ -1,5 +1,5 @@
-"""mlxdraft's own speculative decoding loop over mlx-lm models and KV caches, and its `draft`
-method: a draft model proposes k tokens per round, the target verifies them in one forward pass.
+"""mlxdraft's own speculative decoding loop over mlx-lm models and KV caches, with a draft model
+as the proposer (the `draft` method: k tokens per round, verified in one target forward pass).
 
 The loop (`speculative_rounds`) works with any proposer (a draft model here, n-gram lookup in
 `prompt_lookup`): each round the proposer's tokens are stacked behind the last emitted token and
@@ -199,20 +199,29 @@ def speculative_rounds(inputs: GenerationInputs, proposer, accept=speculative_ac
         emitted = 0
         while emitted < inputs.max_tokens:
             limit = max(0, min(k, inputs.max_tokens - emitted - 1))
-            start = time.perf_counter()
-            proposal = proposer.propose(context, limit)
-            verdict = target.verify(context[-1], proposal)
-            mx.eval(proposal.tokens)
-            drafted = time.perf_counter()
-            accepted, token = verdict.tolist()
-            verified = time.perf_counter()
-            tokens = proposal.tokens.tolist()[:accepted] + [token]
-            target.settle(proposal.count, accepted)
-            proposer.settle(proposal, accepted)
-            context += tokens
-            emitted += len(tokens)
-            yield Round(tokens, proposal.count, accepted, limited=proposal.count == limit < k,
-                        draft_s=drafted - start, target_s=verified - drafted)
+            step = verify_round(target, proposer, context, limit)
+            step.limited = step.proposed == limit < k
+            context += step.tokens
+            emitted += len(step.tokens)
+            yield step
+
+
+def verify_round(target: Verifier, proposer, context: list[int], limit: int) -> Round:
+    """One round: propose up to `limit` tokens, verify them, rewind both caches. The clock is read
+    when the draft tokens are ready and when the verdict is (the verify pass is queued before)."""
+    import mlx.core as mx
+
+    start = time.perf_counter()
+    proposal = proposer.propose(context, limit)
+    verdict = target.verify(context[-1], proposal)
+    mx.eval(proposal.tokens)
+    drafted = time.perf_counter()
+    accepted, token = verdict.tolist()
+    verified = time.perf_counter()
+    target.settle(proposal.count, accepted)
+    proposer.settle(proposal, accepted)
+    tokens = proposal.tokens.tolist()[:accepted] + [token]
+    return Round(tokens, proposal.count, accepted, draft_s=drafted - start, target_s=verified - drafted)
 
 
 def draft_proposer(inputs: GenerationInputs, method_key: str = "draft", kind=DraftModel, **options) -> DraftModel:

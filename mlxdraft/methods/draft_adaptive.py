@@ -42,6 +42,7 @@ def confidence(token, scores, sampling: Sampling):
     import mlx.core as mx
 
     if sampling.greedy:
+        scores = scores.astype(mx.float32)
         return mx.exp(mx.max(scores, axis=-1) - mx.logsumexp(scores, axis=-1))
     return mx.exp(mx.take_along_axis(scores, token[:, None], axis=-1)[:, 0])
 
