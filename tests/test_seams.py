@@ -176,3 +176,22 @@ def test_long_generations_say_how_they_are_going(tmp_path, monkeypatch):
                  "prompt 1, mlx-lm k=2"):
         assert f"    ... {what}: " in result.stderr, what
     assert "    ... prompt 1, baseline: 8 tokens in " in result.stderr
+
+
+def test_every_built_in_method_is_a_row_in_every_format(tiny, tmp_path):
+    out = tmp_path / "sweep.json"
+    methods = "mlx-lm,draft,draft-adaptive,prompt-lookup"
+    result = CliRunner().invoke(cli, ["sweep", "--targets", str(tiny.target), "--drafts", str(tiny.draft),
+                                      "--methods", methods, "--max-tokens", "8", "-w", "0", "-k", "2",
+                                      "--prompts", str(prompts_file(tmp_path)), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = ["mlx-lm tiny-draft", "draft tiny-draft", "draft-adaptive tiny-draft", "prompt-lookup"]
+    for fmt in ("table", "markdown", "html"):
+        text = cli_report(out, fmt)
+        assert all(row in text for row in rows), (fmt, [row for row in rows if row not in text])
+    csv_rows = {tuple(line.split(",")[1:3]) for line in cli_report(out, "csv").splitlines()[1:]}
+    assert csv_rows == {("mlx-lm", str(tiny.draft)), ("draft", str(tiny.draft)), ("draft-adaptive", str(tiny.draft)),
+                        ("prompt-lookup", "")}
+    cases = json.loads(cli_report(out, "json"))["cases"]
+    assert sorted(c["method"] for c in cases) == sorted(methods.split(","))
+    assert all(c["summary"]["lossless"]["identical"] for c in cases)  # greedy in float32: every method lossless
