@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .measure import MeasureSettings
+from .prediction import Prediction
 from .results import PlanRecord, Results
 from .stats import (
     Candidate,
@@ -138,6 +139,8 @@ class SweepCase:
     reason: str | None
     comparison: Comparison | None
     ratios: dict = field(default_factory=dict)  # objective -> {unit: ratio}, for the verdict
+    prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
+    pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
 
     @property
     def setup(self) -> tuple[str, str | None]:
@@ -240,7 +243,11 @@ class SweepAnalysis:
         return [r for r in self.results.groups.values() if r.status in ("skipped", "failed")]
 
     def measured(self, target: str | None = None) -> list[SweepCase]:
-        return [c for c in self.cases if c.comparison and (target is None or c.target == target)]
+        """Cases with statistics that compete: measured, and not pruned by a smart sweep's race."""
+        return [c for c in self.cases if c.comparison and not c.pruned and (target is None or c.target == target)]
+
+    def pruned(self, target: str | None = None) -> list[SweepCase]:
+        return [c for c in self.cases if c.pruned and (target is None or c.target == target)]
 
     def status(self, target: str, method: str, draft: str | None) -> str | None:
         """The status of the group a setup is measured in."""
@@ -342,6 +349,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
         setups = _setups_of(results, record)
         if not setups:
             cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
+        group_cases = []
         for method, draft, k in setups:
             speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
             case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
@@ -349,7 +357,13 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
                 case.comparison = compare(baseline, speculative, k, greedy)
                 case.ratios = {"decode": paired_ratios(baseline, speculative, "decode_tps"),
                                "e2e": paired_ratios(baseline, speculative, "e2e_tps")}
-            cases.append(case)
+            group_cases.append(case)
+        for pruned in record.pruned:
+            for case in group_cases:
+                if (case.method, case.num_draft_tokens) == (pruned["method"], pruned["num_draft_tokens"]):
+                    case.pruned = f"after {pruned['after_units']} unit(s): {pruned['reason']}"
+        _predict(results, record, group_cases, baseline)
+        cases += group_cases
     return SweepAnalysis(
         results=results,
         cases=cases,
@@ -357,6 +371,37 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
         baselines=baselines,
         objective=objective,
     )
+
+
+def _predict(results: Results, record, cases: list[SweepCase], baseline) -> None:
+    """The speedup model's prediction for every k of each fixed-k setup, fitted to its runs at the
+    largest k and the timed forward passes stored with the models (none when either is missing)."""
+    from .methods import METHODS
+    from .prediction import predict_setups
+
+    verify = results.models.get(record.target, {}).get("verify_s")
+    if not verify or not baseline:
+        return
+    for draft in dict.fromkeys(c.draft for c in cases):
+        token_s = draft_token_s(results, record.target, draft)
+        fixed = [c.method for c in cases if c.draft == draft and METHODS.get(c.method) and METHODS[c.method].fixed_k]
+        if token_s is None or not fixed:
+            continue
+        predictions = predict_setups(record.samples, verify, token_s, max(results.plan.num_draft_tokens),
+                                     dict.fromkeys(fixed))
+        for case in cases:
+            if case.draft == draft:
+                case.prediction = predictions.get((case.method, case.num_draft_tokens))
+
+
+def draft_token_s(results: Results, target: str, draft: str | None) -> list[float] | None:
+    """The timed cost of one draft token (0 without a draft model; the target's own when it drafts
+    for itself), None when it was not timed."""
+    if draft is None:
+        return [0.0]
+    if draft == target:
+        return results.models.get(target, {}).get("verify_s", {}).get("1")
+    return results.models.get(draft, {}).get("token_s")
 
 
 def _setups_of(results: Results, record) -> list[tuple[str, str | None, int]]:

@@ -249,14 +249,17 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
 
 def render_event(event) -> str | None:
     """One progress line for a sweep event (None: nothing to say)."""
-    where = (f"[group {event.group_index}/{event.groups_total} | run {event.runs_done}/{event.runs_total}"
-             f" | {format_duration(event.elapsed_s)} elapsed, ETA {format_duration(event.eta_s)}]")
+    bound = "at most " if event.at_most else ""
+    where = (f"[group {event.group_index}/{event.groups_total} | run {event.runs_done}/{bound}{event.runs_total}"
+             f" | {format_duration(event.elapsed_s)} elapsed, ETA {bound}{format_duration(event.eta_s)}]")
     pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
     if event.kind == "run":
         sample = event.sample
         what = "baseline" if sample.is_baseline else f"{sample.method} k={sample.num_draft_tokens}"
         tps = f"{sample.decode_tps:.1f} tok/s decode" if sample.decode_tps else "n/a"
         return f"{where} {pair_name}: {what} prompt {sample.prompt_index + 1}: {tps}, {sample.wall_s:.2f} s in all"
+    if event.kind == "race":
+        return f"{where} {pair_name}: {event.message}"
     if event.kind in ("skipped", "failed"):
         if event.repeated:
             return f"{where} {pair_name}: {event.kind.upper()} (same cause as above)"
@@ -442,9 +445,13 @@ def retry_command() -> str:
               help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
 @click.option("--resume", is_flag=True,
               help="Continue the results file where it stopped (start it if missing); retries failed pairs.")
+@click.option("--strategy", type=click.Choice(["smart", "exhaustive"]), default="smart", show_default=True,
+              help="smart: per group, measure each method at its largest k on a few prompts, predict the other k "
+                   "and race what can still win, prompt by prompt; exhaustive: every setup on every prompt.")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
           draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, top_p, top_k, min_p, seed,
-          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, output, resume):
+          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, output, resume,
+          strategy):
     """Measure every sensible target x draft x method x number of draft tokens; a verdict per target.
 
     Saved after every run; exits 3 when some pairs failed (everything else is saved, and
@@ -463,13 +470,15 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
         split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions))
     plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts, engine.memory_budget(memory_gb),
-                              methods=methods, method_params=params, engine=engine.name)
+                              methods=methods, method_params=params, engine=engine.name, strategy=strategy,
+                              objective=objective)
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
     output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
     groups = plan.groups()
+    runs_text = f"{'at most ' if strategy == 'smart' else ''}{plan.total_runs()} runs ({strategy})"
     progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x "
-             f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {plan.total_runs()} runs; memory budget {plan.budget.gb:.1f} GB "
-             f"({plan.budget.source}); saving to {output}")
+             f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {runs_text}; memory budget "
+             f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
                                   progress=progress, engine=engine)
     try:

@@ -274,8 +274,15 @@ def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list
                 slot += 1
                 if slot <= skip:
                     continue
-                trace = engine.generate(target, prompt_ids, settings, variant.method, variant.draft,
-                                        variant.num_draft_tokens, params=params.get(variant.method.key),
-                                        on_round=watch(f"prompt {prompt_index + 1}, {variant.label}"))
-                yield sample_from_trace(trace, variant.method.key, variant.num_draft_tokens, len(prompt_ids),
-                                        prompt_index, prompt.category, pass_index)
+                yield measure_run(engine, target, variant, prompt, prompt_ids, prompt_index, pass_index, settings,
+                                  params.get(variant.method.key), watch)
+
+
+def measure_run(engine, target, variant: Variant, prompt: Prompt, prompt_ids: list[int], prompt_index: int,
+                pass_index: int, settings: MeasureSettings, params: dict | None = None, watch=None) -> RunSample:
+    """One measured generation of one variant on one prompt."""
+    on_round = watch(f"prompt {prompt_index + 1}, {variant.label}") if watch else None
+    trace = engine.generate(target, prompt_ids, settings, variant.method, variant.draft, variant.num_draft_tokens,
+                            params=params, on_round=on_round)
+    return sample_from_trace(trace, variant.method.key, variant.num_draft_tokens, len(prompt_ids), prompt_index,
+                             prompt.category, pass_index)

@@ -446,6 +446,14 @@ class SpeedupModel:
                           e2e_low=e2e_low, e2e_high=e2e_high, expected_tokens_per_round=math.exp(mean_tokens_log),
                           round_s=point.round_s(k), units=len(units), confidence=self.confidence)
 
+    def unit_decode_logs(self, k: int) -> dict:
+        """Per unit, the log of the predicted decode speedup at k (median timings): predictions at two k
+        (or of two setups measured on the same units) compare unit by unit, which cancels what the units
+        share."""
+        timing = self.costs.point()
+        offset = math.log(timing.target_s(1)) - math.log(timing.round_s(k))
+        return {unit: math.log(tokens) + offset for unit, tokens in self.profile.unit_expected_tokens(k).items()}
+
     def predict_all(self, ks: Iterable[int] | None = None, generated_tokens: int | None = None) -> list[Prediction]:
         """Predictions at every k in `ks` (default 1..k_max)."""
         ks = range(1, self.k_max + 1) if ks is None else ks
@@ -484,3 +492,27 @@ def _per_unit(samples: list, attribute: str) -> dict:
     for sample in samples:
         values.setdefault(_unit(sample), []).append(float(getattr(sample, attribute)))
     return {unit: _mean(v) for unit, v in values.items()}
+
+
+def predict_setups(samples: Iterable, verify_s: dict, token_s: list[float] | float, k_max: int,
+                   methods: Iterable[str], unit_logs: dict | None = None) -> dict[tuple[str, int], Prediction]:
+    """Predictions at every k <= k_max for each of `methods` (fixed-k methods: each fitted to its runs at
+    k_max among `samples`, with the baseline runs among them), as {(method, k): Prediction}. A method
+    whose runs cannot be fitted (no complete round yet) gets none. `unit_logs`, when given, receives
+    each setup's per-unit log decode speedups (SpeedupModel.unit_decode_logs)."""
+    samples = list(samples)
+    baseline = [s for s in samples if s.is_baseline]
+    costs = VerifyCosts({int(n): s for n, s in verify_s.items()}, token_s)
+    predictions = {}
+    for method in methods:
+        at_max = [s for s in samples if s.method == method and s.num_draft_tokens == k_max]
+        if not at_max:
+            continue
+        try:
+            model = fit_model(at_max, costs, baseline, k=k_max)
+            predictions.update({(method, p.k): p for p in model.predict_all()})
+            if unit_logs is not None:
+                unit_logs.update({(method, k): model.unit_decode_logs(k) for k in range(1, k_max + 1)})
+        except (InvalidInputError, ValueError, ZeroDivisionError):  # too few complete rounds to fit
+            continue
+    return predictions

@@ -85,11 +85,15 @@ class PlanRecord:
     methods: list[str] = field(default_factory=lambda: ["mlx-lm"])  # speculative methods, in order
     method_params: dict[str, dict] = field(default_factory=dict)  # method key -> its parameters
     engine: str = "mlx-lm"
+    strategy: str = "exhaustive"  # or "smart": a race per group that measures only what can still win
+    objective: str = "e2e"  # what the smart strategy races on ("e2e" or "decode")
     memory_budget_gb: float | None = None  # not part of the fingerprint: a larger one retries skips
 
     def fingerprint(self) -> dict:
         data = self.to_dict()
         data.pop("memory_budget_gb")
+        if self.strategy == "exhaustive":  # the objective only steers a race; reports choose their own
+            data.pop("objective")
         return data
 
     def to_dict(self) -> dict:
@@ -115,6 +119,7 @@ class GroupRecord:
     reason: str | None = None
     retry: bool = True  # whether --resume tries a skipped or failed group again
     samples: list[RunSample] = field(default_factory=list)
+    pruned: list[dict] = field(default_factory=list)  # smart strategy: setups it stopped measuring, and why
 
     @property
     def key(self) -> str:
@@ -122,12 +127,13 @@ class GroupRecord:
 
     def to_dict(self) -> dict:
         return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
-                "retry": self.retry, "samples": [dataclasses.asdict(sample) for sample in self.samples]}
+                "retry": self.retry, "samples": [dict(vars(sample)) for sample in self.samples],  # shallow: fast
+                "pruned": self.pruned}
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRecord:
         return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
-                   [sample_from_dict(sample) for sample in data["samples"]])
+                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []))
 
 
 def group_key(target: str, draft: str | None) -> str:

@@ -204,6 +204,8 @@ MODEL = table({  # results.model_record
     "precision": Optional(nullable(text)),
     "weights_gb": Optional(nullable(number(0))),
     "alone_peak_memory_gb": Optional(nullable(number(0))),  # schema 2
+    "verify_s": Optional(mapping_of(list_of(number(0)))),  # from 0.2: forward pass of n tokens -> seconds
+    "token_s": Optional(list_of(number(0))),  # from 0.2: one token's forward pass, as a draft
 })
 
 ENVIRONMENT = {  # results.environment: what reports print about the machine
@@ -222,6 +224,8 @@ GROUP = table({  # one target + draft of a sweep
     "reason": nullable(text),
     "samples": list_of(SAMPLE),
     "retry": Optional(boolean),
+    "pruned": Optional(list_of(table({"method": text, "num_draft_tokens": whole(0), "after_units": whole(0),
+                                      "reason": text}))),
 })
 
 SWEEP = table({  # sweeps, and pairs from schema 2 on
@@ -235,6 +239,8 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "methods": Optional(list_of(text)),  # from 0.2
         "method_params": Optional(mapping_of(mapping_of(number()))),
         "engine": Optional(text),
+        "strategy": Optional(one_of("exhaustive", "smart")),
+        "objective": Optional(one_of("e2e", "decode")),
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),

@@ -4,6 +4,7 @@ kill -9. `mlxdraft pair` is a sweep of one group. Models are reached only throug
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,13 @@ from .catalog import CatalogEntry, family_entries, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
 from .files import ResultsLock, write_json_atomic
-from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs
+from .analysis import draft_token_s
+from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run
 from .memory import MemoryBudget, fits
 from .methods import Method, get_method
+from .prediction import predict_setups
 from .prompts import Prompt
+from .race import MIN_UNITS_FOR_RACE, Race, leader_floor
 from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
 
 
@@ -144,6 +148,8 @@ class SweepPlan:
     methods: list[Method] = field(default_factory=lambda: [get_method("mlx-lm")])
     method_params: dict[str, dict] = field(default_factory=dict)  # only parameters the user set
     engine: str = DEFAULT_ENGINE
+    strategy: str = "exhaustive"  # "smart": each group a race that measures only what can still win
+    objective: str = "e2e"  # what the race is run on
 
     def groups(self) -> list[Group]:
         """Each target with every draft that is not itself and not larger than it, for the methods
@@ -183,8 +189,23 @@ class SweepPlan:
             methods=[m.key for m in self.methods],
             method_params={key: dict(value) for key, value in self.method_params.items()},
             engine=self.engine,
+            strategy=self.strategy,
+            objective=self.objective,
             memory_budget_gb=round(self.budget.gb, 3),
         )
+
+    def predicts(self) -> bool:
+        """Whether the speedup model applies: a fixed-k method tried (timing costs a few passes)."""
+        return any(m.fixed_k and m.uses_k for m in self.methods)
+
+    def units(self) -> list[tuple[int, int]]:
+        """(prompt_index, pass_index) of every unit, in measuring order."""
+        return [(prompt, run) for run in range(self.settings.runs) for prompt in range(len(self.prompts))]
+
+    def races(self, group: Group) -> bool:
+        """Whether this group is measured as a race (smart strategy, enough units to gain from one)."""
+        return (self.strategy == "smart" and any(m.uses_k for m in group.methods)
+                and len(self.units()) >= MIN_UNITS_FOR_RACE)
 
     def params_for(self, method: Method) -> dict:
         return {**method.defaults, **self.method_params.get(method.key, {})}
@@ -205,6 +226,7 @@ class SweepEvent:
     message: str = ""
     sample: RunSample | None = None
     repeated: bool = False  # a failure with the same cause as an earlier one in this sweep
+    at_most: bool = False  # runs_total and the ETA are upper bounds (a smart sweep's races end early)
 
 
 def new_results(plan: SweepPlan, engine: Engine) -> Results:
@@ -225,6 +247,7 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
     return "the settings differ"
 
 
+TIMING_REPEATS = 3  # timed forward passes per width, for the speedup model
 PROGRESS_EVERY_S = 5.0  # the longest a generation runs without a progress line
 
 # Failures that can change between attempts are retried by --resume; these cannot.
@@ -313,6 +336,59 @@ class SweepRun:
     def __post_init__(self):
         self.engine = self.engine or get_engine(self.plan.engine)
 
+    def _race(self, group: Group, index: int, target, variants: list[Variant], encoded: list[list[int]],
+              params: dict) -> Iterator[RunSample | str]:
+        """Measure a group as a race (module `race`): yields each measured sample (the caller saves it
+        before the next decision) and one line of news whenever the race changes."""
+        plan, results = self.plan, self.results
+        record = results.groups[group.key]
+        by_setup = {(v.method.key, v.num_draft_tokens): v for v in variants}
+        earlier = [g.samples for key, g in results.groups.items()
+                   if g.target == group.target.name and key != group.key and g.status == "done"
+                   and _group_order(plan, key) < index]
+        floor, floor_name = leader_floor(earlier, plan.objective)
+        token_s = draft_token_s(results, group.target.name, group.draft.name if group.draft else None)
+        verify = results.models.get(group.target.name, {}).get("verify_s")
+        fixed = [m.key for m in group.methods if m.fixed_k and m.uses_k]
+
+        def predict(samples, unit_logs):
+            if not verify or token_s is None:
+                return {}
+            return predict_setups(samples, verify, token_s, max(plan.num_draft_tokens), fixed, unit_logs)
+
+        race = Race([setup for setup in by_setup if setup != ("baseline", 0)], plan.units(), plan.objective,
+                    predict, floor, floor_name)
+        state = race.replay(record.samples)
+        del record.samples[state.keep:]
+        if state.units_done:
+            yield f"resuming the race after {state.units_done} unit(s): {len(state.alive)} setup(s) still in"
+        elif plan.settings.warmup:
+            warm = [by_setup[("baseline", 0)]] + [by_setup[s] for s in race.probe_setups()]
+            yield f"warming up: {plan.settings.warmup} short run(s) of each of {len(warm)} variants"
+            iter_warm = iter_interleaved_runs(self.engine, target, warm, plan.prompts[:1], encoded[:1],
+                                              dataclasses.replace(plan.settings, runs=0), params=params,
+                                              watch=self._watch)
+            for _ in iter_warm:  # runs=0: the warmups alone
+                pass
+        news = {p.reason for p in state.pruned}
+        units = plan.units()
+        while not state.finished(len(units)):
+            prompt_index, pass_index = units[state.units_done]
+            for setup in [("baseline", 0)] + state.alive:
+                yield measure_run(self.engine, target, by_setup[setup], plan.prompts[prompt_index],
+                                  encoded[prompt_index], prompt_index, pass_index, plan.settings,
+                                  params.get(setup[0]), self._watch)
+            state = race.replay(record.samples)
+            for pruned in state.pruned:
+                if pruned.reason not in news:
+                    news.add(pruned.reason)
+                    yield f"pruned {pruned.method} k={pruned.num_draft_tokens}: {pruned.reason}"
+            leader = f"{state.leader[0]} k={state.leader[1]}" if state.leader else "none yet"
+            yield (f"race after {state.units_done}/{len(units)} unit(s): leader {leader}"
+                   + (f" (lower bound {state.leader_low:.2f}x)" if state.leader_low else "")
+                   + f", {len(state.alive)} setup(s) left")
+        record.pruned = [p.to_dict() for p in state.pruned]
+
     def _watch(self, what: str):
         """A per-round callback that says how a long generation is going, at most every few
         seconds, through `progress` (None without one): no silence longer than that."""
@@ -364,7 +440,8 @@ class SweepRun:
 
         def event(kind, index, group, message="", sample=None, repeated=False):
             return SweepEvent(kind, index, len(groups), group, runs_done, runs_total, clock.elapsed(),
-                              clock.eta(runs_total - runs_done), message, sample, repeated)
+                              clock.eta(runs_total - runs_done), message, sample, repeated,
+                              at_most=plan.strategy == "smart")
 
         def resolve(name):
             if name not in resolved:
@@ -415,6 +492,12 @@ class SweepRun:
                     peak = engine.generate(loaded_target, max(encoded, key=len), plan.settings, get_method("baseline"),
                                            on_round=self._watch("memory probe")).peak_memory_gb
                     results.models[group.target.name]["alone_peak_memory_gb"] = peak
+                    if plan.predicts():
+                        widths = list(range(1, max(plan.num_draft_tokens) + 2))
+                        yield event("probe", index, group, f"timing the target's forward passes of 1 to {widths[-1]} "
+                                                           "tokens, for the speedup model")
+                        verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
+                        results.models[group.target.name]["verify_s"] = {str(n): s for n, s in verify.items()}
                 if group.draft:
                     yield event("loading", index, group, f"loading draft {group.draft.name}")
                     same = draft_source.path == target_source.path
@@ -423,26 +506,37 @@ class SweepRun:
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
                     engine.check_loaded(loaded_target, draft)
+                    if plan.predicts() and not same:
+                        yield event("probe", index, group, "timing the draft's forward pass of one token")
+                        results.models[group.draft.name]["token_s"] = engine.time_forward(
+                            draft, max(encoded, key=len), [1], TIMING_REPEATS)[1]
                 variants = [Variant(method, draft if method.needs_draft else None, k)
                             for method, k in group.setups(plan.num_draft_tokens)]
-                # Resume at a whole unit: a unit's variants are measured back to back, so a unit cut
-                # short is measured again rather than paired across sessions.
-                skip = len(record.samples) - len(record.samples) % len(variants)
-                del record.samples[skip:]
-                runs_done += skip
-                if plan.settings.warmup:
-                    yield event("loading", index, group,
-                                f"warming up: {plan.settings.warmup} short run(s) of each of {len(variants)} variants")
-                runs = iter_interleaved_runs(engine, loaded_target, variants, plan.prompts, encoded, plan.settings,
-                                             skip, params={m.key: plan.params_for(m) for m in group.methods},
-                                             watch=self._watch)
-                for sample in runs:
-                    record.samples.append(sample)
+                params = {m.key: plan.params_for(m) for m in group.methods}
+                if plan.races(group):
+                    race = self._race(group, index, loaded_target, variants, encoded, params)
+                else:
+                    # Resume at a whole unit: a unit's variants are measured back to back, so a unit cut
+                    # short is measured again rather than paired across sessions.
+                    skip = len(record.samples) - len(record.samples) % len(variants)
+                    del record.samples[skip:]
+                    runs_done += skip
+                    if plan.settings.warmup:
+                        yield event("loading", index, group, f"warming up: {plan.settings.warmup} short run(s) "
+                                                             f"of each of {len(variants)} variants")
+                    race = iter_interleaved_runs(engine, loaded_target, variants, plan.prompts, encoded,
+                                                 plan.settings, skip, params=params, watch=self._watch)
+                for item in race:
+                    if isinstance(item, str):  # the race's news: resumed, leader, pruned setups
+                        yield event("race", index, group, item)
+                        continue
+                    record.samples.append(item)
                     runs_done += 1
                     clock.measured_runs += 1
-                    clock.measured_s += sample.wall_s  # the ETA counts measured runs only, not warmups
+                    clock.measured_s += item.wall_s  # the ETA counts measured runs only, not warmups
                     self.save()
-                    yield event("run", index, group, sample=sample)
+                    yield event("run", index, group, sample=item)
+                runs_done = runs_after_group  # a race that ended early leaves runs it will never need
                 record.status = "done"
                 self.save()
                 yield event("done", index, group)
@@ -471,6 +565,11 @@ class SweepRun:
                 engine.free_memory()
         loaded_target = None
         engine.free_memory()
+
+
+def _group_order(plan: SweepPlan, key: str) -> int:
+    """A group's 1-based position in the plan (where the sweep measures it)."""
+    return next((i for i, g in enumerate(plan.groups(), start=1) if g.key == key), 0)
 
 
 def _check_context(plan: SweepPlan, engine: Engine, target_source, draft_source, prompt_tokens: int) -> None:

@@ -189,9 +189,86 @@ def test_every_built_in_method_is_a_row_in_every_format(tiny, tmp_path):
     for fmt in ("table", "markdown", "html"):
         text = cli_report(out, fmt)
         assert all(row in text for row in rows), (fmt, [row for row in rows if row not in text])
-    csv_rows = {tuple(line.split(",")[1:3]) for line in cli_report(out, "csv").splitlines()[1:]}
+    csv_rows = {tuple(line.split(",")[1:3]) for line in cli_report(out, "csv").splitlines()[1:] if line}
     assert csv_rows == {("mlx-lm", str(tiny.draft)), ("draft", str(tiny.draft)), ("draft-adaptive", str(tiny.draft)),
                         ("prompt-lookup", "")}
     cases = json.loads(cli_report(out, "json"))["cases"]
     assert sorted(c["method"] for c in cases) == sorted(methods.split(","))
     assert all(c["summary"]["lossless"]["identical"] for c in cases)  # greedy in float32: every method lossless
+
+
+def test_speedup_model_predicts_the_measured_speedups_on_the_fake_engine(tmp_path):
+    fake_engine.install(noise=0.01, seed=3)
+    out = tmp_path / "sweep.json"
+    result = CliRunner().invoke(cli, ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "small,tiny",
+                                      "--methods", "mlx-lm,draft-adaptive", "-k", "1,2,4", "--max-tokens", "64",
+                                      "-w", "0", "-r", "2", "--prompts", str(prompts_file(tmp_path)), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from mlxdraft.analysis import analyse_sweep
+
+    analysis = analyse_sweep(load_results(out))
+    predicted = [c for c in analysis.cases if c.prediction]
+    assert {c.method for c in predicted} == {"mlx-lm"}  # an adaptive k has no fixed-k model
+    assert len(predicted) == 6
+    errors = sorted(abs(c.prediction.decode_speedup / c.comparison.decode_speedup.geomean - 1) for c in predicted)
+    assert errors[len(errors) // 2] <= 0.10 and errors[-1] <= 0.15, errors  # issue 12: median error <= 10%
+    text = cli_report(out, "table")
+    assert "Decode speedup of big, predicted by the speedup model / measured:" in text
+    assert "    speedup model: decode " in text
+    columns = cli_report(out, "csv").splitlines()[0].split(",")
+    assert columns[-4:] == ["predicted_decode_speedup", "predicted_decode_speedup_low",
+                            "predicted_decode_speedup_high", "predicted_e2e_speedup"]
+
+
+def smart_args(tmp_path, out, *extra):
+    prompts = tmp_path / "eight.txt"
+    prompts.write_text("\n".join(f"prompt number {i} words" for i in range(8)))
+    return ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "small,tiny", "-k", "1,2,3,4,6",
+            "--max-tokens", "64", "-w", "0", "--prompts", str(prompts), "--objective", "decode", "-o", str(out), *extra]
+
+
+def test_smart_sweep_measures_less_and_picks_the_exhaustive_winner(tmp_path):
+    fake_engine.install(noise=0.03, seed=1)
+    exhaustive = CliRunner().invoke(cli, smart_args(tmp_path, tmp_path / "all.json", "--strategy", "exhaustive"))
+    fake_engine.install(noise=0.03, seed=1)
+    smart = CliRunner().invoke(cli, smart_args(tmp_path, tmp_path / "smart.json"))
+    assert exhaustive.exit_code == 0 and smart.exit_code == 0, smart.output
+    runs = {name: sum(len(g.samples) for g in load_results(tmp_path / f"{name}.json").groups.values())
+            for name in ("all", "smart")}
+    assert runs["smart"] <= 0.6 * runs["all"], runs
+    verdicts = {name: json.loads(CliRunner().invoke(cli, ["report", str(tmp_path / f"{name}.json"), "--format",
+                                                          "json", "--objective", "decode"]).stdout)["verdicts"][0]
+                for name in ("all", "smart")}
+    assert (verdicts["smart"]["draft"], verdicts["smart"]["num_draft_tokens"]) == (
+        verdicts["all"]["draft"], verdicts["all"]["num_draft_tokens"])
+    report = cli_report(tmp_path / "smart.json", "table")
+    assert "Pruned by the smart sweep (left out of the verdicts):" in report
+    assert "- big + mlx-lm tiny k=1: after 4 unit(s): predicted " in report
+    assert "pruned mlx-lm k=1: predicted" in smart.stderr and "leader mlx-lm k=" in smart.stderr
+
+
+def test_a_race_interrupted_anywhere_resumes_to_the_same_result(tmp_path, monkeypatch):
+    fake_engine.install()
+    assert CliRunner().invoke(cli, smart_args(tmp_path, tmp_path / "whole.json")).exit_code == 0
+    whole = load_results(tmp_path / "whole.json").groups
+    for stop_at in (3, 11, 30):  # in the probe, just after it, in the second group's race
+        engine = fake_engine.install()
+        original, calls = engine.generate, {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "generate", interrupted)
+        out = tmp_path / f"cut-{stop_at}.json"
+        assert CliRunner().invoke(cli, smart_args(tmp_path, out)).exit_code == 130
+        monkeypatch.setattr(engine, "generate", original)
+        resumed = CliRunner().invoke(cli, smart_args(tmp_path, out, "--resume"))
+        assert resumed.exit_code == 0, resumed.output
+        groups = load_results(out).groups
+        for key, group in whole.items():
+            assert [(s.prompt_index, s.method, s.num_draft_tokens, s.token_ids) for s in groups[key].samples] == [
+                (s.prompt_index, s.method, s.num_draft_tokens, s.token_ids) for s in group.samples], (stop_at, key)
+            assert groups[key].pruned == group.pruned

@@ -62,6 +62,7 @@ class Method:
     defaults: dict = field(default_factory=dict)  # parameters and their default values
     by_mlx_lm: bool = False  # mlx-lm runs it itself, so mlx_lm.generate can be recommended
     lossless_at_temp_0: bool = True  # greedy output equals the target's own greedy output
+    fixed_k: bool = True  # every round proposes k (when enough tokens are left): the speedup model applies
 
     @property
     def speculative(self) -> bool:

@@ -110,4 +110,5 @@ METHOD = Method(
     run=run,
     defaults=dict(DEFAULTS),
     by_mlx_lm=False,
+    fixed_k=False,
 )

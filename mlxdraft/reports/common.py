@@ -44,6 +44,36 @@ def format_estimate(estimate: RatioEstimate | None) -> str:
             f"{widened}, n={estimate.n})")
 
 
+def format_prediction(prediction, objective: str = "decode") -> str:
+    """'1.52x [1.40, 1.65]' for a speedup model's prediction; 'n/a' without one."""
+    if prediction is None:
+        return "n/a"
+    point, low, high = ((prediction.decode_speedup, prediction.low, prediction.high) if objective == "decode"
+                        else (prediction.e2e_speedup, prediction.e2e_low, prediction.e2e_high))
+    if point is None:
+        return "n/a"
+    return f"{point:.2f}x" + (f" [{low:.2f}, {high:.2f}]" if low is not None else f" (n={prediction.units})")
+
+
+def prediction_matrix(analysis: SweepAnalysis, target: str) -> tuple[list[str], list[list[str]]] | None:
+    """Per setup (rows) and k (columns): 'predicted / measured' decode speedup, or None when the
+    speedup model made no prediction for this target."""
+    cases = [c for c in analysis.cases if c.target == target and c.prediction]
+    if not cases:
+        return None
+    ks = analysis.plan.num_draft_tokens
+    rows = []
+    for setup in dict.fromkeys(c.setup for c in cases):
+        row = [setup_label(*setup)]
+        for k in ks:
+            case = next((c for c in cases if c.setup == setup and c.num_draft_tokens == k), None)
+            measured = case.comparison.decode_speedup if case and case.comparison else None
+            row.append(f"{case.prediction.decode_speedup:.2f}x / "
+                       + (f"{measured.geomean:.2f}x" if measured else "n/a") if case else "")
+        rows.append(row)
+    return ["setup \\ k"] + [f"k={k}" for k in ks], rows
+
+
 def spans_one(estimate: RatioEstimate | None) -> bool:
     return bool(estimate and estimate.low is not None and estimate.low <= 1.0 <= estimate.high)
 
@@ -118,6 +148,10 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
         comparison = case.comparison
         lines.append(f"    {case.label}: end to end {format_estimate(comparison.e2e_speedup)}; "
                      f"decode {format_estimate(comparison.decode_speedup)} (each on its own, not widened)")
+        if case.prediction:
+            lines.append(f"    speedup model: decode {format_prediction(case.prediction)}, end to end "
+                         f"{format_prediction(case.prediction, 'e2e')} predicted from the runs at "
+                         f"k={max(analysis.plan.num_draft_tokens)} and the timed forward passes")
     if v.verdict == "inconclusive" and v.more_units_needed and v.estimate and not unfinished:
         prompts = max(len(analysis.plan.prompts), 1)
         runs = max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings.runs + 1)
@@ -177,6 +211,8 @@ def _cell(analysis: SweepAnalysis, target: str, method: str, draft: str | None, 
     if status is None:
         return ""
     case = analysis.best_k(target, method, draft, objective)
+    if case is None and any(c.setup == (method, draft) for c in analysis.pruned(target)):
+        return "pruned"
     if case is None:
         return {"skipped": "skipped", "failed": "failed", "pending": "not run"}.get(status, "n/a")
     comparison = case.comparison
@@ -213,6 +249,11 @@ def baseline_matrix(analysis: SweepAnalysis) -> tuple[list[str], list[list[str]]
             row.append(f"{decode.mean:.1f} / {e2e.mean:.1f}" if decode and e2e else "")
         rows.append(row)
     return headers, rows
+
+
+def pruned_lines(analysis: SweepAnalysis) -> list[str]:
+    """The setups a smart sweep stopped measuring, and why (they take no part in the verdicts)."""
+    return [f"{label(c.target)} + {c.label}: {c.pruned}" for c in analysis.pruned()]
 
 
 def problem_lines(analysis: SweepAnalysis) -> list[str]:

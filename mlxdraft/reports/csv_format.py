@@ -19,6 +19,8 @@ CSV_COLUMNS = [
     "baseline_decode_tps", "speculative_decode_tps", "baseline_e2e_tps", "speculative_e2e_tps",
     "acceptance_rate", "draft_token_share", "tokens_per_round", "partial_rounds", "lossless",
     "target_alone_peak_memory_gb", "speculative_peak_memory_gb",
+    "predicted_decode_speedup", "predicted_decode_speedup_low", "predicted_decode_speedup_high",
+    "predicted_e2e_speedup",
 ]
 
 
@@ -45,5 +47,7 @@ def _sweep_csv(analysis: SweepAnalysis) -> str:
             "" if not c or c.lossless.identical is None else str(c.lossless.identical).lower(),
             _fmt(analysis.alone_peak_memory_gb(case.target)),
             _fmt(c.speculative_peak_memory_gb.max if c and c.speculative_peak_memory_gb else None),
+            *[_fmt(getattr(case.prediction, name) if case.prediction else None)
+              for name in ("decode_speedup", "low", "high", "e2e_speedup")],
         ])
     return buffer.getvalue()

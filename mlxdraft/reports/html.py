@@ -21,6 +21,7 @@ from .common import (
     header_lines,
     matrix,
     problem_lines,
+    pruned_lines,
     spans_one,
     verdict_lines,
 )
@@ -62,6 +63,7 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
         *(_text_section(f"{METRIC_TITLES[metric]} at each pair's best k", *matrix(analysis, metric))
           for metric in ("acceptance", "tokens-per-round")),
         _chart_section(analysis),
+        _pruned_section(analysis),
         _problem_section(analysis),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -403,6 +405,14 @@ def _chart_legend() -> str:
 
 
 # --- problems -------------------------------------------------------------------------------------
+
+
+def _pruned_section(analysis: SweepAnalysis) -> str:
+    pruned = pruned_lines(analysis)
+    if not pruned:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in pruned)
+    return f'<section id="pruned">\n<h2>Pruned by the smart sweep (left out of the verdicts)</h2>\n<ul>{items}</ul>\n</section>'
 
 
 def _problem_section(analysis: SweepAnalysis) -> str:

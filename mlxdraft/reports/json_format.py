@@ -30,7 +30,8 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
         "cases": [
             {"target": c.target, "method": c.method, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens,
              "status": c.status,
-             "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None}
+             "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None,
+             "prediction": c.prediction.to_dict() if c.prediction else None, "pruned": c.pruned}
             for c in analysis.cases
         ],
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, setup_label
+from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
 from ..methods import get_method
 from ..results import Results
 from .common import (
@@ -17,11 +17,14 @@ from .common import (
     format_cell,
     format_estimate,
     format_lossless,
+    format_prediction,
     format_summary,
     header_lines,
     matrix,
     objective_text,
+    prediction_matrix,
     problem_lines,
+    pruned_lines,
     settings_text,
     verdict_lines,
 )
@@ -63,6 +66,9 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         ("Speculative", f"decode {format_summary(c.speculative_decode_tps, 'tok/s')}; "
                         f"end to end {format_summary(c.speculative_e2e_tps, 'tok/s')}"),
         ("Speedup", f"end to end {format_estimate(c.e2e_speedup)}; decode {format_estimate(c.decode_speedup)}"),
+        *([("Predicted", f"end to end {format_prediction(case.prediction, 'e2e')}; decode "
+                         f"{format_prediction(case.prediction)} (speedup model: acceptance per draft position at "
+                         f"k={max(analysis.plan.num_draft_tokens)}, timed forward passes)")] if case.prediction else []),
         ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
         ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
         ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
@@ -83,10 +89,10 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         lines += [" " * (width + 2) + line for line in rest]
     if len(cases) > 1:
         table = [(f"{setup_label(x.method, x.draft)} k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
-                  format_cell(x.comparison.decode_speedup), _percent(x.comparison.acceptance_rate),
-                  _number(x.comparison.tokens_per_round, 2)) for x in cases]
-        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "acceptance",
-                                               "tokens/round"], disable_numparse=True)]
+                  format_cell(x.comparison.decode_speedup), format_prediction(x.prediction),
+                  _percent(x.comparison.acceptance_rate), _number(x.comparison.tokens_per_round, 2)) for x in cases]
+        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "predicted decode",
+                                               "acceptance", "tokens/round"], disable_numparse=True)]
     if c.per_category:
         table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
                   _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
@@ -114,9 +120,18 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     else:
         tables = [(f"{METRIC_TITLES[metric]} at each pair's best k (rows: setups, columns: targets)",
                    matrix(analysis, metric))]
+    for target in analysis.targets:
+        predicted = prediction_matrix(analysis, target)
+        if predicted:
+            tables.append((f"Decode speedup of {label(target)}, predicted by the speedup model / measured",
+                           predicted))
     for title, (headers, rows) in tables:
         lines += section(title)
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
+    pruned = pruned_lines(analysis)
+    if pruned:
+        lines += section("Pruned by the smart sweep (left out of the verdicts)")
+        lines += [f"- {p}" for p in pruned]
     problems = problem_lines(analysis)
     if problems:
         lines += section("Skipped or failed")

@@ -1,0 +1,204 @@
+"""The smart sweep's race within one group (a target with one draft, or alone): which setups
+(method, k) are still worth measuring, decided only from the samples measured so far, so that a
+resumed sweep replays every decision exactly and continues the race where it stopped.
+
+1. Probe: the first PROBE_UNITS units (prompt x pass) measure the baseline and each method at its
+   largest k.
+2. Prediction: the speedup model (`prediction`) predicts every other k of the fixed-k methods; a
+   setup whose predicted upper bound is below the leader's lower bound is pruned without a run.
+   Setups the model cannot predict (adaptive, prompt lookup) stay in.
+3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
+   whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
+   statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
+   with the highest lower bound here, or an earlier group's of the same target (`leader_floor`).
+The group ends when every unit is measured or no setup is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .analysis import paired_ratios, unit_of
+from .prediction import Prediction, can_still_win
+from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
+
+PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
+TIE_MARGIN = 0.03  # a setup predicted slower than the predicted best by more than this (surely) is pruned
+MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
+METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}
+
+Setup = tuple  # (method key, k)
+
+
+@dataclass
+class Pruned:
+    """A setup the race stopped measuring (or never measured), and why."""
+
+    method: str
+    num_draft_tokens: int
+    after_units: int  # units measured in the group when it was decided
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Pruned:
+        return cls(data["method"], data["num_draft_tokens"], data["after_units"], data["reason"])
+
+
+@dataclass
+class RaceState:
+    alive: list[Setup]  # setups to measure in the next unit, besides the baseline, in plan order
+    units_done: int  # whole units measured
+    keep: int  # samples that form whole units (the rest is measured again)
+    pruned: list[Pruned] = field(default_factory=list)
+    leader: Setup | None = None
+    leader_low: float | None = None
+
+    def finished(self, units: int) -> bool:
+        return not self.alive or self.units_done >= units
+
+
+def _estimate(samples, setup: Setup, metric: str, candidates: int) -> RatioEstimate | None:
+    baseline = [s for s in samples if s.is_baseline]
+    measured = [s for s in samples if (s.method, s.num_draft_tokens) == setup]
+    return estimate_ratio(list(paired_ratios(baseline, measured, metric).values()), candidates=max(candidates, 1))
+
+
+def leader_floor(earlier_groups: list[list], objective: str) -> tuple[float | None, str | None]:
+    """The best lower bound among earlier groups' setups of this target (each widened for the setups of
+    its group), and which setup it is: a later group's setups must beat it to stay in."""
+    best, name = None, None
+    for samples in earlier_groups:
+        setups = list(dict.fromkeys((s.method, s.num_draft_tokens) for s in samples if not s.is_baseline))
+        for setup in setups:
+            estimate = _estimate(samples, setup, METRIC[objective], len(setups))
+            if estimate and estimate.low is not None and (best is None or estimate.low > best):
+                best, name = estimate.low, f"{setup[0]} k={setup[1]}"
+    return best, name
+
+
+@dataclass
+class Race:
+    """The decisions of one group's race, replayed from its samples."""
+
+    setups: list[Setup]  # every (method, k) of the group, in plan order
+    units: list[tuple[int, int]]  # (prompt_index, pass_index) in measuring order
+    objective: str  # "e2e" or "decode"
+    predict: Callable[[list, dict], dict]  # (probe samples, unit logs to fill) -> {(method, k): Prediction}
+    floor: float | None = None  # leader_floor of earlier groups
+    floor_name: str | None = None
+    _fitted: dict = field(default_factory=dict, repr=False)  # the probe's samples never change: fit once
+
+    def probe_setups(self) -> list[Setup]:
+        largest: dict[str, int] = {}
+        for method, k in self.setups:
+            largest[method] = max(k, largest.get(method, k))
+        return [s for s in self.setups if largest[s[0]] == s[1]]
+
+    def replay(self, samples: list) -> RaceState:
+        alive = self.probe_setups()
+        pruned: list[Pruned] = []
+        by_unit: dict[tuple[int, int], list] = {}
+        for sample in samples:
+            by_unit.setdefault(unit_of(sample), []).append(sample)
+        state = RaceState(alive=list(alive), units_done=0, keep=0)
+        probe = min(PROBE_UNITS, len(self.units))
+        for unit in self.units:
+            expected = [("baseline", 0)] + state.alive
+            got = [(s.method, s.num_draft_tokens) for s in by_unit.get(unit, [])]
+            if got != expected[: len(got)] or len(got) < len(expected) or not state.alive:
+                break
+            state.units_done += 1
+            state.keep += len(got)
+            measured = samples[: state.keep]
+            self._find_leader(state, measured)
+            if state.units_done >= probe:
+                self._drop_behind(state, measured, pruned)
+            if state.units_done == probe:
+                self._prune_by_prediction(state, measured, pruned)
+        state.pruned = pruned
+        return state
+
+    def _racing_estimates(self, state: RaceState, measured: list) -> dict:
+        return {setup: _estimate(measured, setup, METRIC[self.objective], len(state.alive))
+                for setup in state.alive}
+
+    def _find_leader(self, state: RaceState, measured: list) -> None:
+        state.leader, state.leader_low = None, self.floor
+        for setup, estimate in self._racing_estimates(state, measured).items():
+            if estimate and estimate.low is not None and (state.leader_low is None or estimate.low > state.leader_low):
+                state.leader, state.leader_low = setup, estimate.low
+
+    def _leader_text(self, state: RaceState) -> str:
+        name = f"{state.leader[0]} k={state.leader[1]}" if state.leader else f"{self.floor_name} (an earlier draft)"
+        return f"the leader {name}'s lower bound {state.leader_low:.2f}x"
+
+    def _prune_by_prediction(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
+        if len(measured) not in self._fitted:
+            unit_logs: dict = {}
+            self._fitted[len(measured)] = (self.predict(measured, unit_logs), unit_logs)
+        predictions, unit_logs = self._fitted[len(measured)]
+        best = max(unit_logs, key=lambda s: _mean(unit_logs[s].values()), default=None)
+        alive = set(state.alive)
+        dropped = {(p.method, p.num_draft_tokens) for p in pruned}
+        for setup in self.setups:
+            if setup in alive or setup in dropped:
+                continue
+            prediction: Prediction | None = predictions.get(setup)
+            if prediction is not None and state.leader_low is not None and not can_still_win(
+                    prediction, state.leader_low, self.objective):
+                pruned.append(Pruned(*setup, state.units_done, (
+                    f"predicted {_predicted_text(prediction, self.objective)} cannot reach "
+                    f"{self._leader_text(state)}")))
+            elif best is not None and setup != best and setup in unit_logs and _surely_slower(
+                    unit_logs[setup], unit_logs[best], len(self.setups)):
+                pruned.append(Pruned(*setup, state.units_done, (
+                    f"predicted {_predicted_text(prediction, self.objective)}, surely more than "
+                    f"{TIE_MARGIN:.0%} slower than the predicted best {best[0]} k={best[1]} "
+                    f"({_predicted_text(predictions[best], self.objective)}), prompt by prompt")))
+            else:
+                alive.add(setup)
+        state.alive = [s for s in self.setups if s in alive]
+
+    def _drop_behind(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
+        if state.leader_low is None:
+            return
+        for setup, estimate in self._racing_estimates(state, measured).items():
+            if setup == state.leader or not estimate or estimate.n < MIN_UNITS_FOR_INTERVAL:
+                continue
+            if estimate.high is not None and estimate.high < state.leader_low:
+                pruned.append(Pruned(*setup, state.units_done, (
+                    f"measured {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
+                    f"{estimate.n} units is below {self._leader_text(state)}")))
+                state.alive.remove(setup)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _surely_slower(logs: dict, best_logs: dict, candidates: int) -> bool:
+    """Whether a setup's predicted speedups are below the best's by more than TIE_MARGIN, unit by unit,
+    at 95% (one-sided, widened for the candidates): a t bound on the paired log differences."""
+    import math
+
+    from .stats import t_quantile
+
+    differences = [logs[u] - best_logs[u] for u in logs if u in best_logs]
+    n = len(differences)
+    if n < MIN_UNITS_FOR_INTERVAL:
+        return False
+    mean = _mean(differences)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
+    upper = mean + t_quantile(1 - 0.05 / max(candidates, 1), n - 1) * sd / math.sqrt(n)
+    return upper < math.log(1 - TIE_MARGIN)
+
+
+def _predicted_text(prediction: Prediction, objective: str) -> str:
+    point, low, high = ((prediction.decode_speedup, prediction.low, prediction.high) if objective == "decode"
+                        else (prediction.e2e_speedup, prediction.e2e_low, prediction.e2e_high))
+    return f"{point:.2f}x" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
