@@ -192,6 +192,12 @@ class _Timing:
     verify_s: dict  # n -> seconds (sorted by n)
     draft_token_s: float
     round_overhead_s: float
+    token_overhead_s: float = 0.0
+    round_scale: float = 1.0
+
+    def baseline_token_s(self) -> float:
+        """The baseline's time per token: T(1) plus the plain loop's own overhead."""
+        return max(self.target_s(1) + self.token_overhead_s, 1e-12)
 
     def target_s(self, n: int) -> float:
         """T(n), linear between measured widths."""
@@ -207,7 +213,7 @@ class _Timing:
         return self.verify_s[low] + share * (self.verify_s[high] - self.verify_s[low])
 
     def round_s(self, k: int) -> float:
-        return k * self.draft_token_s + self.target_s(k + 1) + self.round_overhead_s
+        return self.round_scale * (k * self.draft_token_s + self.target_s(k + 1) + self.round_overhead_s)
 
 
 @dataclass
@@ -217,7 +223,9 @@ class VerifyCosts:
 
     verify_s: dict  # n -> [seconds, ...]: repeats of one target forward pass over n tokens
     draft_token_s: list = field(default_factory=lambda: [0.0])  # repeats of the draft's seconds per token
-    round_overhead_s: float = 0.0  # per round, beyond drafting and verifying (seconds); 0 unless measured
+    round_overhead_s: float = 0.0  # per round, beyond drafting and verifying (seconds); 0 unless calibrated
+    token_overhead_s: float = 0.0  # per baseline token, beyond T(1) (seconds); 0 unless calibrated
+    round_scale: float = 1.0  # measured round time / modelled round time at k_max; 1 unless calibrated
 
     def __post_init__(self):
         self.verify_s = {int(n): _float_list(times, f"verify time for {n} tokens")
@@ -229,6 +237,10 @@ class VerifyCosts:
         self.draft_token_s = _float_list(self.draft_token_s, "draft time per token", allow_zero=True)
         if not math.isfinite(self.round_overhead_s) or self.round_overhead_s < 0:
             raise InvalidInputError(f"round overhead {self.round_overhead_s} s is not a usable time")
+        if not math.isfinite(self.token_overhead_s):  # negative when calibration takes time off T(1)
+            raise InvalidInputError(f"token overhead {self.token_overhead_s} s is not a usable time")
+        if not math.isfinite(self.round_scale) or self.round_scale <= 0:
+            raise InvalidInputError(f"round scale {self.round_scale} is not usable")
 
     @property
     def max_width(self) -> int:
@@ -243,7 +255,8 @@ class VerifyCosts:
     def point(self) -> _Timing:
         """Medians of the repeats."""
         return _Timing({n: statistics.median(v) for n, v in self.verify_s.items()},
-                       statistics.median(self.draft_token_s), self.round_overhead_s)
+                       statistics.median(self.draft_token_s), self.round_overhead_s, self.token_overhead_s,
+                       self.round_scale)
 
     def resample(self, rng: random.Random) -> _Timing:
         """Medians of repeats drawn with replacement; verify timings with equal repeat counts share the
@@ -256,7 +269,7 @@ class VerifyCosts:
             verify[n] = _median([times[i] for i in indices[len(times)]])
         draft = _median([self.draft_token_s[int(rng.random() * len(self.draft_token_s))]
                          for _ in self.draft_token_s])
-        return _Timing(verify, draft, self.round_overhead_s)
+        return _Timing(verify, draft, self.round_overhead_s, self.token_overhead_s, self.round_scale)
 
     def target_s(self, n: int) -> float:
         """Median T(n), linear between timed widths."""
@@ -400,7 +413,7 @@ class SpeedupModel:
 
     def _e2e_logs(self, k: int, tokens: dict, timing: _Timing, units: list, generated: int | None) -> list[float]:
         """Per unit, log(baseline total time / speculative total time) at k."""
-        t1, round_s = timing.target_s(1), timing.round_s(k)
+        t1, round_s = timing.baseline_token_s(), timing.round_s(k)
         shift = round_s - timing.round_s(self.k_max)  # the first round drafts k tokens, not k_max
         logs = []
         for unit in units:
@@ -425,7 +438,7 @@ class SpeedupModel:
         repeats = self.costs.repeats
 
         def decode_log(timing: _Timing) -> float:
-            return math.log(timing.target_s(1)) - math.log(timing.round_s(k))
+            return math.log(timing.baseline_token_s()) - math.log(timing.round_s(k))
 
         mean_tokens_log = _mean(token_logs)
         log_point = mean_tokens_log + decode_log(point)
@@ -451,7 +464,7 @@ class SpeedupModel:
         (or of two setups measured on the same units) compare unit by unit, which cancels what the units
         share."""
         timing = self.costs.point()
-        offset = math.log(timing.target_s(1)) - math.log(timing.round_s(k))
+        offset = math.log(timing.baseline_token_s()) - math.log(timing.round_s(k))
         return {unit: math.log(tokens) + offset for unit, tokens in self.profile.unit_expected_tokens(k).items()}
 
     def predict_all(self, ks: Iterable[int] | None = None, generated_tokens: int | None = None) -> list[Prediction]:
@@ -462,10 +475,17 @@ class SpeedupModel:
 
 def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_samples: Iterable = (), *,
               k: int | None = None, confidence: float = DEFAULT_CONFIDENCE,
-              bootstrap_repeats: int = DEFAULT_BOOTSTRAP_REPEATS, seed: int = 0) -> SpeedupModel:
+              bootstrap_repeats: int = DEFAULT_BOOTSTRAP_REPEATS, seed: int = 0,
+              calibrate: bool = False) -> SpeedupModel:
     """A SpeedupModel from the runs of one speculative setup measured at k (default: the one k they were
     run at; measure at the largest k of interest), the costs, and the baseline runs measured beside them
-    (for the end-to-end figure; without them e2e predictions are None)."""
+    (for the end-to-end figure; without them e2e predictions are None).
+
+    `calibrate` anchors the costs to the runs themselves: every modelled round time is scaled so that
+    the measured decode time per round at k is met (the loop's own cost beyond the separately timed
+    forward passes: sampling, bookkeeping, dispatch, passes that overlap in the loop), and the baseline's
+    time per token is its measured one. The shape of the timed T(n) curve and the draft's cost then carry
+    the prediction from k to every smaller k."""
     speculative = [s for s in speculative_samples if not s.is_baseline]
     if k is None:
         ks = sorted({s.num_draft_tokens for s in speculative})
@@ -474,6 +494,8 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
         k = ks[0]
     profile = AcceptanceProfile.from_samples(speculative, k)
     speculative = [s for s in speculative if _unit(s) in profile.counts and s.num_draft_tokens == k]
+    if calibrate:
+        costs = _calibrated(costs, speculative, [s for s in baseline_samples if s.is_baseline], k)
     return SpeedupModel(
         profile=profile,
         costs=costs,
@@ -483,6 +505,24 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
         confidence=confidence,
         bootstrap_repeats=bootstrap_repeats,
         seed=seed,
+    )
+
+
+def _calibrated(costs: VerifyCosts, speculative: list, baseline: list, k: int) -> VerifyCosts:
+    """`costs` with the overheads that make the model meet the measured decode times (see fit_model)."""
+    import dataclasses
+
+    point = dataclasses.replace(costs, token_overhead_s=0.0, round_scale=1.0).point()
+    round_times = []
+    for sample in speculative:
+        rounds = len(sample.rounds) if sample.rounds is not None else sample.verify_rounds + sample.partial_rounds
+        if rounds > 1 and sample.decode_s > 0:
+            round_times.append(sample.decode_s / (rounds - 1))  # the first round ends the time to first token
+    token_times = [s.decode_s / s.decode_tokens for s in baseline if s.decode_tokens > 0 and s.decode_s > 0]
+    return dataclasses.replace(
+        costs,
+        round_scale=statistics.median(round_times) / point.round_s(k) if round_times else costs.round_scale,
+        token_overhead_s=statistics.median(token_times) - point.target_s(1) if token_times else costs.token_overhead_s,
     )
 
 
@@ -509,7 +549,7 @@ def predict_setups(samples: Iterable, verify_s: dict, token_s: list[float] | flo
         if not at_max:
             continue
         try:
-            model = fit_model(at_max, costs, baseline, k=k_max)
+            model = fit_model(at_max, costs, baseline, k=k_max, calibrate=True)
             predictions.update({(method, p.k): p for p in model.predict_all()})
             if unit_logs is not None:
                 unit_logs.update({(method, k): model.unit_decode_logs(k) for k in range(1, k_max + 1)})

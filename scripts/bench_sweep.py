@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The smart sweep against the exhaustive one, on the same models, prompts and settings:
+
+  - per target, the smart sweep's chosen setup is the exhaustive sweep's best or tied with it (its
+    exhaustive speedup within 3% of the best's, or inside the best's interval);
+  - the smart sweep takes at most 35% of the exhaustive sweep's wall time;
+  - the speedup model's predicted decode speedup against the measured one, over every (target, draft, k)
+    the exhaustive sweep measured: median absolute error at most 10%.
+
+`--models tiny` builds the test kit's tiny models (seconds); `--models smollm2` uses the offline
+SmolLM2 family (fp16 and bf16 targets; fp32, q8 and q4 drafts by default: hours on a CPU). Both sweeps
+save after every run (results/bench-sweep-<models>-<strategy>.json) and resume when run again; their
+wall time adds up over sessions.
+
+Usage: python scripts/bench_sweep.py --models tiny|smollm2 [-k 1,2,3,4,5,6] [--max-tokens 32] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from mlxdraft.analysis import analyse_sweep
+from mlxdraft.engines import get_engine
+from mlxdraft.measure import MeasureSettings
+from mlxdraft.methods import parse_methods
+from mlxdraft.prompts import load_prompts_file
+from mlxdraft.results import Results
+from mlxdraft.sweep import SweepPlan, SweepRun, choice_for_name
+
+ROOT = Path(__file__).resolve().parent.parent
+WALL_TIME_TARGET = 0.35
+TIE_MARGIN = 0.03
+PREDICTION_ERROR_TARGET = 0.10
+
+
+def models(kind: str, targets: str | None, drafts: str | None, out: Path) -> tuple[list[str], list[str]]:
+    if kind == "smollm2":
+        return ((targets or "smollm2:fp16,smollm2:bf16").split(","),
+                (drafts or "smollm2:fp32,smollm2:q8,smollm2:q4").split(","))
+    from mlxdraft.testkit import build_tiny_family
+
+    root = out / "bench-sweep-tiny-models"  # built once, so that a stopped benchmark resumes
+    names = ["tiny-target", "tiny-qwen-target", "tiny-draft", "tiny-qwen-draft"]
+    if not all((root / name / "config.json").exists() for name in names):
+        build_tiny_family(root)
+    return [str(root / "tiny-target"), str(root / "tiny-qwen-target")], [str(root / "tiny-draft"),
+                                                                          str(root / "tiny-qwen-draft")]
+
+
+def run_sweep(strategy: str, args, targets, drafts, prompts) -> tuple[Results, float]:
+    """One sweep (resumed if it was stopped), and its wall time over every session."""
+    engine = get_engine()
+    settings = MeasureSettings(max_tokens=args.max_tokens, runs=1, warmup=1)
+    plan = SweepPlan([choice_for_name(t) for t in targets], [choice_for_name(d) for d in drafts], args.k, settings,
+                     prompts, engine.memory_budget(), methods=parse_methods("mlx-lm"), strategy=strategy,
+                     objective=args.objective)
+    output = args.out / f"bench-sweep-{args.models}-{strategy}.json"
+    timing = output.with_suffix(".seconds")
+    spent = float(timing.read_text()) if timing.exists() else 0.0
+    start = time.perf_counter()
+    run = SweepRun(plan, output, resume=True, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    for event in run.events():
+        if event.kind in ("run", "race", "skipped", "failed"):
+            what = event.message or (f"{event.sample.method} k={event.sample.num_draft_tokens}, prompt "
+                                      f"{event.sample.prompt_index + 1}" if event.sample else "")
+            print(f"[{strategy}] {event.group.key}: run {event.runs_done}/{event.runs_total}: {what}",
+                  file=sys.stderr, flush=True)
+        spent_now = spent + time.perf_counter() - start
+        timing.write_text(f"{spent_now:.3f}")
+    return run.results, spent + time.perf_counter() - start
+
+
+def chosen(results: Results, objective: str) -> dict:
+    """target -> the verdict's chosen setup (or its leader when nothing is chosen)."""
+    out = {}
+    for verdict in analyse_sweep(results, objective).verdicts():
+        case = verdict.chosen or verdict.leader
+        out[verdict.target] = (case.method, case.draft, case.num_draft_tokens) if case else None
+    return out
+
+
+def compare_choices(exhaustive: Results, smart: Results, objective: str) -> list[dict]:
+    analysis = analyse_sweep(exhaustive, objective)
+    rows = []
+    for target, picked in chosen(smart, objective).items():
+        cases = {(c.method, c.draft, c.num_draft_tokens): c for c in analysis.measured(target)}
+        best = max(cases.values(), key=lambda c: c.comparison.speedup(objective).geomean)
+        best_estimate = best.comparison.speedup(objective)
+        mine = cases.get(picked).comparison.speedup(objective) if picked in cases else None
+        tied = bool(mine and (mine.geomean >= (1 - TIE_MARGIN) * best_estimate.geomean
+                              or (best_estimate.low is not None and best_estimate.low <= mine.geomean)))
+        rows.append({"target": target, "smart_choice": picked,
+                     "exhaustive_best": (best.method, best.draft, best.num_draft_tokens),
+                     "exhaustive_choice": chosen(exhaustive, objective).get(target),
+                     "best_speedup": best_estimate.to_dict(), "smart_choice_speedup_in_exhaustive":
+                     mine.to_dict() if mine else None, "same_or_tied": tied})
+    return rows
+
+
+def prediction_errors(results: Results) -> list[dict]:
+    rows = []
+    for case in analyse_sweep(results, "decode").cases:
+        if case.prediction and case.comparison and case.comparison.decode_speedup:
+            measured = case.comparison.decode_speedup.geomean
+            rows.append({"target": case.target, "draft": case.draft, "k": case.num_draft_tokens,
+                         "predicted": case.prediction.decode_speedup, "measured": measured,
+                         "error": abs(case.prediction.decode_speedup / measured - 1)})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", choices=["tiny", "smollm2"], default="tiny")
+    parser.add_argument("--targets", help="comma-separated, instead of the defaults of --models")
+    parser.add_argument("--drafts", help="comma-separated, instead of the defaults of --models")
+    parser.add_argument("-k", default="1,2,3,4,5,6")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--objective", choices=["decode", "e2e"], default="decode")
+    parser.add_argument("--prompts", default=str(ROOT / "scripts" / "bench_methods_prompts.jsonl"))
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    args.k = sorted({int(k) for k in args.k.split(",")})
+    args.out.mkdir(parents=True, exist_ok=True)
+    targets, drafts = models(args.models, args.targets, args.drafts, args.out)
+    prompts = load_prompts_file(args.prompts)
+    exhaustive, exhaustive_s = run_sweep("exhaustive", args, targets, drafts, prompts)
+    smart, smart_s = run_sweep("smart", args, targets, drafts, prompts)
+    errors = prediction_errors(exhaustive)
+    median_error = statistics.median(r["error"] for r in errors) if errors else None
+    runs = {name: sum(len(g.samples) for g in r.groups.values()) for name, r in (("exhaustive", exhaustive),
+                                                                                  ("smart", smart))}
+    choices = compare_choices(exhaustive, smart, args.objective)
+    figures = {
+        "models": args.models, "targets": targets, "drafts": drafts, "k": args.k, "max_tokens": args.max_tokens,
+        "prompts": len(prompts), "objective": args.objective, "environment": get_engine().environment(),
+        "wall_s": {"exhaustive": exhaustive_s, "smart": smart_s}, "runs": runs,
+        "wall_time_share": smart_s / exhaustive_s, "wall_time_target": WALL_TIME_TARGET,
+        "choices": choices, "all_choices_same_or_tied": all(r["same_or_tied"] for r in choices),
+        "prediction_median_abs_error": median_error, "prediction_error_target": PREDICTION_ERROR_TARGET,
+        "predictions": errors,
+    }
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("predictions", "environment")}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    met = (figures["all_choices_same_or_tied"] and figures["wall_time_share"] <= WALL_TIME_TARGET
+           and median_error is not None and median_error <= PREDICTION_ERROR_TARGET)
+    print("all targets met" if met else "NOT all targets met", file=sys.stderr)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
