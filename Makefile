@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead clean
+.PHONY: venv test test-fast demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead \
+	bench-methods bench-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,7 @@ demo: $(STAMP)
 ## Presets: one mechanism, a memory budget per machine. Results go to results/<preset>-<family>.json/.md
 ## and a stopped run continues where it left off.
 BENCH_FAMILIES ?= qwen2.5 llama3
+BENCH_STRATEGY ?= smart
 BENCH_FILTERS ?= --target-sizes 7b,8b,32b,70b,72b --target-precisions 4bit,8bit \
 	--draft-sizes 0.5b,1b,1.5b,3b --draft-precisions 4bit -k 2,3,4,6 -r 1
 bench-m4max:
@@ -48,7 +50,7 @@ bench: $(STAMP)
 	@test -n "$(BENCH_NAME)" -a -n "$(BENCH_MEMORY_GB)" || { echo "Error: use a preset such as make bench-m4max"; exit 2; }
 	@status=0; for family in $(BENCH_FAMILIES); do \
 		$(BIN)/mlxdraft sweep --family $$family --memory-gb $(BENCH_MEMORY_GB) $(BENCH_FILTERS) \
-			-o results/$(BENCH_NAME)-$$family.json --resume; code=$$?; \
+			--strategy $(BENCH_STRATEGY) -o results/$(BENCH_NAME)-$$family.json --resume; code=$$?; \
 		if [ $$code -eq 130 ]; then exit 130; fi; \
 		if [ $$code -ne 0 ]; then status=$$code; echo "$$family: sweep exited $$code" >&2; fi; \
 		if [ -f results/$(BENCH_NAME)-$$family.json ]; then \
@@ -62,6 +64,14 @@ lint: $(STAMP)
 
 bench-overhead: $(STAMP)
 	$(BIN)/python scripts/bench_overhead.py
+
+## make bench-methods: the drafting methods side by side on SmolLM2 (about an hour on a 2-core CPU)
+bench-methods: $(STAMP)
+	$(BIN)/python scripts/bench_methods.py --json results/bench-methods.json
+
+## make bench-sweep: the smart sweep against the exhaustive one (tiny models: two minutes)
+bench-sweep: $(STAMP)
+	$(BIN)/python scripts/bench_sweep.py --models tiny --json results/bench-sweep-tiny.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

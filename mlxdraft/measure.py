@@ -78,16 +78,6 @@ def check_num_draft_tokens(values) -> list[int]:
     return values
 
 
-def check_num_draft_tokens(values) -> list[int]:
-    values = list(values)
-    if not values:
-        raise InvalidInputError("give at least one number of draft tokens (-k), for example -k 4")
-    for k in values:
-        if k < 1:
-            raise InvalidInputError(f"--num-draft-tokens must be at least 1 (got {k})")
-    return values
-
-
 @dataclass
 class RunSample:
     """One measured generation. Raw data: statistics are derived from lists of these."""

@@ -408,16 +408,15 @@ def _chart_legend() -> str:
 
 
 def _pruned_section(analysis: SweepAnalysis) -> str:
-    pruned = pruned_lines(analysis)
-    if not pruned:
-        return ""
-    items = "".join(f"<li>{escape(line)}</li>" for line in pruned)
-    return f'<section id="pruned">\n<h2>Pruned by the smart sweep (left out of the verdicts)</h2>\n<ul>{items}</ul>\n</section>'
+    return _list_section("pruned", "Pruned by the smart sweep (left out of the verdicts)", pruned_lines(analysis))
 
 
 def _problem_section(analysis: SweepAnalysis) -> str:
-    problems = problem_lines(analysis)
-    if not problems:
+    return _list_section("problems", "Skipped or failed", problem_lines(analysis))
+
+
+def _list_section(section_id: str, title: str, lines: list[str]) -> str:
+    if not lines:
         return ""
-    items = "".join(f"<li>{escape(problem)}</li>" for problem in problems)
-    return f'<section id="problems">\n<h2>Skipped or failed</h2>\n<ul>{items}</ul>\n</section>'
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f'<section id="{section_id}">\n<h2>{escape(title)}</h2>\n<ul>{items}</ul>\n</section>'
