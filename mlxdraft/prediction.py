@@ -495,7 +495,8 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
     profile = AcceptanceProfile.from_samples(speculative, k)
     speculative = [s for s in speculative if _unit(s) in profile.counts and s.num_draft_tokens == k]
     if calibrate:
-        costs = _calibrated(costs, speculative, [s for s in baseline_samples if s.is_baseline], k)
+        costs = _calibrated(costs, speculative, [s for s in baseline_samples if s.is_baseline], k,
+                            profile.expected_tokens(k))
     return SpeedupModel(
         profile=profile,
         costs=costs,
@@ -508,16 +509,15 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
     )
 
 
-def _calibrated(costs: VerifyCosts, speculative: list, baseline: list, k: int) -> VerifyCosts:
-    """`costs` with the overheads that make the model meet the measured decode times (see fit_model)."""
+def _calibrated(costs: VerifyCosts, speculative: list, baseline: list, k: int, tokens_per_round: float) -> VerifyCosts:
+    """`costs` with the overheads that make the model meet the measured decode speeds (see fit_model).
+    The effective round time is the measured decode time per token times the expected tokens of a
+    complete round, so rounds cut short at the end of a run are paid for as they were."""
     import dataclasses
 
     point = dataclasses.replace(costs, token_overhead_s=0.0, round_scale=1.0).point()
-    round_times = []
-    for sample in speculative:
-        rounds = len(sample.rounds) if sample.rounds is not None else sample.verify_rounds + sample.partial_rounds
-        if rounds > 1 and sample.decode_s > 0:
-            round_times.append(sample.decode_s / (rounds - 1))  # the first round ends the time to first token
+    round_times = [s.decode_s / s.decode_tokens * tokens_per_round for s in speculative
+                   if s.decode_tokens > 0 and s.decode_s > 0]
     token_times = [s.decode_s / s.decode_tokens for s in baseline if s.decode_tokens > 0 and s.decode_s > 0]
     return dataclasses.replace(
         costs,
