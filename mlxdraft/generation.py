@@ -84,7 +84,8 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
         raise InvalidInputError(f"num_draft_tokens must be between 1 and max_tokens ({max_tokens}), got {k}")
     unknown = sorted(set(params or {}) - set(chosen.defaults))
     if unknown:
-        raise InvalidInputError(f"{method} has no parameter {unknown[0]!r} (it has: {', '.join(chosen.defaults) or 'none'})")
+        known = ", ".join(chosen.defaults) or "none"
+        raise InvalidInputError(f"{method} has no parameter {unknown[0]!r} (it has: {known})")
     backend = get_engine(engine)
     loaded_target = as_loaded(target, backend, "target", allow_download, progress)
     loaded_draft = as_loaded(draft, backend, "draft", allow_download, progress) if chosen.needs_draft else None

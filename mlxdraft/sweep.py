@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .analysis import draft_token_s
 from .catalog import CatalogEntry, family_entries, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
 from .files import ResultsLock, write_json_atomic
-from .analysis import draft_token_s
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run
 from .memory import MemoryBudget, fits
 from .methods import Method, get_method
@@ -254,7 +254,8 @@ PROGRESS_EVERY_S = 5.0  # the longest a generation runs without a progress line
 PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found before loading is a skip)
 
 
-def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool, force: bool = False) -> tuple[Results, int]:
+def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
+                 force: bool = False) -> tuple[Results, int]:
     """The results to continue (fresh ones, or the saved ones after checking their plan), and how
     many failed or skipped groups were set back to pending to be tried again."""
     output = Path(output)

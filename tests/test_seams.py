@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import re
 
+import fake_engine
 import pytest
 from click.testing import CliRunner
 
-import fake_engine
 from mlxdraft.cli import cli
 from mlxdraft.methods import METHODS, Method, Round, register
 from mlxdraft.results import load_results
@@ -255,7 +255,7 @@ def test_a_race_interrupted_anywhere_resumes_to_the_same_result(tmp_path, monkey
         engine = fake_engine.install()
         original, calls = engine.generate, {"n": 0}
 
-        def interrupted(*args, **kwargs):
+        def interrupted(*args, original=original, calls=calls, stop_at=stop_at, **kwargs):
             calls["n"] += 1
             if calls["n"] == stop_at:
                 raise KeyboardInterrupt

@@ -267,7 +267,8 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
     lines = [
         f"Machine: {machine.get('chip')}, {machine.get('memory_gb') or 0:.0f} GB RAM, {machine.get('os')}; "
         f"mlx {versions.get('mlx')}, mlx-lm {versions.get('mlx-lm')}, mlxdraft {versions.get('mlxdraft')}",
-        f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, engine {results.plan.engine}",
+        f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, "
+        f"engine {results.plan.engine}",
         f"Objective: {objective_text(analysis)}",
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "

@@ -68,7 +68,8 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         ("Speedup", f"end to end {format_estimate(c.e2e_speedup)}; decode {format_estimate(c.decode_speedup)}"),
         *([("Predicted", f"end to end {format_prediction(case.prediction, 'e2e')}; decode "
                          f"{format_prediction(case.prediction)} (speedup model: acceptance per draft position at "
-                         f"k={max(analysis.plan.num_draft_tokens)}, timed forward passes)")] if case.prediction else []),
+                         f"k={max(analysis.plan.num_draft_tokens)}, timed forward passes)")]
+          if case.prediction else []),
         ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
         ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
         ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
