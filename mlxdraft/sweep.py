@@ -343,7 +343,7 @@ class SweepRun:
         before the next decision) and one line of news whenever the race changes."""
         plan, results = self.plan, self.results
         record = results.groups[group.key]
-        by_setup = {(v.method.key, v.num_draft_tokens): v for v in variants}
+        by_setup = {v.key: v for v in variants}
         earlier = [g.samples for key, g in results.groups.items()
                    if g.target == group.target.name and key != group.key and g.status == "done"
                    and _group_order(plan, key) < index]

@@ -15,7 +15,7 @@ from . import baseline, draft, draft_adaptive, mlx_lm, prompt_lookup
 from .base import GenerationInputs, Method, Round, Sampling
 
 __all__ = ["GenerationInputs", "METHODS", "Method", "Round", "Sampling", "get_method", "parse_methods",
-           "register", "speculative_methods"]
+           "register"]
 
 METHODS: dict[str, Method] = {}
 
@@ -34,10 +34,6 @@ def get_method(key: str) -> Method:
     except KeyError:
         names = ", ".join(k for k in METHODS if k != "baseline")
         raise InvalidInputError(f"unknown method {key!r}; choose from {names}") from None
-
-
-def speculative_methods() -> list[Method]:
-    return [method for method in METHODS.values() if method.speculative]
 
 
 def parse_methods(text: str | list[str]) -> list[Method]:
