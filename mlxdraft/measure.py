@@ -250,13 +250,7 @@ def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list
     holds each method's parameters by key; `watch(what)`, when given, returns a callback for the
     engine to call after every round of the generation described by `what` (progress)."""
     params = params or {}
-    watch = watch or (lambda what: None)
-    for round_index in range(settings.warmup):
-        for variant in variants:
-            engine.generate(target, encoded[0], settings, variant.method, variant.draft, variant.num_draft_tokens,
-                            max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
-                            params=params.get(variant.method.key),
-                            on_round=watch(f"warmup {round_index + 1}/{settings.warmup}, {variant.label}"))
+    warm_up(engine, target, variants, encoded[0], settings, params, watch)
     slot = 0
     for pass_index in range(settings.runs):
         for prompt_index, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
@@ -266,6 +260,18 @@ def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list
                     continue
                 yield measure_run(engine, target, variant, prompt, prompt_ids, prompt_index, pass_index, settings,
                                   params.get(variant.method.key), watch)
+
+
+def warm_up(engine, target, variants: list[Variant], prompt_ids: list[int], settings: MeasureSettings,
+            params: dict[str, dict] | None = None, watch=None) -> None:
+    """settings.warmup short, unmeasured generations of each variant, so that every code path runs once."""
+    params, watch = params or {}, watch or (lambda what: None)
+    for round_index in range(settings.warmup):
+        for variant in variants:
+            engine.generate(target, prompt_ids, settings, variant.method, variant.draft, variant.num_draft_tokens,
+                            max_tokens=min(settings.max_tokens, WARMUP_MAX_TOKENS),
+                            params=params.get(variant.method.key),
+                            on_round=watch(f"warmup {round_index + 1}/{settings.warmup}, {variant.label}"))
 
 
 def measure_run(engine, target, variant: Variant, prompt: Prompt, prompt_ids: list[int], prompt_index: int,

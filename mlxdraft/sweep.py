@@ -4,7 +4,6 @@ kill -9. `mlxdraft pair` is a sweep of one group. Models are reached only throug
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from .catalog import CatalogEntry, family_entries, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
 from .files import ResultsLock, write_json_atomic
-from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run
+from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
 from .methods import Method, get_method
 from .prediction import predict_setups
@@ -366,11 +365,7 @@ class SweepRun:
         elif plan.settings.warmup:
             warm = [by_setup[("baseline", 0)]] + [by_setup[s] for s in race.probe_setups()]
             yield f"warming up: {plan.settings.warmup} short run(s) of each of {len(warm)} variants"
-            iter_warm = iter_interleaved_runs(self.engine, target, warm, plan.prompts[:1], encoded[:1],
-                                              dataclasses.replace(plan.settings, runs=0), params=params,
-                                              watch=self._watch)
-            for _ in iter_warm:  # runs=0: the warmups alone
-                pass
+            warm_up(self.engine, target, warm, encoded[0], plan.settings, params, self._watch)
         news = {p.reason for p in state.pruned}
         units = plan.units()
         while not state.finished(len(units)):
