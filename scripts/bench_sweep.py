@@ -121,7 +121,8 @@ def main() -> int:
     parser.add_argument("-k", default="1,2,3,4,5,6")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--objective", choices=["decode", "e2e"], default="decode")
-    parser.add_argument("--prompts", default=str(ROOT / "scripts" / "bench_methods_prompts.jsonl"))
+    parser.add_argument("--prompts", default=str(ROOT / "scripts" / "bench_sweep_prompts.jsonl"),
+                        help="short prompts by default: on a CPU the prefill of long ones would dominate every run")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
