@@ -290,6 +290,8 @@ class SweepAnalysis:
     def verdict(self, target: str, objective: str | None = None, _with_other: bool = True) -> TargetVerdict:
         objective = objective or self.objective
         cases = [c for c in self.measured(target) if c.ratios.get(objective)]
+        if not cases:  # a smart sweep that dropped every setup as slower than the baseline: judge what it measured
+            cases = [c for c in self.pruned(target) if c.comparison and c.ratios.get(objective)]
         models = self.results.models
         candidates = [Candidate(key=index, ratios=case.ratios[objective],
                                 cost=(_draft_size(models.get(case.draft, {})) if case.draft else 0.0,

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInputError
@@ -153,6 +153,11 @@ class AcceptanceProfile:
         self._check(k)
         return {unit: _expected_tokens(row, k) for unit, row in self.counts.items()}
 
+    def unit_reach(self) -> dict:
+        """Per unit, [P(the first i drafted tokens are all accepted) for i = 0..k], from its own rounds."""
+        return {unit: [self._reached(row, i) / sum(row) for i in range(self.k + 1)]
+                for unit, row in self.counts.items()}
+
     def resample(self, rng: random.Random) -> AcceptanceProfile:
         """A bootstrap replicate: as many units as there are, drawn with replacement (keys become 0..n-1)."""
         rows = list(self.counts.values())
@@ -162,6 +167,35 @@ class AcceptanceProfile:
 def _expected_tokens(row: list[int], k: int) -> float:
     rounds = sum(row)
     return 1.0 + sum(sum(row[i:]) for i in range(1, k + 1)) / rounds
+
+
+def _outcomes(reach: list[float], drafted: int) -> list[float]:
+    """P(exactly a drafted tokens accepted), a = 0..drafted, in a round that drafts `drafted` tokens."""
+    return [reach[a] - (reach[a + 1] if a < drafted else 0.0) for a in range(drafted + 1)]
+
+
+def _decode_times(reach: list[float], k: int, tokens: int, round_s: Callable[[int], float]) -> list[float]:
+    """[expected seconds to emit m more tokens for m = 0..tokens], drafting k tokens per round but never
+    more than the tokens left (as mlx-lm does near max-tokens); a round that drafts r tokens costs
+    round_s(r) and emits its accepted tokens and one of the target's own, up to the tokens left."""
+    times = [0.0] * (tokens + 1)
+    for left in range(1, tokens + 1):
+        drafted = min(k, left)
+        times[left] = round_s(drafted) + sum(p * times[left - min(a + 1, left)]
+                                             for a, p in enumerate(_outcomes(reach, drafted)))
+    return times
+
+
+def _decode_phase(reach: list[float], k: int, generated: int, round_s: Callable[[int], float]) -> tuple[float, float]:
+    """Expected (tokens, seconds) of a run's decode phase: what follows its first round (the first round,
+    which drafts too, ends the time to first token), for a run of `generated` tokens."""
+    times = _decode_times(reach, k, generated, round_s)
+    tokens = seconds = 0.0
+    for accepted, p in enumerate(_outcomes(reach, min(k, generated))):
+        left = generated - min(accepted + 1, generated)
+        tokens += p * left
+        seconds += p * times[left]
+    return tokens, seconds
 
 
 # --- costs --------------------------------------------------------------------------------------------
@@ -183,6 +217,21 @@ def _float_list(values, what: str, allow_zero: bool = False) -> list[float]:
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise InvalidInputError(f"{what}: {value} is not a usable time in seconds")
     return values
+
+
+def non_decreasing(times: dict) -> dict:
+    """The closest non-decreasing curve (least squares) to {n: seconds}: a forward pass over more tokens
+    does not take less time, so a width that came out slower than wider ones met noise, and it is averaged
+    with them (pool-adjacent-violators) instead of bending the predicted best k around it."""
+    blocks: list[list] = []  # [mean, count] per pooled block, in order of n
+    for n in sorted(times):
+        blocks.append([times[n], 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, count = blocks.pop()
+            blocks[-1] = [(blocks[-1][0] * blocks[-1][1] + mean * count) / (blocks[-1][1] + count),
+                          blocks[-1][1] + count]
+    values = [mean for mean, count in blocks for _ in range(count)]
+    return dict(zip(sorted(times), values))
 
 
 @dataclass
@@ -253,8 +302,8 @@ class VerifyCosts:
         return min(counts) if counts else None
 
     def point(self) -> _Timing:
-        """Medians of the repeats."""
-        return _Timing({n: statistics.median(v) for n, v in self.verify_s.items()},
+        """Medians of the repeats (T(n) made non-decreasing, `non_decreasing`)."""
+        return _Timing(non_decreasing({n: statistics.median(v) for n, v in self.verify_s.items()}),
                        statistics.median(self.draft_token_s), self.round_overhead_s, self.token_overhead_s,
                        self.round_scale)
 
@@ -269,7 +318,7 @@ class VerifyCosts:
             verify[n] = _median([times[i] for i in indices[len(times)]])
         draft = _median([self.draft_token_s[int(rng.random() * len(self.draft_token_s))]
                          for _ in self.draft_token_s])
-        return _Timing(verify, draft, self.round_overhead_s, self.token_overhead_s, self.round_scale)
+        return _Timing(non_decreasing(verify), draft, self.round_overhead_s, self.token_overhead_s, self.round_scale)
 
     def target_s(self, n: int) -> float:
         """Median T(n), linear between timed widths."""
@@ -337,6 +386,19 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass
+class PredictedLogs:
+    """One setup's predicted log decode speedups, for comparing setups unit by unit: per unit (median
+    timings) and per timing draw (mean over units; the draws of one model's setups share their index)."""
+
+    units: dict  # unit -> log speedup
+    draws: list  # one log speedup per timing resample
+    repeats: int | None = None  # fewest timing repeats behind the draws (None: the timings have no spread)
+
+    def mean(self) -> float:
+        return _mean(list(self.units.values()))
+
+
 def can_still_win(prediction: Prediction, leader_low: float | None, objective: str = "decode") -> bool:
     """Whether a candidate may still beat the leader: its predicted upper bound (decode, or "e2e") is at
     least the leader's lower bound. Without either bound nothing is ruled out (True)."""
@@ -387,6 +449,7 @@ class SpeedupModel:
     speculative_ttft_s: dict = field(default_factory=dict)  # unit -> time to first token at k_max (s)
     baseline_ttft_s: dict = field(default_factory=dict)  # unit -> baseline time to first token (s)
     generated_tokens: dict = field(default_factory=dict)  # unit -> tokens generated per run
+    anchor_logs: dict = field(default_factory=dict)  # unit -> measured log decode speedup at k_max (calibrated)
     confidence: float = DEFAULT_CONFIDENCE
     bootstrap_repeats: int = DEFAULT_BOOTSTRAP_REPEATS
     seed: int = 0
@@ -408,21 +471,68 @@ class SpeedupModel:
         on the order they are asked in."""
         if self._draws is None:
             rng = random.Random(self.seed)
-            self._draws = [self.costs.resample(rng) for _ in range(self.bootstrap_repeats)]
+            self._draws = [self._anchored(self.costs.resample(rng)) for _ in range(self.bootstrap_repeats)]
         return self._draws
 
-    def _e2e_logs(self, k: int, tokens: dict, timing: _Timing, units: list, generated: int | None) -> list[float]:
-        """Per unit, log(baseline total time / speculative total time) at k."""
+    def _anchored(self, draw: _Timing) -> _Timing:
+        """A calibrated model's timing draw, calibrated the same way (in the steady state): the baseline's
+        time per token and the round at k_max stay as measured, so a draw varies only the shape of the
+        costs between k and k_max; the measurement at k_max has its own share (the units')."""
+        if not self.anchor_logs:
+            return draw
+        import dataclasses
+
+        point = self.costs.point()
+        raw = dataclasses.replace(draw, round_overhead_s=0.0, round_scale=1.0)
+        anchored = dataclasses.replace(raw, token_overhead_s=point.baseline_token_s() - raw.target_s(1))
+        if point.round_scale != 1.0:
+            return dataclasses.replace(anchored, round_scale=point.round_s(self.k_max) / raw.round_s(self.k_max))
+        return dataclasses.replace(anchored, round_overhead_s=point.round_s(self.k_max) - raw.round_s(self.k_max))
+
+    def _e2e_logs(self, k: int, tokens: dict, timing: _Timing, units: list, generated: int | None,
+                  exact: bool = False) -> list[float]:
+        """Per unit, log(baseline total time / speculative total time) at k; `exact`: the decode phase of a
+        run of that length (`_decode_phase`), else the steady state."""
         t1, round_s = timing.baseline_token_s(), timing.round_s(k)
         shift = round_s - timing.round_s(self.k_max)  # the first round drafts k tokens, not k_max
+        reach = self.profile.unit_reach() if exact else {}
         logs = []
         for unit in units:
             n = generated if generated is not None else self.generated_tokens[unit]
             baseline = self.baseline_ttft_s[unit] + max(n - 1, 0) * t1
             first = max(self.speculative_ttft_s[unit] + shift, 0.0)
-            speculative = first + max(n - tokens[unit], 0.0) * round_s / tokens[unit]
+            if exact and round(n) > 1:
+                speculative = first + _decode_phase(reach[unit], k, round(n), timing.round_s)[1]
+            else:
+                speculative = first + max(n - tokens[unit], 0.0) * round_s / tokens[unit]
             logs.append(math.log(baseline / speculative))
         return logs
+
+    def _unit_decode_logs(self, k: int, timing: _Timing) -> dict:
+        """Per unit, the log of the predicted decode speedup at k: the expected decode phase of a run as
+        long as the unit's (`_decode_phase`: short runs end in rounds cut short), or, for a unit whose
+        length is unknown, the steady state E(k) / R(k)."""
+        t1 = timing.baseline_token_s()
+        logs = {}
+        for unit, reach in self.profile.unit_reach().items():
+            generated = round(self.generated_tokens.get(unit, 0))
+            tokens, seconds = _decode_phase(reach, k, generated, timing.round_s) if generated > 1 else (0.0, 0.0)
+            if tokens > 0 and seconds > 0:
+                logs[unit] = math.log(tokens / seconds * t1)
+            else:
+                logs[unit] = math.log(self.profile.unit_expected_tokens(k)[unit] * t1 / timing.round_s(k))
+        return logs
+
+    def _anchored_unit_logs(self, k: int, timing: _Timing) -> dict:
+        """`_unit_decode_logs`, each unit moved by its own residual at k_max (measured minus modelled) when
+        the model was calibrated: the prediction at k_max is each unit's measurement, and its noise is part of
+        every prediction's interval, while two predictions of the same model differ only by the model."""
+        logs = self._unit_decode_logs(k, timing)
+        if not self.anchor_logs:
+            return logs
+        at_max = logs if k == self.k_max else self._unit_decode_logs(self.k_max, timing)
+        return {unit: log + self.anchor_logs[unit] - at_max[unit] for unit, log in logs.items()
+                if unit in self.anchor_logs}
 
     def predict(self, k: int, generated_tokens: int | None = None) -> Prediction:
         """The predicted decode and end-to-end speedups of drafting k tokens per round (1 <= k <= k_max);
@@ -440,20 +550,23 @@ class SpeedupModel:
         def decode_log(timing: _Timing) -> float:
             return math.log(timing.baseline_token_s()) - math.log(timing.round_s(k))
 
+        unit_logs = list(self._anchored_unit_logs(k, point).values())
+        log_point = _mean(unit_logs)
+        # the timings' share of the variance, from the steady state (a bootstrap of the exact decode phase
+        # would cost a dynamic programme per draw, unit and k for the same spread)
         mean_tokens_log = _mean(token_logs)
-        log_point = mean_tokens_log + decode_log(point)
-        low, high = _bounds(log_point, token_logs, [mean_tokens_log + decode_log(t) for t in draws], repeats,
+        low, high = _bounds(log_point, unit_logs, [mean_tokens_log + decode_log(t) for t in draws], repeats,
                             self.confidence)
 
         e2e = e2e_low = e2e_high = None
         e2e_units = [u for u in units if u in self.baseline_ttft_s and u in self.speculative_ttft_s
                      and (generated_tokens is not None or u in self.generated_tokens)]
         if e2e_units:
-            unit_logs = self._e2e_logs(k, tokens, point, e2e_units, generated_tokens)
-            e2e_log = _mean(unit_logs)
+            e2e_logs = self._e2e_logs(k, tokens, point, e2e_units, generated_tokens, exact=True)
+            e2e_log = _mean(e2e_logs)
             draws_logs = [_mean(self._e2e_logs(k, tokens, t, e2e_units, generated_tokens)) for t in draws]
             e2e = math.exp(e2e_log)
-            e2e_low, e2e_high = _bounds(e2e_log, unit_logs, draws_logs, repeats, self.confidence)
+            e2e_low, e2e_high = _bounds(e2e_log, e2e_logs, draws_logs, repeats, self.confidence)
 
         return Prediction(k=k, decode_speedup=math.exp(log_point), low=low, high=high, e2e_speedup=e2e,
                           e2e_low=e2e_low, e2e_high=e2e_high, expected_tokens_per_round=math.exp(mean_tokens_log),
@@ -463,9 +576,13 @@ class SpeedupModel:
         """Per unit, the log of the predicted decode speedup at k (median timings): predictions at two k
         (or of two setups measured on the same units) compare unit by unit, which cancels what the units
         share."""
-        timing = self.costs.point()
-        offset = math.log(timing.baseline_token_s()) - math.log(timing.round_s(k))
-        return {unit: math.log(tokens) + offset for unit, tokens in self.profile.unit_expected_tokens(k).items()}
+        return self._anchored_unit_logs(k, self.costs.point())
+
+    def draw_decode_logs(self, k: int) -> list[float]:
+        """Per timing resample, the steady-state log decode speedup at k (mean over units): the timings'
+        share of the uncertainty of a difference between two k."""
+        mean_tokens_log = _mean([math.log(t) for t in self.profile.unit_expected_tokens(k).values()])
+        return [mean_tokens_log + math.log(t.baseline_token_s()) - math.log(t.round_s(k)) for t in self._timing_draws()]
 
     def predict_all(self, ks: Iterable[int] | None = None, generated_tokens: int | None = None) -> list[Prediction]:
         """Predictions at every k in `ks` (default 1..k_max)."""
@@ -494,36 +611,82 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
         k = ks[0]
     profile = AcceptanceProfile.from_samples(speculative, k)
     speculative = [s for s in speculative if _unit(s) in profile.counts and s.num_draft_tokens == k]
+    anchor_logs = {}
     if calibrate:
-        costs = _calibrated(costs, speculative, [s for s in baseline_samples if s.is_baseline], k,
-                            profile.expected_tokens(k))
+        baseline = [s for s in baseline_samples if s.is_baseline]
+        costs = _calibrated(costs, speculative, baseline, profile)
+        anchor_logs = {unit: log for unit, log in _measured_unit_logs(speculative, baseline).items()
+                       if unit in profile.counts}
     return SpeedupModel(
         profile=profile,
         costs=costs,
         speculative_ttft_s=_per_unit(speculative, "ttft_s"),
         baseline_ttft_s=_per_unit([s for s in baseline_samples if s.is_baseline], "ttft_s"),
         generated_tokens=_per_unit(speculative, "generated_tokens"),
+        anchor_logs=anchor_logs,
         confidence=confidence,
         bootstrap_repeats=bootstrap_repeats,
         seed=seed,
     )
 
 
-def _calibrated(costs: VerifyCosts, speculative: list, baseline: list, k: int, tokens_per_round: float) -> VerifyCosts:
-    """`costs` with the overheads that make the model meet the measured decode speeds (see fit_model).
-    The effective round time is the measured decode time per token times the expected tokens of a
-    complete round, so rounds cut short at the end of a run are paid for as they were."""
+def _calibrated(costs: VerifyCosts, speculative: list, baseline: list, profile: AcceptanceProfile) -> VerifyCosts:
+    """`costs` anchored to the runs (see fit_model): the baseline's time per token is its measured one,
+    and the rounds are adjusted so that the model's decode speedup at k, each unit's decode phase
+    modelled as it ran (its length, its acceptance, rounds cut short near the end), is the measured one
+    (the mean over units of the log speedup against the baseline runs of the same unit). A model slower
+    than the runs gets a cost per round (the loop's sampling and bookkeeping, the draft catching up on
+    tokens it did not propose); one faster than the runs, whose passes overlapped in the loop, has every
+    round scaled down."""
     import dataclasses
 
-    point = dataclasses.replace(costs, token_overhead_s=0.0, round_scale=1.0).point()
-    round_times = [s.decode_s / s.decode_tokens * tokens_per_round for s in speculative
-                   if s.decode_tokens > 0 and s.decode_s > 0]
+    plain = dataclasses.replace(costs, token_overhead_s=0.0, round_scale=1.0, round_overhead_s=0.0)
+    point = plain.point()
     token_times = [s.decode_s / s.decode_tokens for s in baseline if s.decode_tokens > 0 and s.decode_s > 0]
-    return dataclasses.replace(
-        costs,
-        round_scale=statistics.median(round_times) / point.round_s(k) if round_times else costs.round_scale,
-        token_overhead_s=statistics.median(token_times) - point.target_s(1) if token_times else costs.token_overhead_s,
-    )
+    if not token_times:
+        return costs
+    calibrated = dataclasses.replace(plain, token_overhead_s=statistics.median(token_times) - point.target_s(1))
+    t1 = calibrated.point().baseline_token_s()
+    measured = _measured_unit_logs(speculative, baseline)
+    reach = profile.unit_reach()
+    phases = []  # per unit: (tokens, seconds without overhead, rounds), expected over its decode phase
+    for unit in measured:
+        generated = round(_mean([s.generated_tokens for s in speculative if _unit(s) == unit]))
+        if unit in reach and generated > 1:
+            tokens, seconds = _decode_phase(reach[unit], profile.k, generated, point.round_s)
+            rounds = _decode_phase(reach[unit], profile.k, generated, lambda drafted: 1.0)[1]
+            if tokens > 0 and seconds > 0:
+                phases.append((tokens, seconds, rounds, measured[unit]))
+    if not phases:
+        return dataclasses.replace(calibrated, round_scale=costs.round_scale, round_overhead_s=costs.round_overhead_s)
+    target = _mean([log for *_, log in phases])
+
+    def modelled(overhead: float) -> float:
+        return _mean([math.log(tokens / (seconds + overhead * rounds) * t1) for tokens, seconds, rounds, _ in phases])
+
+    if modelled(0.0) < target:  # the runs were faster than the timed passes add up to
+        return dataclasses.replace(calibrated, round_scale=math.exp(modelled(0.0) - target))
+    low, high = 0.0, max(seconds / rounds for _, seconds, rounds, _ in phases)
+    while modelled(high) > target:
+        high *= 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if modelled(middle) > target else (low, middle)
+    return dataclasses.replace(calibrated, round_overhead_s=(low + high) / 2)
+
+
+def _measured_unit_logs(speculative: list, baseline: list) -> dict:
+    """Per unit with both, the measured log decode speedup: mean log decode speed of the speculative runs
+    minus that of the baseline runs."""
+    def logs(samples):
+        by_unit: dict = {}
+        for sample in samples:
+            if sample.decode_tokens > 0 and sample.decode_s > 0:
+                by_unit.setdefault(_unit(sample), []).append(math.log(sample.decode_tokens / sample.decode_s))
+        return {unit: _mean(values) for unit, values in by_unit.items()}
+
+    fast, plain = logs(speculative), logs(baseline)
+    return {unit: fast[unit] - plain[unit] for unit in fast if unit in plain}
 
 
 def _per_unit(samples: list, attribute: str) -> dict:
@@ -539,7 +702,7 @@ def predict_setups(samples: Iterable, verify_s: dict, token_s: list[float] | flo
     """Predictions at every k <= k_max for each of `methods` (fixed-k methods: each fitted to its runs at
     k_max among `samples`, with the baseline runs among them), as {(method, k): Prediction}. A method
     whose runs cannot be fitted (no complete round yet) gets none. `unit_logs`, when given, receives
-    each setup's per-unit log decode speedups (SpeedupModel.unit_decode_logs)."""
+    each setup's PredictedLogs (per unit, SpeedupModel.unit_decode_logs; per timing draw, draw_decode_logs)."""
     samples = list(samples)
     baseline = [s for s in samples if s.is_baseline]
     costs = VerifyCosts({int(n): s for n, s in verify_s.items()}, token_s)
@@ -552,7 +715,9 @@ def predict_setups(samples: Iterable, verify_s: dict, token_s: list[float] | flo
             model = fit_model(at_max, costs, baseline, k=k_max, calibrate=True)
             predictions.update({(method, p.k): p for p in model.predict_all()})
             if unit_logs is not None:
-                unit_logs.update({(method, k): model.unit_decode_logs(k) for k in range(1, k_max + 1)})
+                unit_logs.update({(method, k): PredictedLogs(model.unit_decode_logs(k), model.draw_decode_logs(k),
+                                                                model.costs.repeats)
+                                  for k in range(1, k_max + 1)})
         except (InvalidInputError, ValueError, ZeroDivisionError):  # too few complete rounds to fit
             continue
     return predictions

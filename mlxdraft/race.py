@@ -3,14 +3,15 @@
 resumed sweep replays every decision exactly and continues the race where it stopped.
 
 1. Probe: the first PROBE_UNITS units (prompt x pass) measure the baseline and each method at its
-   largest k.
+   largest k (fewer when every one of them is surely slower than the baseline sooner).
 2. Prediction: the speedup model (`prediction`) predicts every other k of the fixed-k methods; a
    setup whose predicted upper bound is below the leader's lower bound is pruned without a run.
    Setups the model cannot predict (adaptive, prompt lookup) stay in.
 3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
    statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
-   with the highest lower bound here, or an earlier group's of the same target (`leader_floor`).
+   with the highest lower bound here, or an earlier group's of the same target (`leader_floor`), or
+   the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out.
 The group ends when every unit is measured or no setup is left.
 """
 
@@ -20,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .analysis import paired_ratios, unit_of
-from .prediction import Prediction, can_still_win
+from .prediction import PredictedLogs, Prediction, can_still_win
 from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
 
 PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
-TIE_MARGIN = 0.03  # a setup predicted slower than the predicted best by more than this (surely) is pruned
+TIE_MARGIN = 0.03  # a setup predicted (surely) no more than this faster than the predicted best is pruned
 MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
+BASELINE_SPEEDUP = 1.0  # the baseline's speedup over itself: every setup races against it too
 METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}
 
 Setup = tuple  # (method key, k)
@@ -55,7 +57,7 @@ class RaceState:
     keep: int  # samples that form whole units (the rest is measured again)
     pruned: list[Pruned] = field(default_factory=list)
     leader: Setup | None = None
-    leader_low: float | None = None
+    leader_low: float = BASELINE_SPEEDUP  # the leader's lower bound (the baseline's speedup without one)
 
     def finished(self, units: int) -> bool:
         return not self.alive or self.units_done >= units
@@ -115,9 +117,9 @@ class Race:
             state.keep += len(got)
             measured = samples[: state.keep]
             self._find_leader(state, measured)
-            if state.units_done >= probe:
+            if state.units_done >= min(probe, MIN_UNITS_FOR_INTERVAL):
                 self._drop_behind(state, measured, pruned)
-            if state.units_done == probe:
+            if state.units_done == probe or not state.alive:  # a probe whose setups all lost ends early
                 self._prune_by_prediction(state, measured, pruned)
         state.pruned = pruned
         return state
@@ -126,46 +128,55 @@ class Race:
         return {setup: _estimate(measured, setup, METRIC[self.objective], len(state.alive))
                 for setup in state.alive}
 
+    def _floor(self) -> float:
+        return BASELINE_SPEEDUP if self.floor is None else max(self.floor, BASELINE_SPEEDUP)
+
     def _find_leader(self, state: RaceState, measured: list) -> None:
-        state.leader, state.leader_low = None, self.floor
+        state.leader, state.leader_low = None, self._floor()
         for setup, estimate in self._racing_estimates(state, measured).items():
-            if estimate and estimate.low is not None and (state.leader_low is None or estimate.low > state.leader_low):
+            if estimate and estimate.low is not None and estimate.low > state.leader_low:
                 state.leader, state.leader_low = setup, estimate.low
 
+    def leader_name(self, state: RaceState) -> str:
+        if state.leader:
+            return f"{state.leader[0]} k={state.leader[1]}"
+        if self.floor is not None and self.floor > BASELINE_SPEEDUP:
+            return f"{self.floor_name} (an earlier draft)"
+        return "the baseline"
+
     def _leader_text(self, state: RaceState) -> str:
-        name = f"{state.leader[0]} k={state.leader[1]}" if state.leader else f"{self.floor_name} (an earlier draft)"
-        return f"the leader {name}'s lower bound {state.leader_low:.2f}x"
+        if state.leader is None and state.leader_low == BASELINE_SPEEDUP:
+            return f"the baseline's {BASELINE_SPEEDUP:.2f}x (no speculative decoding)"
+        return f"the leader {self.leader_name(state)}'s lower bound {state.leader_low:.2f}x"
 
     def _prune_by_prediction(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
         if len(measured) not in self._fitted:
             unit_logs: dict = {}
             self._fitted[len(measured)] = (self.predict(measured, unit_logs), unit_logs)
         predictions, unit_logs = self._fitted[len(measured)]
-        best = max(unit_logs, key=lambda s: _mean(unit_logs[s].values()), default=None)
+        best = max(unit_logs, key=lambda s: unit_logs[s].mean(), default=None)
         alive = set(state.alive)
         dropped = {(p.method, p.num_draft_tokens) for p in pruned}
         for setup in self.setups:
             if setup in alive or setup in dropped:
                 continue
             prediction: Prediction | None = predictions.get(setup)
-            if prediction is not None and state.leader_low is not None and not can_still_win(
+            if prediction is not None and not can_still_win(
                     prediction, state.leader_low, self.objective):
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"predicted {_predicted_text(prediction, self.objective)} cannot reach "
                     f"{self._leader_text(state)}")))
-            elif best is not None and setup != best and setup in unit_logs and _surely_slower(
-                    unit_logs[setup], unit_logs[best], len(self.setups)):
+            elif best is not None and setup != best and setup in unit_logs and _cannot_beat_by_a_margin(
+                    unit_logs[setup], unit_logs[best]):
                 pruned.append(Pruned(*setup, state.units_done, (
-                    f"predicted {_predicted_text(prediction, self.objective)}, surely more than "
-                    f"{TIE_MARGIN:.0%} slower than the predicted best {best[0]} k={best[1]} "
+                    f"predicted {_predicted_text(prediction, self.objective)}: surely not more than "
+                    f"{TIE_MARGIN:.0%} faster than the predicted best {best[0]} k={best[1]} "
                     f"({_predicted_text(predictions[best], self.objective)}), prompt by prompt")))
             else:
                 alive.add(setup)
         state.alive = [s for s in self.setups if s in alive]
 
     def _drop_behind(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
-        if state.leader_low is None:
-            return
         for setup, estimate in self._racing_estimates(state, measured).items():
             if setup == state.leader or not estimate or estimate.n < MIN_UNITS_FOR_INTERVAL:
                 continue
@@ -181,21 +192,32 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def _surely_slower(logs: dict, best_logs: dict, candidates: int) -> bool:
-    """Whether a setup's predicted speedups are below the best's by more than TIE_MARGIN, unit by unit,
-    at 95% (one-sided, widened for the candidates): a t bound on the paired log differences."""
+def _cannot_beat_by_a_margin(logs: PredictedLogs, best_logs: PredictedLogs) -> bool:
+    """Whether a setup surely cannot be more than TIE_MARGIN faster than the predicted best (95%, one-sided):
+    a t bound on the paired per-unit log differences of the predictions, with the timings' variance of
+    the difference (paired timing draws) added, at Welch-Satterthwaite degrees of freedom. Such a setup
+    is at best tied with the predicted best, so measuring it cannot change the choice by more than the
+    margin. Not widened for the number of setups: the one test that can cost the choice anything is the
+    truly fastest setup's own."""
     import math
 
     from .stats import t_quantile
 
-    differences = [logs[u] - best_logs[u] for u in logs if u in best_logs]
+    differences = [logs.units[u] - best_logs.units[u] for u in logs.units if u in best_logs.units]
     n = len(differences)
     if n < MIN_UNITS_FOR_INTERVAL:
         return False
     mean = _mean(differences)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    upper = mean + t_quantile(1 - 0.05 / max(candidates, 1), n - 1) * sd / math.sqrt(n)
-    return upper < math.log(1 - TIE_MARGIN)
+    var_units = sum((d - mean) ** 2 for d in differences) / (n - 1) / n
+    draws = [a - b for a, b in zip(logs.draws, best_logs.draws)]
+    repeats = min((r for r in (logs.repeats, best_logs.repeats) if r), default=None)
+    var_timing = sum((d - _mean(draws)) ** 2 for d in draws) / (len(draws) - 1) if repeats and len(draws) > 1 else 0.0
+    total = var_units + var_timing
+    if total <= 0:
+        return mean < math.log(1 + TIE_MARGIN)
+    denominator = var_units ** 2 / (n - 1) + (var_timing ** 2 / (repeats - 1) if var_timing else 0.0)
+    df = max(1, math.floor(total ** 2 / denominator)) if denominator > 0 else n - 1
+    return mean + t_quantile(0.95, df) * math.sqrt(total) < math.log(1 + TIE_MARGIN)
 
 
 def _predicted_text(prediction: Prediction, objective: str) -> str:

@@ -246,7 +246,7 @@ def _describe_difference(saved: dict, wanted: dict) -> str:
     return "the settings differ"
 
 
-TIMING_REPEATS = 3  # timed forward passes per width, for the speedup model
+TIMING_REPEATS = 5  # timed forward passes per width, for the speedup model (3 let one noisy pass bend T(n))
 PROGRESS_EVERY_S = 5.0  # the longest a generation runs without a progress line
 
 # Failures that can change between attempts are retried by --resume; these cannot.
@@ -379,9 +379,8 @@ class SweepRun:
                 if pruned.reason not in news:
                     news.add(pruned.reason)
                     yield f"pruned {pruned.method} k={pruned.num_draft_tokens}: {pruned.reason}"
-            leader = f"{state.leader[0]} k={state.leader[1]}" if state.leader else "none yet"
-            yield (f"race after {state.units_done}/{len(units)} unit(s): leader {leader}"
-                   + (f" (lower bound {state.leader_low:.2f}x)" if state.leader_low else "")
+            yield (f"race after {state.units_done}/{len(units)} unit(s): leader {race.leader_name(state)}"
+                   + (f" (lower bound {state.leader_low:.2f}x)" if state.leader else "")
                    + f", {len(state.alive)} setup(s) left")
         record.pruned = [p.to_dict() for p in state.pruned]
 

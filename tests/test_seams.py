@@ -243,7 +243,7 @@ def test_smart_sweep_measures_less_and_picks_the_exhaustive_winner(tmp_path):
         verdicts["all"]["draft"], verdicts["all"]["num_draft_tokens"])
     report = cli_report(tmp_path / "smart.json", "table")
     assert "Pruned by the smart sweep (left out of the verdicts):" in report
-    assert "- big + mlx-lm tiny k=1: after 4 unit(s): predicted " in report
+    assert "- big + mlx-lm tiny k=1: after 3 unit(s): predicted " in report  # its k=6 lost after 3
     assert "pruned mlx-lm k=1: predicted" in smart.stderr and "leader mlx-lm k=" in smart.stderr
 
 
@@ -272,3 +272,23 @@ def test_a_race_interrupted_anywhere_resumes_to_the_same_result(tmp_path, monkey
             assert [(s.prompt_index, s.method, s.num_draft_tokens, s.token_ids) for s in groups[key].samples] == [
                 (s.prompt_index, s.method, s.num_draft_tokens, s.token_ids) for s in group.samples], (stop_at, key)
             assert groups[key].pruned == group.pruned
+
+
+def test_smart_sweep_stops_a_group_whose_setups_are_all_slower_than_the_baseline(tmp_path):
+    # the drafts cost as much as the target: every setup is surely slower than no speculative decoding
+    fake_engine.install(models={"big": fake_engine.FakeModel(token_s=0.1, weights_gb=4.0),
+                                "slow": fake_engine.FakeModel(token_s=0.09, weights_gb=2.0, acceptance=0.3),
+                                "slower": fake_engine.FakeModel(token_s=0.12, weights_gb=2.0, acceptance=0.2)},
+                        noise=0.02, seed=2)
+    args = smart_args(tmp_path, tmp_path / "smart.json")
+    args[args.index("small,tiny")] = "slow,slower"
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    groups = load_results(tmp_path / "smart.json").groups
+    for group in groups.values():  # the probe only, cut to the 3 prompts that show k=6 loses; the rest pruned
+        assert [(s.method, s.num_draft_tokens) for s in group.samples] == [("baseline", 0), ("mlx-lm", 6)] * 3
+        assert {p["num_draft_tokens"] for p in group.pruned} == {1, 2, 3, 4, 6}
+        assert all("the baseline's 1.00x (no speculative decoding)" in p["reason"] for p in group.pruned)
+    report = json.loads(CliRunner().invoke(cli, ["report", str(tmp_path / "smart.json"), "--format", "json",
+                                                 "--objective", "decode"]).stdout)
+    assert report["verdicts"][0]["verdict"] == "no-gain"
