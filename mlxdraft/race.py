@@ -5,7 +5,8 @@ resumed sweep replays every decision exactly and continues the race where it sto
 1. Probe: the first PROBE_UNITS units (prompt x pass) measure the baseline and each method at its
    largest k (fewer when every one of them is surely slower than the baseline sooner).
 2. Prediction: the speedup model (`prediction`) predicts every other k of the fixed-k methods; a
-   setup whose predicted upper bound is below the leader's lower bound is pruned without a run.
+   setup whose predicted upper bound is below the leader's lower bound is pruned without a run, and
+   (decode objective) so is one that surely cannot beat the predicted best by more than TIE_MARGIN.
    Setups the model cannot predict (adaptive, prompt lookup) stay in.
 3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
@@ -166,8 +167,8 @@ class Race:
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"predicted {_predicted_text(prediction, self.objective)} cannot reach "
                     f"{self._leader_text(state)}")))
-            elif best is not None and setup != best and setup in unit_logs and _cannot_beat_by_a_margin(
-                    unit_logs[setup], unit_logs[best]):
+            elif (self.objective == "decode" and best is not None and setup != best and setup in unit_logs
+                  and _cannot_beat_by_a_margin(unit_logs[setup], unit_logs[best])):
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"predicted {_predicted_text(prediction, self.objective)}: surely not more than "
                     f"{TIE_MARGIN:.0%} faster than the predicted best {best[0]} k={best[1]} "
