@@ -358,7 +358,9 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     - "speculative" when the leader's widened lower bound is above 1. The chosen candidate is then the
       cheapest (smallest `cost`, then first in the given order) of the leader and those tied with it whose
       own widened lower bound is also above 1; `estimate` is the chosen one's widened estimate.
-    - "no-gain" when every candidate's widened upper bound is below 1: no setup beats the baseline.
+    - "no-gain" when every candidate's own upper bound is below 1: no setup beats the baseline (a claim
+      about all of them at once, which each one's interval at the confidence level establishes: an
+      intersection-union test needs no widening).
     - Otherwise "inconclusive", including when the leader has fewer than MIN_UNITS_FOR_INTERVAL units
       (then more_units_needed is the units still missing for any interval). Else, taking the leader's
       mean log ratio and sd as they are, more_units_needed is the total n at which the widened interval
@@ -418,7 +420,10 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         if chosen_index != leader_index:
             reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
         return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
-    if all(estimates[index].high is not None and estimates[index].high < 1.0 for index, _, _ in usable):
+    # "every setup is slower" is an intersection of claims: it holds at the confidence level when each
+    # setup's own (not widened) interval says so (an intersection-union test), unlike "this one is faster"
+    own = {index: _estimate_from_logs(list(logs.values()), confidence, 1) for index, _, logs in usable}
+    if all(own[index].high is not None and own[index].high < 1.0 for index, _, _ in usable):
         ahead = [candidate for _, candidate, logs in too_few if math.fsum(logs.values()) >= 0]
         if ahead:
             return verdict(
@@ -428,8 +433,8 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             )
         return verdict(
             "no-gain",
-            f"no setup beats the baseline: the best, {name}, is {leader_est.geomean:.2f}x "
-            f"({_format_interval(leader_est)})",
+            f"no setup beats the baseline: each is surely slower on its own interval; the best, {name}, is "
+            f"{leader_est.geomean:.2f}x ({_format_interval(own[leader_index])})",
         )
     mean, sd = math.log(leader_est.geomean), leader_est.log_sd
     total = _units_to_decide(mean, sd, leader_est.n, confidence, m)

@@ -137,7 +137,20 @@ def test_decide_every_setup_slower_is_no_gain():
     verdict = decide([Candidate(k, units([r * math.exp(e) for e in noise])) for k, r in [(2, 0.8), (4, 0.7)]])
     assert verdict.verdict == "no-gain" and verdict.chosen is None and verdict.leader == 2
     assert verdict.estimate.high < 1 and verdict.more_units_needed is None
-    assert verdict.reason.startswith("no setup beats the baseline: the best, 2, is 0.80x")
+    assert verdict.reason.startswith("no setup beats the baseline: each is surely slower on its own interval; "
+                                     "the best, 2, is 0.80x")
+
+
+def test_decide_no_gain_needs_each_setup_slower_on_its_own_interval_not_a_widened_one():
+    # three units each: every own 95% interval is below 1, the intervals widened for 6 setups are not
+    noise = [0.12, -0.1, 0.0]
+    candidates = [Candidate(k, units([0.7 * math.exp(e + 0.005 * k) for e in noise])) for k in range(1, 7)]
+    verdict = decide(candidates)
+    assert verdict.estimate.high > 1  # the leader's widened interval
+    assert verdict.verdict == "no-gain"
+    # one setup whose own interval reaches 1 keeps it open
+    verdict = decide(candidates + [Candidate(7, units([0.95 * math.exp(3 * e) for e in noise]))])
+    assert verdict.verdict == "inconclusive"
 
 
 def test_decide_two_units_is_inconclusive_without_interval():
