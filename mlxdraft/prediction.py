@@ -262,7 +262,9 @@ class _Timing:
         return self.verify_s[low] + share * (self.verify_s[high] - self.verify_s[low])
 
     def round_s(self, k: int) -> float:
-        return self.round_scale * (k * self.draft_token_s + self.target_s(k + 1) + self.round_overhead_s)
+        """One round drafting k tokens. An anchored timing draw's overhead may be negative; a round never
+        costs nothing."""
+        return max(self.round_scale * (k * self.draft_token_s + self.target_s(k + 1) + self.round_overhead_s), 1e-12)
 
 
 @dataclass
