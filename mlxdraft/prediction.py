@@ -472,11 +472,11 @@ class SpeedupModel:
         """The timing bootstrap, drawn once (seeded) and shared by every k, so predictions do not depend
         on the order they are asked in."""
         if self._draws is None:
-            rng = random.Random(self.seed)
-            self._draws = [self._anchored(self.costs.resample(rng)) for _ in range(self.bootstrap_repeats)]
+            rng, point = random.Random(self.seed), self.costs.point()
+            self._draws = [self._anchored(self.costs.resample(rng), point) for _ in range(self.bootstrap_repeats)]
         return self._draws
 
-    def _anchored(self, draw: _Timing) -> _Timing:
+    def _anchored(self, draw: _Timing, point: _Timing) -> _Timing:
         """A calibrated model's timing draw, calibrated the same way (in the steady state): the baseline's
         time per token and the round at k_max stay as measured, so a draw varies only the shape of the
         costs between k and k_max; the measurement at k_max has its own share (the units')."""
@@ -484,7 +484,6 @@ class SpeedupModel:
             return draw
         import dataclasses
 
-        point = self.costs.point()
         raw = dataclasses.replace(draw, round_overhead_s=0.0, round_scale=1.0)
         anchored = dataclasses.replace(raw, token_overhead_s=point.baseline_token_s() - raw.target_s(1))
         if point.round_scale != 1.0:
@@ -600,11 +599,11 @@ def fit_model(speculative_samples: Iterable, costs: VerifyCosts, baseline_sample
     run at; measure at the largest k of interest), the costs, and the baseline runs measured beside them
     (for the end-to-end figure; without them e2e predictions are None).
 
-    `calibrate` anchors the costs to the runs themselves: every modelled round time is scaled so that
-    the measured decode time per round at k is met (the loop's own cost beyond the separately timed
-    forward passes: sampling, bookkeeping, dispatch, passes that overlap in the loop), and the baseline's
-    time per token is its measured one. The shape of the timed T(n) curve and the draft's cost then carry
-    the prediction from k to every smaller k."""
+    `calibrate` anchors the model to the runs themselves (`_calibrated`): the baseline's time per token is
+    its measured one, a cost per round (or a scale, when the loop overlaps passes) makes the modelled
+    speedup at k the measured one, and each unit's predictions move by its own residual at k (the model's
+    anchor_logs). The shape of the timed T(n) curve and the draft's cost then carry the prediction from k
+    to every smaller k."""
     speculative = [s for s in speculative_samples if not s.is_baseline]
     if k is None:
         ks = sorted({s.num_draft_tokens for s in speculative})
