@@ -242,7 +242,7 @@ def test_smart_sweep_measures_less_and_picks_the_exhaustive_winner(tmp_path):
     assert (verdicts["smart"]["draft"], verdicts["smart"]["num_draft_tokens"]) == (
         verdicts["all"]["draft"], verdicts["all"]["num_draft_tokens"])
     report = cli_report(tmp_path / "smart.json", "table")
-    assert "Pruned by the smart sweep (left out of the verdicts):" in report
+    assert "Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else):" in report
     assert "- big + mlx-lm tiny k=1: after 3 unit(s): predicted " in report  # its k=6 lost after 3
     assert "pruned mlx-lm k=1: predicted" in smart.stderr and "leader mlx-lm k=" in smart.stderr
 

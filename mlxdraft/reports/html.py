@@ -408,7 +408,7 @@ def _chart_legend() -> str:
 
 
 def _pruned_section(analysis: SweepAnalysis) -> str:
-    return _list_section("pruned", "Pruned by the smart sweep (left out of the verdicts)", pruned_lines(analysis))
+    return _list_section("pruned", "Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else)", pruned_lines(analysis))
 
 
 def _problem_section(analysis: SweepAnalysis) -> str:

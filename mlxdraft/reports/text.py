@@ -131,7 +131,7 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
     pruned = pruned_lines(analysis)
     if pruned:
-        lines += section("Pruned by the smart sweep (left out of the verdicts)")
+        lines += section("Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else)")
         lines += [f"- {p}" for p in pruned]
     problems = problem_lines(analysis)
     if problems:
