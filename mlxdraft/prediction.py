@@ -421,8 +421,8 @@ def _variance(values: list[float]) -> float:
     return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
-def _bounds(log_point: float, unit_logs: list[float], timing_logs: list[float], repeats: int | None,
-            confidence: float) -> tuple[float | None, float | None]:
+def combined_interval(log_point: float, unit_logs: list[float], timing_logs: list[float], repeats: int | None,
+                      confidence: float) -> tuple[float | None, float | None]:
     """Interval on the ratio scale: unit and timing variances of the log estimate added, t quantile at
     Welch-Satterthwaite degrees of freedom."""
     n = len(unit_logs)
@@ -556,7 +556,7 @@ class SpeedupModel:
         # the timings' share of the variance, from the steady state (a bootstrap of the exact decode phase
         # would cost a dynamic programme per draw, unit and k for the same spread)
         mean_tokens_log = _mean(token_logs)
-        low, high = _bounds(log_point, unit_logs, [mean_tokens_log + decode_log(t) for t in draws], repeats,
+        low, high = combined_interval(log_point, unit_logs, [mean_tokens_log + decode_log(t) for t in draws], repeats,
                             self.confidence)
 
         e2e = e2e_low = e2e_high = None
@@ -567,7 +567,7 @@ class SpeedupModel:
             e2e_log = _mean(e2e_logs)
             draws_logs = [_mean(self._e2e_logs(k, tokens, t, e2e_units, generated_tokens)) for t in draws]
             e2e = math.exp(e2e_log)
-            e2e_low, e2e_high = _bounds(e2e_log, e2e_logs, draws_logs, repeats, self.confidence)
+            e2e_low, e2e_high = combined_interval(e2e_log, e2e_logs, draws_logs, repeats, self.confidence)
 
         return Prediction(k=k, decode_speedup=math.exp(log_point), low=low, high=high, e2e_speedup=e2e,
                           e2e_low=e2e_low, e2e_high=e2e_high, expected_tokens_per_round=math.exp(mean_tokens_log),

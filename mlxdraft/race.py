@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .analysis import paired_ratios, unit_of
-from .prediction import PredictedLogs, Prediction, can_still_win
+from .prediction import PredictedLogs, Prediction, can_still_win, combined_interval
 from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
 
 PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
@@ -199,30 +199,17 @@ def _mean(values) -> float:
 
 def _cannot_beat_by_a_margin(logs: PredictedLogs, best_logs: PredictedLogs) -> bool:
     """Whether a setup surely cannot be more than TIE_MARGIN faster than the predicted best (95%, one-sided):
-    a t bound on the paired per-unit log differences of the predictions, with the timings' variance of
-    the difference (paired timing draws) added, at Welch-Satterthwaite degrees of freedom. Such a setup
+    the paired per-unit log differences of the predictions, with the timings' variance of the difference
+    (paired timing draws) added, as a prediction's interval is (`prediction.combined_interval`). Such a setup
     is at best tied with the predicted best, so measuring it cannot change the choice by more than the
     margin. Not widened for the number of setups: the one test that can cost the choice anything is the
     truly fastest setup's own."""
-    import math
-
-    from .stats import t_quantile
-
     differences = [logs.units[u] - best_logs.units[u] for u in logs.units if u in best_logs.units]
-    n = len(differences)
-    if n < MIN_UNITS_FOR_INTERVAL:
-        return False
-    mean = _mean(differences)
-    var_units = sum((d - mean) ** 2 for d in differences) / (n - 1) / n
     draws = [a - b for a, b in zip(logs.draws, best_logs.draws)]
     repeats = min((r for r in (logs.repeats, best_logs.repeats) if r), default=None)
-    var_timing = sum((d - _mean(draws)) ** 2 for d in draws) / (len(draws) - 1) if repeats and len(draws) > 1 else 0.0
-    total = var_units + var_timing
-    if total <= 0:
-        return mean < math.log(1 + TIE_MARGIN)
-    denominator = var_units ** 2 / (n - 1) + (var_timing ** 2 / (repeats - 1) if var_timing else 0.0)
-    df = max(1, math.floor(total ** 2 / denominator)) if denominator > 0 else n - 1
-    return mean + t_quantile(0.95, df) * math.sqrt(total) < math.log(1 + TIE_MARGIN)
+    mean = _mean(differences) if differences else 0.0
+    _, high = combined_interval(mean, differences, draws, repeats, confidence=0.90)  # its high: one-sided 95%
+    return high is not None and high < 1 + TIE_MARGIN
 
 
 def _predicted_text(prediction: Prediction, objective: str) -> str:

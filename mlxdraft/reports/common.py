@@ -251,6 +251,9 @@ def baseline_matrix(analysis: SweepAnalysis) -> tuple[list[str], list[list[str]]
     return headers, rows
 
 
+PRUNED_TITLE = "Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else)"
+
+
 def pruned_lines(analysis: SweepAnalysis) -> list[str]:
     """The setups a smart sweep stopped measuring, and why (they take no part in the verdicts)."""
     return [f"{label(c.target)} + {c.label}: {c.pruned}" for c in analysis.pruned()]

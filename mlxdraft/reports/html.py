@@ -14,6 +14,7 @@ from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict,
 from ..stats import RatioEstimate
 from .common import (
     METRIC_TITLES,
+    PRUNED_TITLE,
     SPEEDUP_TITLES,
     baseline_matrix,
     format_cell,
@@ -408,7 +409,7 @@ def _chart_legend() -> str:
 
 
 def _pruned_section(analysis: SweepAnalysis) -> str:
-    return _list_section("pruned", "Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else)", pruned_lines(analysis))
+    return _list_section("pruned", PRUNED_TITLE, pruned_lines(analysis))
 
 
 def _problem_section(analysis: SweepAnalysis) -> str:

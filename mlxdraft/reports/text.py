@@ -9,6 +9,7 @@ from ..methods import get_method
 from ..results import Results
 from .common import (
     METRIC_TITLES,
+    PRUNED_TITLE,
     SPEEDUP_TITLES,
     _model_line,
     _number,
@@ -131,7 +132,7 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
     pruned = pruned_lines(analysis)
     if pruned:
-        lines += section("Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else)")
+        lines += section(PRUNED_TITLE)
         lines += [f"- {p}" for p in pruned]
     problems = problem_lines(analysis)
     if problems:
