@@ -501,7 +501,9 @@ class SweepRun:
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
                     engine.check_loaded(loaded_target, draft)
-                    if plan.predicts() and not same:
+                    # once per sweep: a later target's group timing it again would change, on replay, the
+                    # decisions an earlier group's race made with the first timing
+                    if plan.predicts() and not same and "token_s" not in results.models[group.draft.name]:
                         yield event("probe", index, group, "timing the draft's forward pass of one token")
                         results.models[group.draft.name]["token_s"] = engine.time_forward(
                             draft, max(encoded, key=len), [1], TIMING_REPEATS)[1]

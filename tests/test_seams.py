@@ -292,3 +292,21 @@ def test_smart_sweep_stops_a_group_whose_setups_are_all_slower_than_the_baseline
     report = json.loads(CliRunner().invoke(cli, ["report", str(tmp_path / "smart.json"), "--format", "json",
                                                  "--objective", "decode"]).stdout)
     assert report["verdicts"][0]["verdict"] == "no-gain"
+
+
+def test_a_draft_shared_by_two_targets_is_timed_once(tmp_path, monkeypatch):
+    # the race of the first target's group decided with that timing; a second one would replay differently
+    engine = fake_engine.install()
+    original, timed = engine.time_forward, []
+
+    def recording(loaded, context_ids, widths, repeats=5):
+        timed.append((loaded.model, tuple(widths)))
+        return original(loaded, context_ids, widths, repeats)
+
+    monkeypatch.setattr(engine, "time_forward", recording)
+    args = smart_args(tmp_path, tmp_path / "smart.json")
+    args[args.index("big")] = "big,huge"
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    drafts = [model for model, widths in timed if widths == (1,)]
+    assert len(drafts) == 2 and drafts[0] is not drafts[1]  # small and tiny, once each for both targets
+    assert sum(1 for _, widths in timed if widths != (1,)) == 2  # each target's T(n), once
