@@ -389,7 +389,8 @@ def _predict(results: Results, record, cases: list[SweepCase], baseline) -> None
         fixed = [c.method for c in cases if c.draft == draft and METHODS.get(c.method) and METHODS[c.method].fixed_k]
         if token_s is None or not fixed:
             continue
-        predictions = predict_setups(record.samples, verify, token_s, max(results.plan.num_draft_tokens),
+        in_plan = [s for s in record.samples if s.pass_index < results.plan.settings.runs]  # as the race fitted
+        predictions = predict_setups(in_plan, verify, token_s, max(results.plan.num_draft_tokens),
                                      dict.fromkeys(fixed))
         for case in cases:
             if case.draft == draft:

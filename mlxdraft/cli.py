@@ -475,7 +475,8 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
     output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
     groups = plan.groups()
-    runs_text = f"{'at most ' if strategy == 'smart' else ''}{plan.total_runs()} runs ({strategy})"
+    runs_text = (f"at most {plan.total_runs()} runs in its races, and a few more where a verdict is left open "
+                 "(smart)" if strategy == "smart" else f"{plan.total_runs()} runs ({strategy})")
     progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x "
              f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {runs_text}; memory budget "
              f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")

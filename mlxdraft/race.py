@@ -13,7 +13,9 @@ resumed sweep replays every decision exactly and continues the race where it sto
    statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
    with the highest lower bound here, or an earlier group's of the same target (`leader_floor`), or
    the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out.
-The group ends when every unit is measured or no setup is left.
+The group ends when every unit is measured or no setup is left. The setups admitted in step 2 miss the
+probe's units; once every group of the target is measured, `settle` measures them there where the target's
+verdict hangs on them.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, leader_floor
 from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
+from .settle import drop_unpaired_baselines, next_catch_up
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,66 @@ class SweepRun:
                 raise resolved[name]
             return resolved[name]
 
+        def settle(target_name: str) -> Iterator[SweepEvent]:
+            """Once every group of a target is measured, the runs that settle a verdict its races left
+            open (module `settle`): each saved before the next decision, like a race's."""
+            nonlocal loaded_target, runs_done, runs_total
+            if plan.strategy != "smart":
+                return
+            for record in results.groups.values():
+                if record.target == target_name and drop_unpaired_baselines(record, plan.settings.runs):
+                    self.save()
+            while (catch_up := next_catch_up(results, target_name, plan.objective)) is not None:
+                group = next(g for g in groups if g.key == catch_up.group_key)
+                index = _group_order(plan, group.key)
+                record = results.groups[group.key]
+                runs_total += catch_up.total_runs
+                yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
+                try:
+                    target_source = resolve(target_name)
+                    if loaded_target is None or loaded_target.name != target_name:
+                        loaded_target = None
+                        engine.free_memory()
+                        yield event("loading", index, group, f"loading target {target_name}")
+                        loaded_target = engine.load(target_source)
+                    draft = None
+                    if group.draft:
+                        draft_source = resolve(group.draft.name)
+                        yield event("loading", index, group, f"loading draft {group.draft.name}")
+                        draft = (loaded_target if draft_source.path == target_source.path
+                                 else engine.load(draft_source))
+                    encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
+                    methods = {m.key: m for m in group.methods}
+                    baseline = Variant(get_method("baseline"))
+                    variants = {(key, k): Variant(methods[key], draft if methods[key].needs_draft else None, k)
+                                for _, setups in catch_up.runs for key, k in setups}
+                    params = {m.key: plan.params_for(m) for m in group.methods}
+                    if plan.settings.warmup:
+                        warm_up(engine, loaded_target, [baseline, *variants.values()], encoded[0], plan.settings,
+                                params, self._watch)
+                    for (prompt_index, pass_index), setups in catch_up.runs:
+                        for variant in [baseline] + [variants[setup] for setup in setups]:
+                            sample = measure_run(engine, loaded_target, variant, plan.prompts[prompt_index],
+                                                 encoded[prompt_index], prompt_index, pass_index, plan.settings,
+                                                 params.get(variant.method.key), self._watch)
+                            record.samples.append(sample)
+                            runs_done += 1
+                            clock.measured_runs += 1
+                            clock.measured_s += sample.wall_s
+                            self.save()
+                            yield event("run", index, group, sample=sample)
+                except Exception as exc:  # noqa: BLE001 - the verdict stays open; the sweep's runs are saved
+                    reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
+                    yield event("warning", index, group, f"could not settle {target_name}'s verdict: {reason}; "
+                                                         "everything measured is saved, and --resume tries again")
+                    return
+                finally:
+                    draft = None
+                    engine.free_memory()
+
         for index, group in enumerate(groups, start=1):
+            if index > 1 and groups[index - 2].target.name != group.target.name:
+                yield from settle(groups[index - 2].target.name)
             runs_after_group = runs_done + plan.runs_in(group)
             record = results.groups.setdefault(
                 group.key, GroupRecord(group.target.name, group.draft.name if group.draft else None))
@@ -560,6 +620,8 @@ class SweepRun:
             finally:
                 draft = None  # the next target's memory probe must not see this draft
                 engine.free_memory()
+        if groups:
+            yield from settle(groups[-1].target.name)
         loaded_target = None
         engine.free_memory()
 

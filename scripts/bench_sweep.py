@@ -2,7 +2,8 @@
 """The smart sweep against the exhaustive one, on the same models, prompts and settings:
 
   - per target, the smart sweep's chosen setup is the exhaustive sweep's best or tied with it (its
-    exhaustive speedup within 3% of the best's, or inside the best's interval);
+    exhaustive speedup within 3% of the best's, or inside the best's interval); whether the two verdicts
+    (speculative, no gain, inconclusive) agree is reported too;
   - the smart sweep takes at most 35% of the exhaustive sweep's wall time;
   - the speedup model's predicted decode speedup against the measured one, over every (target, draft, k)
     the exhaustive sweep measured below the largest k (the model is fitted to the largest k's runs):
@@ -80,12 +81,12 @@ BASELINE = ("baseline", None, 0)  # no speculative decoding: what a "no gain" ve
 
 
 def chosen(results: Results, objective: str) -> dict:
-    """target -> the verdict's choice: its chosen setup, the baseline when speculative decoding gains
-    nothing, the leader when the verdict is inconclusive."""
+    """target -> (the verdict's choice, the verdict): its chosen setup, the baseline when speculative
+    decoding gains nothing, the leader when the verdict is inconclusive."""
     out = {}
     for verdict in analyse_sweep(results, objective).verdicts():
         case = verdict.chosen or (None if verdict.kind == "no-gain" else verdict.leader)
-        out[verdict.target] = (case.method, case.draft, case.num_draft_tokens) if case else BASELINE
+        out[verdict.target] = ((case.method, case.draft, case.num_draft_tokens) if case else BASELINE, verdict.kind)
     return out
 
 
@@ -93,8 +94,9 @@ def compare_choices(exhaustive: Results, smart: Results, objective: str) -> list
     """Per target: the smart choice against the exhaustive sweep's best setup (the baseline, at 1.00x,
     when every measured setup is slower): the same, or within TIE_MARGIN of it, or inside its interval."""
     analysis = analyse_sweep(exhaustive, objective)
+    exhaustive_choices = chosen(exhaustive, objective)
     rows = []
-    for target, picked in chosen(smart, objective).items():
+    for target, (picked, verdict) in chosen(smart, objective).items():
         speedups = {(c.method, c.draft, c.num_draft_tokens): c.comparison.speedup(objective)
                     for c in analysis.measured(target)}
         best = max(speedups, key=lambda key: speedups[key].geomean)
@@ -106,7 +108,8 @@ def compare_choices(exhaustive: Results, smart: Results, objective: str) -> list
         tied = picked == best or bool(mine is not None and (
             mine >= (1 - TIE_MARGIN) * best_geomean or (best_low is not None and best_low <= mine)))
         rows.append({"target": target, "smart_choice": picked, "exhaustive_best": best,
-                     "exhaustive_choice": chosen(exhaustive, objective).get(target),
+                     "exhaustive_choice": exhaustive_choices[target][0], "smart_verdict": verdict,
+                     "exhaustive_verdict": exhaustive_choices[target][1],
                      "best_speedup": speedups[best].to_dict() if best != BASELINE else 1.0,
                      "smart_choice_speedup_in_exhaustive": mine, "same_or_tied": tied})
     return rows
@@ -158,6 +161,7 @@ def main() -> int:
         "wall_s": {"exhaustive": exhaustive_s, "smart": smart_s}, "runs": runs,
         "wall_time_share": smart_s / exhaustive_s, "wall_time_target": WALL_TIME_TARGET,
         "choices": choices, "all_choices_same_or_tied": all(r["same_or_tied"] for r in choices),
+        "all_verdicts_same": all(r["smart_verdict"] == r["exhaustive_verdict"] for r in choices),
         "prediction_median_abs_error": median_error, "prediction_error_target": PREDICTION_ERROR_TARGET,
         "predictions": errors,
     }

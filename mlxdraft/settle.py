@@ -1,0 +1,102 @@
+"""The smart sweep's last step for a target: settle a verdict its races left open.
+
+A race (module `race`) admits the smaller k after its probe, so those setups miss the probe's units. A setup
+that survives its race is then judged on fewer prompts than the probe's setups, with a wider interval, and
+on other prompts than its rivals; a target whose best setup is such a one gets an inconclusive verdict
+where an exhaustive sweep's is decided. When a target's verdict is inconclusive after all its races, the
+setups it hangs on are measured on the units they missed, in a pass of their own, each unit with a baseline
+run of its own (the ratios stay paired with what was measured next to them):
+
+- the leader, the verdict's best setup, so that its interval is as narrow as an exhaustive sweep's (alone,
+  when it is faster than the baseline so far: it may decide the verdict by itself);
+- while no setup measured on every unit could still beat the baseline, every setup that could (its own
+  upper bound at or above 1.00x): "no gain" needs each one surely slower.
+
+One group at a time, then the verdict is judged again. Every round measures every unit a setup missed, so
+each setup is caught up at most once and settling ends. Everything here is decided from the saved samples
+alone: an interrupted sweep resumes by judging again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .analysis import SweepCase, analyse_sweep, unit_of
+from .results import GroupRecord, Results
+
+Setup = tuple  # (method key, k)
+
+
+@dataclass
+class CatchUp:
+    """What to measure next for a target: in one group, per catch-up unit, the setups to run after a
+    baseline run."""
+
+    group_key: str
+    runs: list[tuple[tuple[int, int], list[Setup]]]  # ((prompt_index, pass_index), setups) in order
+    reason: str
+
+    @property
+    def total_runs(self) -> int:
+        return sum(1 + len(setups) for _, setups in self.runs)
+
+
+def missed_units(record: GroupRecord, setup: Setup, passes: int) -> list[tuple[int, int]]:
+    """The plan's units (pass < passes) the group's baseline was measured on and `setup` was not, neither
+    there nor in a catch-up pass (the same prompt and pass, `passes` or a multiple of it later)."""
+    baseline = [unit_of(s) for s in record.samples if s.is_baseline and s.pass_index < passes]
+    have = {(s.prompt_index, s.pass_index % passes) for s in record.samples
+            if (s.method, s.num_draft_tokens) == tuple(setup)}
+    return [unit for unit in dict.fromkeys(baseline) if unit not in have]
+
+
+def drop_unpaired_baselines(record: GroupRecord, passes: int) -> int:
+    """Remove catch-up baseline runs with nothing measured next to them (a sweep stopped between a
+    catch-up unit's baseline run and its setups'); returns how many."""
+    paired = {unit_of(s) for s in record.samples if not s.is_baseline}
+    keep = [s for s in record.samples if not (s.is_baseline and s.pass_index >= passes and unit_of(s) not in paired)]
+    dropped = len(record.samples) - len(keep)
+    record.samples[:] = keep
+    return dropped
+
+
+def _own_high(case: SweepCase, objective: str) -> float:
+    estimate = case.comparison.speedup(objective) if case.comparison else None
+    return estimate.high if estimate and estimate.high is not None else float("inf")
+
+
+def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | None:
+    """The next catch-up round for `target`, or None when its verdict is decided or nothing it hangs on
+    missed a unit."""
+    analysis = analyse_sweep(results, objective)
+    verdict = analysis.verdict(target, objective, _with_other=False)
+    if verdict.kind != "inconclusive":
+        return None
+    passes = results.plan.settings.runs
+    records = {(r.target, r.draft): (key, r) for key, r in results.groups.items() if r.status == "done"}
+
+    def missed(case: SweepCase) -> list[tuple[int, int]]:
+        found = records.get((case.target, case.draft))
+        return missed_units(found[1], (case.method, case.num_draft_tokens), passes) if found else []
+
+    cases = [c for c in analysis.measured(target) if c.ratios.get(objective)]
+    leader, estimate = verdict.leader, verdict.verdict.estimate if verdict.verdict else None
+    need = [leader] if leader is not None and missed(leader) else []
+    gain_in_sight = bool(need and estimate and estimate.geomean > 1.0)  # the leader alone may decide it
+    if not gain_in_sight and not any(_own_high(c, objective) >= 1.0 for c in cases if not missed(c)):
+        need += [c for c in cases if c is not leader and missed(c) and _own_high(c, objective) >= 1.0]
+    if not need:
+        return None
+    here = [c for c in need if (c.target, c.draft) == (need[0].target, need[0].draft)]
+    key, record = records[(here[0].target, here[0].draft)]
+    block = passes * (1 + max(s.pass_index for s in record.samples) // passes)  # the next free pass
+    runs = []
+    for unit in dict.fromkeys(u for c in here for u in missed(c)):
+        setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed(c)]
+        runs.append(((unit[0], block + unit[1]), setups))
+    runs.sort(key=lambda run: (run[0][1], run[0][0]))  # the plan's order: pass by pass
+    lead = (f"{leader.label} leads at {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
+            f"{estimate.n} unit(s)" if leader and estimate and estimate.low is not None else "no setup leads yet")
+    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)} on the "
+              f"{len(runs)} unit(s) missed after the race's probe, each next to a baseline run")
+    return CatchUp(key, runs, reason)

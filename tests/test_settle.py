@@ -1,0 +1,122 @@
+"""Settling a verdict the smart sweep's races left open (module `settle`), on the fake engine (noise-free, so
+every run of a setup on a prompt gives the same figures)."""
+
+from __future__ import annotations
+
+import json
+
+import fake_engine
+from click.testing import CliRunner
+
+from mlxdraft.analysis import analyse_sweep
+from mlxdraft.cli import cli
+from mlxdraft.measure import RunSample
+from mlxdraft.results import GroupRecord, load_results
+from mlxdraft.settle import drop_unpaired_baselines, missed_units
+
+
+def install(draft_token_s: float, acceptance: float, verify_growth: float):
+    return fake_engine.install(models={
+        "big": fake_engine.FakeModel(token_s=0.1, weights_gb=4.0, verify_growth=verify_growth),
+        "mid": fake_engine.FakeModel(token_s=draft_token_s, weights_gb=0.5, acceptance=acceptance)})
+
+
+def sweep_args(tmp_path, out, *extra):
+    prompts = tmp_path / "eight.txt"
+    prompts.write_text("\n".join(f"prompt number {i} words" for i in range(8)))
+    return ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "mid", "-k", "1,2,3,4,6", "--max-tokens",
+            "64", "-w", "0", "--prompts", str(prompts), "--objective", "decode", "-o", str(out), *extra]
+
+
+def verdict(path) -> dict:
+    result = CliRunner().invoke(cli, ["report", str(path), "--format", "json", "--objective", "decode"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["verdicts"][0]
+
+
+def verdict_of_the_races_alone(path) -> str:
+    results = load_results(path)
+    for record in results.groups.values():
+        record.samples = [s for s in record.samples if s.pass_index < results.plan.settings.runs]
+    return analyse_sweep(results, "decode").verdict("big").kind
+
+
+def catch_up_runs(path) -> list[tuple]:
+    group = next(iter(load_results(path).groups.values()))
+    return [(s.prompt_index, s.pass_index, s.method, s.num_draft_tokens) for s in group.samples if s.pass_index >= 1]
+
+
+def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(tmp_path):
+    # k=1 wins by a few percent; the race admits it after the 3-prompt probe, so it has 5 units: too few to decide
+    install(draft_token_s=0.02, acceptance=0.4, verify_growth=0.1)
+    out = tmp_path / "smart.json"
+    result = CliRunner().invoke(cli, sweep_args(tmp_path, out))
+    assert result.exit_code == 0, result.output
+    assert verdict_of_the_races_alone(out) == "inconclusive"
+    assert catch_up_runs(out) == [(p, 1, method, k) for p in range(3) for method, k in (("baseline", 0), ("mlx-lm", 1))]
+    settled = verdict(out)
+    assert (settled["verdict"], settled["num_draft_tokens"], settled["n"]) == ("speculative", 1, 8)
+    assert "settling big: the decode verdict is open (mlx-lm mid k=1 leads at " in result.stderr
+    assert "measuring mlx-lm mid k=1 on the 3 unit(s) missed after the race's probe" in result.stderr
+    exhaustive = tmp_path / "all.json"
+    assert CliRunner().invoke(cli, sweep_args(tmp_path, exhaustive, "--strategy", "exhaustive")).exit_code == 0
+    assert (verdict(exhaustive)["verdict"], verdict(exhaustive)["num_draft_tokens"]) == ("speculative", 1)
+    assert catch_up_runs(exhaustive) == []  # nothing of an exhaustive sweep is left open by a race
+
+
+def test_no_gain_is_settled_by_measuring_the_setups_that_could_still_win(tmp_path):
+    # an expensive draft: every k is a little slower than the baseline, k=1 too close to tell on its 4 units
+    install(draft_token_s=0.09, acceptance=0.9, verify_growth=0.05)
+    out = tmp_path / "smart.json"
+    assert CliRunner().invoke(cli, sweep_args(tmp_path, out)).exit_code == 0
+    assert verdict_of_the_races_alone(out) == "inconclusive"
+    assert {(p, k) for p, _, _, k in catch_up_runs(out)} == {(p, k) for p in range(4) for k in (0, 1)}
+    assert verdict(out)["verdict"] == "no-gain"
+
+
+def test_a_sweep_stopped_while_settling_resumes_to_the_same_runs(tmp_path, monkeypatch):
+    install(draft_token_s=0.02, acceptance=0.4, verify_growth=0.1)
+    assert CliRunner().invoke(cli, sweep_args(tmp_path, tmp_path / "whole.json")).exit_code == 0
+    whole = next(iter(load_results(tmp_path / "whole.json").groups.values())).samples
+    raced = sum(1 for s in whole if s.pass_index == 0)
+    engine = install(draft_token_s=0.02, acceptance=0.4, verify_growth=0.1)
+    original, calls = engine.generate, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1 + raced + 2:  # the memory probe, the races, then the first catch-up unit's k=1 run
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", interrupted)
+    out = tmp_path / "cut.json"
+    assert CliRunner().invoke(cli, sweep_args(tmp_path, out)).exit_code == 130
+    cut = next(iter(load_results(out).groups.values())).samples
+    assert (cut[-1].pass_index, cut[-1].method) == (1, "baseline")  # saved, with nothing next to it yet
+    monkeypatch.setattr(engine, "generate", original)
+    resumed = CliRunner().invoke(cli, sweep_args(tmp_path, out, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    samples = next(iter(load_results(out).groups.values())).samples
+    assert [(s.prompt_index, s.pass_index, s.method, s.num_draft_tokens, s.decode_tps) for s in samples] == [
+        (s.prompt_index, s.pass_index, s.method, s.num_draft_tokens, s.decode_tps) for s in whole]
+
+
+def sample(prompt_index: int, pass_index: int, method: str = "mlx-lm", k: int = 2) -> RunSample:
+    return RunSample(num_draft_tokens=k if method != "baseline" else 0, prompt_index=prompt_index, category="c",
+                     pass_index=pass_index, prompt_tokens=5, generated_tokens=8, ttft_s=0.1, prefill_tps=50.0,
+                     decode_tokens=7, decode_s=0.7, decode_tps=10.0, wall_s=0.8, peak_memory_gb=1.0,
+                     finish_reason="length", token_ids=[1] * 8, method=method)
+
+
+def test_missed_units_are_the_plan_units_measured_without_the_setup_nor_its_catch_up():
+    record = GroupRecord("big", "mid", samples=[
+        sample(0, 0, "baseline"), sample(1, 0, "baseline"), sample(1, 0),
+        sample(2, 0, "baseline"), sample(2, 0),
+        sample(0, 1, "baseline"), sample(0, 1, "baseline"), sample(0, 1),  # pass 1 is a catch-up pass of 1
+    ])
+    assert missed_units(record, ("mlx-lm", 2), passes=1) == []
+    assert missed_units(record, ("mlx-lm", 3), passes=1) == [(0, 0), (1, 0), (2, 0)]
+    record.samples.append(sample(3, 1, "baseline"))  # stopped before its setup ran
+    assert drop_unpaired_baselines(record, passes=1) == 1
+    assert [(s.prompt_index, s.pass_index) for s in record.samples][-1] == (0, 1)
+    assert drop_unpaired_baselines(record, passes=1) == 0  # a plan unit's baseline is never dropped
