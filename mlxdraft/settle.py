@@ -7,13 +7,15 @@ where an exhaustive sweep's is decided. When a target's verdict is inconclusive 
 setups it hangs on are measured on the units they missed, in a pass of their own, each unit with a baseline
 run of its own (the ratios stay paired with what was measured next to them):
 
-- the leader, the verdict's best setup, so that its interval is as narrow as an exhaustive sweep's (alone,
-  when it is faster than the baseline so far: it may decide the verdict by itself);
-- while no setup measured on every unit could still beat the baseline, every setup that could (its own
-  upper bound at or above 1.00x): "no gain" needs each one surely slower.
+- the leader, the verdict's best setup, so that its interval is as narrow as an exhaustive sweep's, with
+  the other late setups of its group: each was measured on the leader's prompts only, and catching up one
+  at a time would crown the next (an estimate over half the prompts is the likelier to lead the more of
+  them there are), a chase that costs more than measuring them together;
+- else, while no setup measured on every unit could still beat the baseline, every setup that could (its
+  own upper bound at or above 1.00x): "no gain" needs each one surely slower.
 
-One group at a time, then the verdict is judged again. Every round measures every unit a setup missed, so
-each setup is caught up at most once and settling ends. Everything here is decided from the saved samples
+One group at a time, then the verdict is judged again. Every round measures every unit its setups missed,
+so each setup is caught up at most once and settling ends. Everything here is decided from the saved samples
 alone: an interrupted sweep resumes by judging again.
 """
 
@@ -81,13 +83,17 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
 
     cases = [c for c in analysis.measured(target) if c.ratios.get(objective)]
     leader, estimate = verdict.leader, verdict.verdict.estimate if verdict.verdict else None
-    need = [leader] if leader is not None and missed(leader) else []
-    gain_in_sight = bool(need and estimate and estimate.geomean > 1.0)  # the leader alone may decide it
-    if not gain_in_sight and not any(_own_high(c, objective) >= 1.0 for c in cases if not missed(c)):
-        need += [c for c in cases if c is not leader and missed(c) and _own_high(c, objective) >= 1.0]
-    if not need:
+    if leader is not None and missed(leader):
+        # with the leader, its group's other late setups: measured on the same prompts as the leader, any
+        # of them may lead once all are (one at a time, each catch-up would crown the next one)
+        here = [c for c in cases if (c.target, c.draft) == (leader.target, leader.draft) and missed(c)]
+    elif not any(_own_high(c, objective) >= 1.0 for c in cases if not missed(c)):
+        could_win = [c for c in cases if missed(c) and _own_high(c, objective) >= 1.0]
+        here = [c for c in could_win if (c.target, c.draft) == (could_win[0].target, could_win[0].draft)]
+    else:
+        here = []
+    if not here:
         return None
-    here = [c for c in need if (c.target, c.draft) == (need[0].target, need[0].draft)]
     key, record = records[(here[0].target, here[0].draft)]
     block = passes * (1 + max(s.pass_index for s in record.samples) // passes)  # the next free pass
     runs = []

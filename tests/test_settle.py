@@ -58,6 +58,11 @@ def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(
     assert (settled["verdict"], settled["num_draft_tokens"], settled["n"]) == ("speculative", 1, 8)
     assert "settling big: the decode verdict is open (mlx-lm mid k=1 leads at " in result.stderr
     assert "measuring mlx-lm mid k=1 on the 3 unit(s) missed after the race's probe" in result.stderr
+    for fmt, expected in (("table", "- big + mlx-lm mid k=1: 3 catch-up run(s), each next to a baseline run of its "
+                                    "own"),
+                          ("html", '<section id="caught-up">')):
+        report = CliRunner().invoke(cli, ["report", str(out), "--format", fmt])
+        assert report.exit_code == 0 and expected in report.stdout, report.output
     exhaustive = tmp_path / "all.json"
     assert CliRunner().invoke(cli, sweep_args(tmp_path, exhaustive, "--strategy", "exhaustive")).exit_code == 0
     assert (verdict(exhaustive)["verdict"], verdict(exhaustive)["num_draft_tokens"]) == ("speculative", 1)

@@ -259,6 +259,25 @@ def pruned_lines(analysis: SweepAnalysis) -> list[str]:
     return [f"{label(c.target)} + {c.label}: {c.pruned}" for c in analysis.pruned()]
 
 
+CAUGHT_UP_TITLE = "Settled by the smart sweep (measured again on the prompts they missed after the race's probe)"
+
+
+def caught_up_lines(analysis: SweepAnalysis) -> list[str]:
+    """The setups a smart sweep measured in a catch-up pass (module `settle`), and on how many prompts."""
+    passes = analysis.settings.runs
+    lines = []
+    for record in analysis.results.groups.values():
+        counts: dict[tuple[str, int], int] = {}
+        for sample in record.samples:
+            if sample.pass_index >= passes and not sample.is_baseline:
+                key = (sample.method, sample.num_draft_tokens)
+                counts[key] = counts.get(key, 0) + 1
+        for (method, k), count in counts.items():
+            lines.append(f"{label(record.target)} + {setup_label(method, record.draft)} k={k}: {count} catch-up "
+                         f"run(s), each next to a baseline run of its own")
+    return lines
+
+
 def problem_lines(analysis: SweepAnalysis) -> list[str]:
     return [f"{label(r.target)} + {label(r.draft) if r.draft else '(target alone)'}: {r.status}: {r.reason}"
             for r in analysis.problems()]

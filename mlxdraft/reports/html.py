@@ -13,10 +13,12 @@ from html import escape
 from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label, setup_label
 from ..stats import RatioEstimate
 from .common import (
+    CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
     SPEEDUP_TITLES,
     baseline_matrix,
+    caught_up_lines,
     format_cell,
     format_estimate,
     header_lines,
@@ -65,6 +67,7 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
           for metric in ("acceptance", "tokens-per-round")),
         _chart_section(analysis),
         _pruned_section(analysis),
+        _list_section("caught-up", CAUGHT_UP_TITLE, caught_up_lines(analysis)),
         _problem_section(analysis),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -8,6 +8,7 @@ from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse
 from ..methods import get_method
 from ..results import Results
 from .common import (
+    CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
     SPEEDUP_TITLES,
@@ -15,6 +16,7 @@ from .common import (
     _number,
     _percent,
     baseline_matrix,
+    caught_up_lines,
     format_cell,
     format_estimate,
     format_lossless,
@@ -134,6 +136,10 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     if pruned:
         lines += section(PRUNED_TITLE)
         lines += [f"- {p}" for p in pruned]
+    caught_up = caught_up_lines(analysis)
+    if caught_up:
+        lines += section(CAUGHT_UP_TITLE)
+        lines += [f"- {line}" for line in caught_up]
     problems = problem_lines(analysis)
     if problems:
         lines += section("Skipped or failed")
