@@ -77,11 +77,13 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     passes = results.plan.settings.runs
     records = {(r.target, r.draft): (key, r) for key, r in results.groups.items() if r.status == "done"}
 
-    def missed(case: SweepCase) -> list[tuple[int, int]]:
-        found = records.get((case.target, case.draft))
-        return missed_units(found[1], (case.method, case.num_draft_tokens), passes) if found else []
-
     cases = [c for c in analysis.measured(target) if c.ratios.get(objective)]
+    missing = {id(c): missed_units(records[(c.target, c.draft)][1], (c.method, c.num_draft_tokens), passes)
+               if (c.target, c.draft) in records else [] for c in cases}
+
+    def missed(case: SweepCase) -> list[tuple[int, int]]:
+        return missing.get(id(case), [])
+
     leader, estimate = verdict.leader, verdict.verdict.estimate if verdict.verdict else None
     if leader is not None and missed(leader):
         # with the leader, its group's other late setups: measured on the same prompts as the leader, any

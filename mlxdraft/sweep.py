@@ -460,8 +460,7 @@ class SweepRun:
                 if record.target == target_name and drop_unpaired_baselines(record, plan.settings.runs):
                     self.save()
             while (catch_up := next_catch_up(results, target_name, plan.objective)) is not None:
-                group = next(g for g in groups if g.key == catch_up.group_key)
-                index = _group_order(plan, group.key)
+                index, group = next((i, g) for i, g in enumerate(groups, start=1) if g.key == catch_up.group_key)
                 record = results.groups[group.key]
                 runs_total += catch_up.total_runs
                 yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
