@@ -355,9 +355,11 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
       ratios over their common units, widened for m - 1 comparisons, includes 0. With fewer than
       MIN_UNITS_FOR_INTERVAL common units it is tied when the two widened intervals overlap (or when
       either has no interval).
-    - "speculative" when the leader's widened lower bound is above 1. The chosen candidate is then the
-      cheapest (smallest `cost`, then first in the given order) of the leader and those tied with it whose
-      own widened lower bound is also above 1; `estimate` is the chosen one's widened estimate.
+    - "speculative" when the widened lower bound of the leader, or of a candidate tied with it, is above 1
+      (the m intervals hold together, so any one of them shows a gain; a leader measured on fewer units may
+      be the one that cannot). The chosen candidate is then the cheapest (smallest `cost`, then first in
+      the given order) of the leader and those tied with it whose widened lower bound is above 1;
+      `estimate` is the chosen one's widened estimate.
     - "no-gain" when every candidate's own upper bound is below 1: no setup beats the baseline (a claim
       about all of them at once, which each one's interval at the confidence level establishes: an
       intersection-union test needs no widening).
@@ -410,15 +412,19 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             f"n={n} unit{'s' if n != 1 else ''}: too few for an interval; run more passes (-r)",
             more=MIN_UNITS_FOR_INTERVAL - n,
         )
-    if leader_est.low > 1.0:
-        pool = [(leader_index, leader)] + tied
-        pool = [(index, candidate) for index, candidate in pool if estimates[index].low is not None
-                and estimates[index].low > 1.0]
+    # Surely faster than the baseline: the leader, or a setup tied with it (the leader may have fewer units
+    # and so a wider interval); every interval is widened for all m, so any one of them proves the claim.
+    pool = [(index, candidate) for index, candidate in [(leader_index, leader)] + tied
+            if estimates[index].low is not None and estimates[index].low > 1.0]
+    if pool:
         chosen_index, chosen = min(pool, key=lambda item: (item[1].cost, item[0]))
         chosen_est = estimates[chosen_index]
         reason = f"{describe(chosen.key)} is {chosen_est.geomean:.2f}x faster ({_format_interval(chosen_est)})"
-        if chosen_index != leader_index:
+        if chosen_index != leader_index and leader_est.low > 1.0:
             reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
+        elif chosen_index != leader_index:
+            reason += (f"; the fastest, {name} at {leader_est.geomean:.2f}x ({_format_interval(leader_est)}), "
+                       f"is tied with it but less certain (n={leader_est.n})")
         return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
     # "every setup is slower" is an intersection of claims: it holds at the confidence level when each
     # setup's own (not widened) interval says so (an intersection-union test), unlike "this one is faster"

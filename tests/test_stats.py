@@ -132,6 +132,27 @@ def test_decide_prefers_the_cheaper_of_two_tied_winners():
     assert "widened for 3 setups" in verdict.reason and "big k=4 at 1.52x" in verdict.reason
 
 
+def test_decide_a_setup_tied_with_an_uncertain_leader_can_show_the_gain():
+    # the leader was measured on 4 of the 8 prompts (a smart sweep's late setup): its widened interval spans
+    # 1.0; a setup measured on all 8, tied with it, is surely faster than the baseline, and that decides it
+    noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0, -0.01, -0.01]
+    steady = Candidate(("q8", 6), units([1.30 * math.exp(e) for e in noise]), cost=(0.5, 6))
+    late = Candidate(("q8", 3), {(p, 0): 1.45 * math.exp(e) for p, e in zip(range(4, 8), [0.3, -0.3, 0.25, -0.2])},
+                     cost=(0.5, 3))
+    verdict = decide([steady, late], describe=lambda key: f"{key[0]} k={key[1]}")
+    assert verdict.leader == ("q8", 3) and verdict.tied == [("q8", 6)]
+    leader = estimate_ratio([1.45 * math.exp(e) for e in [0.3, -0.3, 0.25, -0.2]], candidates=2)
+    assert leader.low < 1.0  # on its own the leader leaves the verdict open
+    assert verdict.verdict == "speculative" and verdict.chosen == ("q8", 6)
+    assert verdict.estimate.low > 1.0 and verdict.estimate.n == 8
+    assert verdict.reason.startswith("q8 k=6 is 1.30x faster (95% interval")
+    assert "the fastest, q8 k=3 at 1.47x (95% interval 0.77-2.78x" in verdict.reason
+    assert "is tied with it but less certain (n=4)" in verdict.reason
+    # a tied setup that is not surely faster either leaves it open
+    unsure = Candidate(("q8", 6), units([1.10 * math.exp(8 * e) for e in noise]), cost=(0.5, 6))
+    assert decide([unsure, late]).verdict == "inconclusive"
+
+
 def test_decide_every_setup_slower_is_no_gain():
     noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0]
     verdict = decide([Candidate(k, units([r * math.exp(e) for e in noise])) for k, r in [(2, 0.8), (4, 0.7)]])
