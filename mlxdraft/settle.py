@@ -14,9 +14,10 @@ run of its own (the ratios stay paired with what was measured next to them):
 - else, while no setup measured on every unit could still beat the baseline, every setup that could (its
   own upper bound at or above 1.00x): "no gain" needs each one surely slower.
 
-One group at a time, then the verdict is judged again. Every round measures every unit its setups missed,
-so each setup is caught up at most once and settling ends. Everything here is decided from the saved samples
-alone: an interrupted sweep resumes by judging again.
+A round measures one unit these setups missed (the first in the plan's order), then the verdict is judged
+again: settling stops as soon as the verdict is decided (on SmolLM2 one unit often does it, where catching up
+all four cost four times the runs), and it ends because every round leaves fewer units missed. Everything
+here is decided from the saved samples alone: an interrupted sweep resumes by judging again.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ Setup = tuple  # (method key, k)
 
 @dataclass
 class CatchUp:
-    """What to measure next for a target: in one group, per catch-up unit, the setups to run after a
-    baseline run."""
+    """What to measure next for a target: in one group, per catch-up unit (one, in practice), the setups to
+    run after a baseline run."""
 
     group_key: str
     runs: list[tuple[tuple[int, int], list[Setup]]]  # ((prompt_index, pass_index), setups) in order
@@ -97,14 +98,16 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     if not here:
         return None
     key, record = records[(here[0].target, here[0].draft)]
-    block = passes * (1 + max(s.pass_index for s in record.samples) // passes)  # the next free pass
-    runs = []
-    for unit in dict.fromkeys(u for c in here for u in missed(c)):
-        setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed(c)]
-        runs.append(((unit[0], block + unit[1]), setups))
-    runs.sort(key=lambda run: (run[0][1], run[0][0]))  # the plan's order: pass by pass
+    missed_by = {id(c): missed(c) for c in here}
+    unit = min((u for c in here for u in missed_by[id(c)]), key=lambda u: (u[1], u[0]))  # the plan's order
+    left = len({u for c in here for u in missed_by[id(c)]})
+    used = {unit_of(s) for s in record.samples}
+    block = passes  # the first catch-up pass where this prompt is still free
+    while (unit[0], block + unit[1]) in used:
+        block += passes
+    setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed_by[id(c)]]
     lead = (f"{leader.label} leads at {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
             f"{estimate.n} unit(s)" if leader and estimate and estimate.low is not None else "no setup leads yet")
-    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)} on the "
-              f"{len(runs)} unit(s) missed after the race's probe, each next to a baseline run")
-    return CatchUp(key, runs, reason)
+    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)} on prompt "
+              f"{unit[0] + 1} (1 of the {left} unit(s) missed after the race's probe), next to a baseline run")
+    return CatchUp(key, [((unit[0], block + unit[1]), setups)], reason)

@@ -452,59 +452,72 @@ class SweepRun:
 
         def settle(target_name: str) -> Iterator[SweepEvent]:
             """Once every group of a target is measured, the runs that settle a verdict its races left
-            open (module `settle`): each saved before the next decision, like a race's."""
+            open (module `settle`): each saved before the next decision, like a race's. Rounds of one group
+            keep its draft loaded and warm."""
             nonlocal loaded_target, runs_done, runs_total
             if plan.strategy != "smart":
                 return
             for record in results.groups.values():
                 if record.target == target_name and drop_unpaired_baselines(record, plan.settings.runs):
                     self.save()
-            while (catch_up := next_catch_up(results, target_name, plan.objective)) is not None:
-                index, group = next((i, g) for i, g in enumerate(groups, start=1) if g.key == catch_up.group_key)
-                record = results.groups[group.key]
-                runs_total += catch_up.total_runs
-                yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
-                try:
-                    target_source = resolve(target_name)
-                    if loaded_target is None or loaded_target.name != target_name:
-                        loaded_target = None
-                        engine.free_memory()
-                        yield event("loading", index, group, f"loading target {target_name}")
-                        loaded_target = engine.load(target_source)
-                    draft = None
-                    if group.draft:
-                        draft_source = resolve(group.draft.name)
-                        yield event("loading", index, group, f"loading draft {group.draft.name}")
-                        draft = (loaded_target if draft_source.path == target_source.path
-                                 else engine.load(draft_source))
-                    encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
-                    methods = {m.key: m for m in group.methods}
-                    baseline = Variant(get_method("baseline"))
-                    variants = {(key, k): Variant(methods[key], draft if methods[key].needs_draft else None, k)
-                                for _, setups in catch_up.runs for key, k in setups}
-                    params = {m.key: plan.params_for(m) for m in group.methods}
-                    if plan.settings.warmup:
-                        warm_up(engine, loaded_target, [baseline, *variants.values()], encoded[0], plan.settings,
-                                params, self._watch)
-                    for (prompt_index, pass_index), setups in catch_up.runs:
-                        for variant in [baseline] + [variants[setup] for setup in setups]:
-                            sample = measure_run(engine, loaded_target, variant, plan.prompts[prompt_index],
-                                                 encoded[prompt_index], prompt_index, pass_index, plan.settings,
-                                                 params.get(variant.method.key), self._watch)
-                            record.samples.append(sample)
-                            runs_done += 1
-                            clock.measured_runs += 1
-                            clock.measured_s += sample.wall_s
-                            self.save()
-                            yield event("run", index, group, sample=sample)
-                except Exception as exc:  # noqa: BLE001 - the verdict stays open; the sweep's runs are saved
-                    reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
-                    yield event("warning", index, group, f"could not settle {target_name}'s verdict: {reason}; "
-                                                         "everything measured is saved, and --resume tries again")
-                    return
-                finally:
-                    draft = None
-                    engine.free_memory()
+            draft_of: dict = {}  # group key -> its loaded draft (the one group settled last)
+            warmed: set = set()  # (group key, method key, k) warmed up in this settling
+            try:
+                while (catch_up := next_catch_up(results, target_name, plan.objective)) is not None:
+                    index, group = next((i, g) for i, g in enumerate(groups, start=1)
+                                        if g.key == catch_up.group_key)
+                    record = results.groups[group.key]
+                    runs_total += catch_up.total_runs
+                    yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
+                    try:
+                        target_source = resolve(target_name)
+                        if loaded_target is None or loaded_target.name != target_name:
+                            loaded_target = None
+                            draft_of.clear()
+                            engine.free_memory()
+                            yield event("loading", index, group, f"loading target {target_name}")
+                            loaded_target = engine.load(target_source)
+                        if group.key not in draft_of:
+                            draft_of.clear()
+                            warmed.clear()
+                            engine.free_memory()
+                            draft_of[group.key] = None
+                            if group.draft:
+                                draft_source = resolve(group.draft.name)
+                                yield event("loading", index, group, f"loading draft {group.draft.name}")
+                                draft_of[group.key] = (loaded_target if draft_source.path == target_source.path
+                                                       else engine.load(draft_source))
+                        draft = draft_of[group.key]
+                        encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
+                        methods = {m.key: m for m in group.methods}
+                        baseline = Variant(get_method("baseline"))
+                        variants = {(key, k): Variant(methods[key], draft if methods[key].needs_draft else None, k)
+                                    for _, setups in catch_up.runs for key, k in setups}
+                        params = {m.key: plan.params_for(m) for m in group.methods}
+                        cold = [variant for setup, variant in {("baseline", 0): baseline, **variants}.items()
+                                if (group.key, *setup) not in warmed]
+                        if plan.settings.warmup and cold:
+                            warm_up(engine, loaded_target, cold, encoded[0], plan.settings, params, self._watch)
+                        warmed.update((group.key, *setup) for setup in [("baseline", 0), *variants])
+                        for (prompt_index, pass_index), setups in catch_up.runs:
+                            for variant in [baseline] + [variants[setup] for setup in setups]:
+                                sample = measure_run(engine, loaded_target, variant, plan.prompts[prompt_index],
+                                                     encoded[prompt_index], prompt_index, pass_index, plan.settings,
+                                                     params.get(variant.method.key), self._watch)
+                                record.samples.append(sample)
+                                runs_done += 1
+                                clock.measured_runs += 1
+                                clock.measured_s += sample.wall_s
+                                self.save()
+                                yield event("run", index, group, sample=sample)
+                    except Exception as exc:  # noqa: BLE001 - the verdict stays open; the sweep's runs are saved
+                        reason = str(exc) if isinstance(exc, MlxdraftError) else f"{type(exc).__name__}: {exc}"
+                        yield event("warning", index, group, f"could not settle {target_name}'s verdict: {reason}; "
+                                                             "everything measured is saved, and --resume tries again")
+                        return
+            finally:
+                draft_of.clear()
+                engine.free_memory()
 
         for index, group in enumerate(groups, start=1):
             if index > 1 and groups[index - 2].target.name != group.target.name:

@@ -53,12 +53,14 @@ def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(
     result = CliRunner().invoke(cli, sweep_args(tmp_path, out))
     assert result.exit_code == 0, result.output
     assert verdict_of_the_races_alone(out) == "inconclusive"
-    assert catch_up_runs(out) == [(p, 1, method, k) for p in range(3) for method, k in (("baseline", 0), ("mlx-lm", 1))]
+    # one unit at a time, judged again after each: the first of its 3 missed units decides it
+    assert catch_up_runs(out) == [(0, 1, "baseline", 0), (0, 1, "mlx-lm", 1)]
     settled = verdict(out)
-    assert (settled["verdict"], settled["num_draft_tokens"], settled["n"]) == ("speculative", 1, 8)
+    assert (settled["verdict"], settled["num_draft_tokens"], settled["n"]) == ("speculative", 1, 6)
     assert "settling big: the decode verdict is open (mlx-lm mid k=1 leads at " in result.stderr
-    assert "measuring mlx-lm mid k=1 on the 3 unit(s) missed after the race's probe" in result.stderr
-    for fmt, expected in (("table", "- big + mlx-lm mid k=1: 3 catch-up run(s), each next to a baseline run of its "
+    assert "measuring mlx-lm mid k=1 on prompt 1 (1 of the 3 unit(s) missed after the race's probe)" in result.stderr
+    assert result.stderr.count("settling big") == 1
+    for fmt, expected in (("table", "- big + mlx-lm mid k=1: 1 catch-up run(s), each next to a baseline run of its "
                                     "own"),
                           ("html", '<section id="caught-up">')):
         report = CliRunner().invoke(cli, ["report", str(out), "--format", fmt])
@@ -73,9 +75,13 @@ def test_no_gain_is_settled_by_measuring_the_setups_that_could_still_win(tmp_pat
     # an expensive draft: every k is a little slower than the baseline, k=1 too close to tell on its 4 units
     install(draft_token_s=0.09, acceptance=0.9, verify_growth=0.05)
     out = tmp_path / "smart.json"
-    assert CliRunner().invoke(cli, sweep_args(tmp_path, out)).exit_code == 0
+    result = CliRunner().invoke(cli, sweep_args(tmp_path, out))
+    assert result.exit_code == 0, result.output
     assert verdict_of_the_races_alone(out) == "inconclusive"
-    assert {(p, k) for p, _, _, k in catch_up_runs(out)} == {(p, k) for p in range(4) for k in (0, 1)}
+    settling = result.stderr[result.stderr.index("settling big"):]
+    assert settling.count("settling big") == 3 and settling.count("loading draft mid") == 1  # loaded once
+    # judged again after each catch-up unit: decided after 3 of the 4 it missed, so the 4th is never run
+    assert {(p, k) for p, _, _, k in catch_up_runs(out)} == {(p, k) for p in range(3) for k in (0, 1)}
     assert verdict(out)["verdict"] == "no-gain"
 
 
