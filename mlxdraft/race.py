@@ -6,8 +6,10 @@ resumed sweep replays every decision exactly and continues the race where it sto
    largest k (fewer when every one of them is surely slower than the baseline sooner).
 2. Prediction: the speedup model (`prediction`) predicts every other k of the fixed-k methods; a
    setup whose predicted upper bound is below the leader's lower bound is pruned without a run, and
-   (decode objective) so is one that surely cannot beat the predicted best by more than TIE_MARGIN.
-   Setups the model cannot predict (adaptive, prompt lookup) stay in.
+   (decode objective) so is one that surely cannot beat the predicted best by more than TIE_MARGIN; where
+   the model predicts a gain, that holds for the probe's setups too (they race no further; where it does
+   not, they stay, as "no gain" needs each one measured surely slower). Setups the model cannot predict
+   (adaptive, prompt lookup) stay in.
 3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
    statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
@@ -160,11 +162,22 @@ class Race:
         best = max(unit_logs, key=lambda s: unit_logs[s].mean(), default=None)
         alive = set(state.alive)
         dropped = {(p.method, p.num_draft_tokens) for p in pruned}
+        gain_predicted = best is not None and predictions[best].decode_speedup > BASELINE_SPEEDUP
         for setup in self.setups:
-            if setup in alive or setup in dropped:
+            if setup in dropped:
                 continue
             prediction: Prediction | None = predictions.get(setup)
-            if prediction is not None and not can_still_win(
+            if setup in alive:
+                # a probe setup goes too when the model predicts a gain and it is at best tied with the predicted
+                # best (where no gain is predicted it stays: "no gain" needs each setup measured surely slower)
+                if (self.objective == "decode" and gain_predicted and setup != best and setup in unit_logs
+                        and _cannot_beat_by_a_margin(unit_logs[setup], unit_logs[best])):
+                    alive.discard(setup)
+                    pruned.append(Pruned(*setup, state.units_done, (
+                        f"measured in the probe, predicted {_predicted_text(prediction, self.objective)}: surely "
+                        f"not more than {TIE_MARGIN:.0%} faster than the predicted best {best[0]} k={best[1]} "
+                        f"({_predicted_text(predictions[best], self.objective)}), prompt by prompt")))
+            elif prediction is not None and not can_still_win(
                     prediction, state.leader_low, self.objective):
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"predicted {_predicted_text(prediction, self.objective)} cannot reach "

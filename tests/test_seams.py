@@ -251,7 +251,7 @@ def test_a_race_interrupted_anywhere_resumes_to_the_same_result(tmp_path, monkey
     fake_engine.install()
     assert CliRunner().invoke(cli, smart_args(tmp_path, tmp_path / "whole.json")).exit_code == 0
     whole = load_results(tmp_path / "whole.json").groups
-    for stop_at in (3, 11, 30):  # in the probe, just after it, in the second group's race
+    for stop_at in (3, 11, 24):  # in the probe, just after it, in the second group (its probe decides it)
         engine = fake_engine.install()
         original, calls = engine.generate, {"n": 0}
 
@@ -310,3 +310,24 @@ def test_a_draft_shared_by_two_targets_is_timed_once(tmp_path, monkeypatch):
     drafts = [model for model, widths in timed if widths == (1,)]
     assert len(drafts) == 2 and drafts[0] is not drafts[1]  # small and tiny, once each for both targets
     assert sum(1 for _, widths in timed if widths != (1,)) == 2  # each target's T(n), once
+
+
+def test_the_probe_setup_leaves_the_race_when_a_gain_is_predicted_and_it_cannot_beat_the_best(tmp_path):
+    # a cheap, good draft: k=3 is predicted best and k=6, measured in the probe, surely not within 3% of it;
+    # racing k=6 further could not change the choice, so after the probe only the baseline and k=3 run
+    fake_engine.install(models={"big": fake_engine.FakeModel(token_s=0.1, weights_gb=4.0, verify_growth=0.1),
+                                "mid": fake_engine.FakeModel(token_s=0.005, weights_gb=0.5, acceptance=0.7)})
+    args = smart_args(tmp_path, tmp_path / "smart.json")
+    args[args.index("small,tiny")] = "mid"
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    group = next(iter(load_results(tmp_path / "smart.json").groups.values()))
+    raced = [(s.prompt_index, s.num_draft_tokens) for s in group.samples if s.pass_index == 0]
+    assert raced == [(p, k) for p in range(4) for k in (0, 6)] + [(p, k) for p in range(4, 8) for k in (0, 3)]
+    pruned = {p["num_draft_tokens"]: p for p in group.pruned}
+    assert pruned[6]["after_units"] == 4
+    assert pruned[6]["reason"].startswith("measured in the probe, predicted ")
+    assert "surely not more than 3% faster than the predicted best mlx-lm k=3" in pruned[6]["reason"]
+    verdict = json.loads(CliRunner().invoke(cli, ["report", str(tmp_path / "smart.json"), "--format", "json",
+                                                  "--objective", "decode"]).stdout)["verdicts"][0]
+    assert (verdict["verdict"], verdict["num_draft_tokens"]) == ("speculative", 3)
