@@ -11,6 +11,9 @@ run of its own (the ratios stay paired with what was measured next to them):
   the other late setups of its group: each was measured on the leader's prompts only, and catching up one
   at a time would crown the next (an estimate over half the prompts is the likelier to lead the more of
   them there are), a chase that costs more than measuring them together;
+- else, the late setups tied with the leader that would show a gain once caught up, if their mean and spread
+  stayed as measured (an exhaustive sweep would have them on every unit, and any tied setup surely faster
+  than the baseline decides the verdict);
 - else, while no setup measured on every unit could still beat the baseline, every setup that could (its
   own upper bound at or above 1.00x): "no gain" needs each one surely slower.
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from .analysis import SweepCase, analyse_sweep, unit_of
 from .results import GroupRecord, Results
+from .stats import estimate_ratio, units_to_decide
 
 Setup = tuple  # (method key, k)
 
@@ -86,10 +90,23 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
         return missing.get(id(case), [])
 
     leader, estimate = verdict.leader, verdict.verdict.estimate if verdict.verdict else None
+    candidates = verdict.verdict.candidates if verdict.verdict else 1
+    why = ""
+
+    def would_show_gain(case: SweepCase) -> bool:
+        widened = estimate_ratio(list(case.ratios[objective].values()), candidates=candidates)
+        total = units_to_decide(widened) if widened and widened.geomean > 1.0 else None
+        return total is not None and total <= widened.n + len(missed(case))
+
+    promising = sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),
+                       key=lambda c: -c.comparison.speedup(objective).geomean)
     if leader is not None and missed(leader):
         # with the leader, its group's other late setups: measured on the same prompts as the leader, any
         # of them may lead once all are (one at a time, each catch-up would crown the next one)
         here = [c for c in cases if (c.target, c.draft) == (leader.target, leader.draft) and missed(c)]
+    elif promising:
+        here = [c for c in promising if (c.target, c.draft) == (promising[0].target, promising[0].draft)]
+        why = "tied with the leader, and as measured so far they would show a gain on every unit"
     elif not any(_own_high(c, objective) >= 1.0 for c in cases if not missed(c)):
         could_win = [c for c in cases if missed(c) and _own_high(c, objective) >= 1.0]
         here = [c for c in could_win if (c.target, c.draft) == (could_win[0].target, could_win[0].draft)]
@@ -108,6 +125,7 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed_by[id(c)]]
     lead = (f"{leader.label} leads at {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
             f"{estimate.n} unit(s)" if leader and estimate and estimate.low is not None else "no setup leads yet")
-    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)} on prompt "
-              f"{unit[0] + 1} (1 of the {left} unit(s) missed after the race's probe), next to a baseline run")
+    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)}"
+              f"{f' ({why})' if why else ''} on prompt {unit[0] + 1} (1 of the {left} unit(s) missed after the "
+              "race's probe), next to a baseline run")
     return CatchUp(key, [((unit[0], block + unit[1]), setups)], reason)

@@ -314,6 +314,15 @@ def _units_to_decide(mean: float, sd: float | None, n: int, confidence: float, c
     return high
 
 
+def units_to_decide(estimate: RatioEstimate) -> int | None:
+    """The total units at which `estimate`'s interval (widened as it is) would exclude 1.0 if its log mean
+    and sd stayed as observed; None when that is more than MAX_GROWTH_FOR_MORE_UNITS x its n, or never."""
+    if estimate.log_sd is None or estimate.geomean <= 0:
+        return None
+    return _units_to_decide(math.log(estimate.geomean), estimate.log_sd, estimate.n, estimate.confidence,
+                            estimate.candidates)
+
+
 def _format_interval(estimate: RatioEstimate) -> str:
     level = f"{estimate.confidence * 100:g}% interval {estimate.low:.2f}-{estimate.high:.2f}x"
     if estimate.candidates > 1:

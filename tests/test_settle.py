@@ -4,6 +4,7 @@ every run of a setup on a prompt gives the same figures)."""
 from __future__ import annotations
 
 import json
+import math
 
 import fake_engine
 from click.testing import CliRunner
@@ -11,8 +12,9 @@ from click.testing import CliRunner
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
 from mlxdraft.measure import RunSample
-from mlxdraft.results import GroupRecord, load_results
-from mlxdraft.settle import drop_unpaired_baselines, missed_units
+from mlxdraft.results import GroupRecord, Results, load_results
+from mlxdraft.settle import drop_unpaired_baselines, missed_units, next_catch_up
+from synthetic import make_state
 
 
 def install(draft_token_s: float, acceptance: float, verify_growth: float):
@@ -131,3 +133,35 @@ def test_missed_units_are_the_plan_units_measured_without_the_setup_nor_its_catc
     assert drop_unpaired_baselines(record, passes=1) == 1
     assert [(s.prompt_index, s.pass_index) for s in record.samples][-1] == (0, 1)
     assert drop_unpaired_baselines(record, passes=1) == 0  # a plan unit's baseline is never dropped
+
+
+def late_tied_state(late_ratio: float) -> Results:
+    """One group, 8 prompts: k=6 (the probe's setup) on all of them, a wide 1.19x; k=2 admitted after the probe,
+    on prompts 5-8 only, `late_ratio` +-10%: behind the leader, tied with it."""
+    state = make_state({}, drafts=("small",), ks=(2, 6), prompts=8)
+    record = state["groups"]["big | small"]
+    baseline = {s["prompt_index"]: s["decode_tps"] for s in record["samples"] if s["num_draft_tokens"] == 0}
+    kept = []
+    for s in record["samples"]:
+        p, k = s["prompt_index"], s["num_draft_tokens"]
+        if k == 6:
+            s["decode_tps"] = baseline[p] * (1.5 if p % 2 else 0.95)
+        elif k == 2:
+            if p < 4:
+                continue
+            s["decode_tps"] = baseline[p] * late_ratio * math.exp(0.1 if p % 2 else -0.1)
+        kept.append(s)
+    record["samples"] = kept
+    return Results.from_dict(state)
+
+
+def test_a_late_setup_tied_with_an_undecided_leader_is_caught_up_when_it_would_show_the_gain():
+    results = late_tied_state(1.15)
+    verdict = analyse_sweep(results, "decode").verdict("big", "decode", _with_other=False)
+    assert verdict.kind == "inconclusive" and verdict.leader.num_draft_tokens == 6  # measured everywhere
+    assert [c.num_draft_tokens for c in verdict.tied] == [2]
+    catch_up = next_catch_up(results, "big", "decode")
+    assert catch_up.runs == [((0, 1), [("mlx-lm", 2)])]
+    assert "(tied with the leader, and as measured so far they would show a gain on every unit)" in catch_up.reason
+    # one that would stay undecided on every unit is not worth the runs
+    assert next_catch_up(late_tied_state(1.04), "big", "decode") is None
