@@ -460,8 +460,9 @@ class SweepRun:
             for record in results.groups.values():
                 if record.target == target_name and drop_unpaired_baselines(record, plan.settings.runs):
                     self.save()
-            draft_of: dict = {}  # group key -> its loaded draft (the one group settled last)
-            warmed: set = set()  # (group key, method key, k) warmed up in this settling
+            draft_key, draft = None, None  # the group whose draft is loaded: its rounds keep it
+            warmed: set = set()  # (method key, k) of that group warmed up in this settling
+            encoded = None
             try:
                 while (catch_up := next_catch_up(results, target_name, plan.objective)) is not None:
                     index, group = next((i, g) for i, g in enumerate(groups, start=1)
@@ -472,33 +473,32 @@ class SweepRun:
                     try:
                         target_source = resolve(target_name)
                         if loaded_target is None or loaded_target.name != target_name:
-                            loaded_target = None
-                            draft_of.clear()
+                            loaded_target, draft_key, draft = None, None, None
                             engine.free_memory()
                             yield event("loading", index, group, f"loading target {target_name}")
                             loaded_target = engine.load(target_source)
-                        if group.key not in draft_of:
-                            draft_of.clear()
+                        if group.key != draft_key:
+                            draft_key, draft = None, None
                             warmed.clear()
                             engine.free_memory()
-                            draft_of[group.key] = None
                             if group.draft:
                                 draft_source = resolve(group.draft.name)
                                 yield event("loading", index, group, f"loading draft {group.draft.name}")
-                                draft_of[group.key] = (loaded_target if draft_source.path == target_source.path
-                                                       else engine.load(draft_source))
-                        draft = draft_of[group.key]
-                        encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
+                                draft = (loaded_target if draft_source.path == target_source.path
+                                         else engine.load(draft_source))
+                            draft_key = group.key
+                        if encoded is None:
+                            encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
                         methods = {m.key: m for m in group.methods}
                         baseline = Variant(get_method("baseline"))
                         variants = {(key, k): Variant(methods[key], draft if methods[key].needs_draft else None, k)
                                     for _, setups in catch_up.runs for key, k in setups}
                         params = {m.key: plan.params_for(m) for m in group.methods}
                         cold = [variant for setup, variant in {("baseline", 0): baseline, **variants}.items()
-                                if (group.key, *setup) not in warmed]
+                                if setup not in warmed]
                         if plan.settings.warmup and cold:
                             warm_up(engine, loaded_target, cold, encoded[0], plan.settings, params, self._watch)
-                        warmed.update((group.key, *setup) for setup in [("baseline", 0), *variants])
+                        warmed.update([("baseline", 0), *variants])
                         for (prompt_index, pass_index), setups in catch_up.runs:
                             for variant in [baseline] + [variants[setup] for setup in setups]:
                                 sample = measure_run(engine, loaded_target, variant, plan.prompts[prompt_index],
@@ -516,7 +516,7 @@ class SweepRun:
                                                              "everything measured is saved, and --resume tries again")
                         return
             finally:
-                draft_of.clear()
+                draft = None
                 engine.free_memory()
 
         for index, group in enumerate(groups, start=1):

@@ -48,13 +48,19 @@ def catch_up_runs(path) -> list[tuple]:
     return [(s.prompt_index, s.pass_index, s.method, s.num_draft_tokens) for s in group.samples if s.pass_index >= 1]
 
 
-def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(tmp_path):
-    # k=1 wins by a few percent; the race admits it after the 3-prompt probe, so it has 5 units: too few to decide
-    install(draft_token_s=0.02, acceptance=0.4, verify_growth=0.1)
+def smart_sweep_its_races_left_open(tmp_path, **engine):
+    """A smart sweep on the fake engine whose races alone leave the verdict open: its file and CLI result."""
+    install(**engine)
     out = tmp_path / "smart.json"
     result = CliRunner().invoke(cli, sweep_args(tmp_path, out))
     assert result.exit_code == 0, result.output
     assert verdict_of_the_races_alone(out) == "inconclusive"
+    return out, result
+
+
+def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(tmp_path):
+    # k=1 wins by a few percent; the race admits it after the 3-prompt probe, so it has 5 units: too few to decide
+    out, result = smart_sweep_its_races_left_open(tmp_path, draft_token_s=0.02, acceptance=0.4, verify_growth=0.1)
     # one unit at a time, judged again after each: the first of its 3 missed units decides it
     assert catch_up_runs(out) == [(0, 1, "baseline", 0), (0, 1, "mlx-lm", 1)]
     settled = verdict(out)
@@ -75,11 +81,7 @@ def test_a_leader_admitted_after_the_probe_is_measured_on_the_prompts_it_missed(
 
 def test_no_gain_is_settled_by_measuring_the_setups_that_could_still_win(tmp_path):
     # an expensive draft: every k is a little slower than the baseline, k=1 too close to tell on its 4 units
-    install(draft_token_s=0.09, acceptance=0.9, verify_growth=0.05)
-    out = tmp_path / "smart.json"
-    result = CliRunner().invoke(cli, sweep_args(tmp_path, out))
-    assert result.exit_code == 0, result.output
-    assert verdict_of_the_races_alone(out) == "inconclusive"
+    out, result = smart_sweep_its_races_left_open(tmp_path, draft_token_s=0.09, acceptance=0.9, verify_growth=0.05)
     settling = result.stderr[result.stderr.index("settling big"):]
     assert settling.count("settling big") == 3 and settling.count("loading draft mid") == 1  # loaded once
     # judged again after each catch-up unit: decided after 3 of the 4 it missed, so the 4th is never run
