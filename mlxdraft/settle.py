@@ -98,14 +98,16 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
         total = units_to_decide(widened) if widened and widened.geomean > 1.0 else None
         return total is not None and total <= widened.n + len(missed(case))
 
-    promising = sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),
-                       key=lambda c: -c.comparison.speedup(objective).geomean)
+    def promising() -> list[SweepCase]:
+        return sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),
+                      key=lambda c: -c.comparison.speedup(objective).geomean)
+
     if leader is not None and missed(leader):
         # with the leader, its group's other late setups: measured on the same prompts as the leader, any
         # of them may lead once all are (one at a time, each catch-up would crown the next one)
         here = [c for c in cases if (c.target, c.draft) == (leader.target, leader.draft) and missed(c)]
-    elif promising:
-        here = [c for c in promising if (c.target, c.draft) == (promising[0].target, promising[0].draft)]
+    elif tied_late := promising():
+        here = [c for c in tied_late if (c.target, c.draft) == (tied_late[0].target, tied_late[0].draft)]
         why = "tied with the leader, and as measured so far they would show a gain on every unit"
     elif not any(_own_high(c, objective) >= 1.0 for c in cases if not missed(c)):
         could_win = [c for c in cases if missed(c) and _own_high(c, objective) >= 1.0]
@@ -115,14 +117,13 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     if not here:
         return None
     key, record = records[(here[0].target, here[0].draft)]
-    missed_by = {id(c): missed(c) for c in here}
-    unit = min((u for c in here for u in missed_by[id(c)]), key=lambda u: (u[1], u[0]))  # the plan's order
-    left = len({u for c in here for u in missed_by[id(c)]})
+    unit = min((u for c in here for u in missed(c)), key=lambda u: (u[1], u[0]))  # the plan's order
+    left = len({u for c in here for u in missed(c)})
     used = {unit_of(s) for s in record.samples}
     block = passes  # the first catch-up pass where this prompt is still free
     while (unit[0], block + unit[1]) in used:
         block += passes
-    setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed_by[id(c)]]
+    setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed(c)]
     lead = (f"{leader.label} leads at {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
             f"{estimate.n} unit(s)" if leader and estimate and estimate.low is not None else "no setup leads yet")
     reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)}"
