@@ -14,7 +14,10 @@ resumed sweep replays every decision exactly and continues the race where it sto
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
    statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
    with the highest lower bound here, or an earlier group's of the same target (`leader_floor`), or
-   the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out.
+   the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out. So is a
+   setup that surely cannot be more than TIE_MARGIN faster than a rival showing a gain, compared prompt by
+   prompt (another setup racing, or one an earlier group of the target kept): measuring it on could change
+   the choice by less than a tie.
 The group ends when every unit is measured or no setup is left. The setups admitted in step 2 miss the
 probe's units; once every group of the target is measured, `settle` measures them there where the target's
 verdict hangs on them.
@@ -22,6 +25,7 @@ verdict hangs on them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -87,6 +91,23 @@ def leader_floor(earlier_groups: list[list], objective: str) -> tuple[float | No
     return best, name
 
 
+def earlier_rivals(earlier_groups: list, objective: str) -> dict[str, dict]:
+    """The setups of earlier groups of this target that their races kept ("<draft> <method> k=<k>" -> per-unit
+    ratio to that group's own baseline): a later group's setup surely no more than TIE_MARGIN faster than one
+    of them, prompt by prompt, leaves its race (`Race._drop_tied`). Each ratio is paired within its group, so
+    comparing two groups' ratios on the same prompt is fair (the prompt's effect largely cancels; the moment's
+    cancelled within each group)."""
+    rivals = {}
+    for record in earlier_groups:
+        dropped = {(p["method"], p["num_draft_tokens"]) for p in record.pruned}
+        baseline = [s for s in record.samples if s.is_baseline]
+        for setup in dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline):
+            if setup not in dropped:
+                measured = [s for s in record.samples if (s.method, s.num_draft_tokens) == setup]
+                rivals[f"{record.draft} {setup[0]} k={setup[1]}"] = paired_ratios(baseline, measured, METRIC[objective])
+    return rivals
+
+
 @dataclass
 class Race:
     """The decisions of one group's race, replayed from its samples."""
@@ -97,6 +118,7 @@ class Race:
     predict: Callable[[list, dict], dict]  # (probe samples, unit logs to fill) -> {(method, k): Prediction}
     floor: float | None = None  # leader_floor of earlier groups
     floor_name: str | None = None
+    rivals: dict = field(default_factory=dict)  # earlier_rivals of earlier groups
     _fitted: dict = field(default_factory=dict, repr=False)  # the probe's samples never change: fit once
 
     def probe_setups(self) -> list[Setup]:
@@ -205,6 +227,45 @@ class Race:
                     f"measured {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
                     f"{estimate.n} units is below {self._leader_text(state)}")))
                 state.alive.remove(setup)
+        self._drop_tied(state, measured, pruned)
+
+    def _drop_tied(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
+        """Drop the setups that surely cannot be more than TIE_MARGIN faster than a rival that shows a gain (its
+        geometric mean above 1.00x): another setup still racing, or one an earlier group of the target kept.
+        They are compared prompt by prompt on their ratios to the baseline (within the group simply the ratio
+        of two setups measured back to back, the baseline's noise cancelled), a far sharper test than one
+        setup's interval against another's lower bound. Setups measured on fewer units, then the slower, are
+        looked at first, and the rival stays: of two tied setups one is kept, the better measured where both
+        could go (the verdict and the settling then need fewer runs). One-sided 95%, not widened, as in
+        `_cannot_beat_by_a_margin`. Without a gain nothing leaves for being tied: "no gain" needs each setup
+        measured surely slower."""
+        baseline = [s for s in measured if s.is_baseline]
+        ratios = {setup: paired_ratios(baseline, [s for s in measured if (s.method, s.num_draft_tokens) == setup],
+                                       METRIC[self.objective]) for setup in state.alive}
+        ratios.update(self.rivals)
+        geomeans = {key: math.exp(_mean(math.log(r) for r in values.values())) for key, values in ratios.items()
+                    if values}
+        ranked = sorted((setup for setup in state.alive if setup in geomeans),
+                        key=lambda setup: (len(ratios[setup]), geomeans[setup]))
+        rivals = ranked[::-1] + [key for key in self.rivals if key in geomeans]
+        for setup in ranked:
+            for rival in rivals:
+                if rival == setup or (isinstance(rival, tuple) and rival not in state.alive) \
+                        or geomeans[rival] <= BASELINE_SPEEDUP:
+                    continue
+                common = [unit for unit in ratios[setup] if unit in ratios[rival]]
+                if len(common) < MIN_UNITS_FOR_INTERVAL:
+                    continue
+                versus = estimate_ratio([ratios[setup][unit] / ratios[rival][unit] for unit in common],
+                                        confidence=0.90)
+                if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
+                    name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
+                    pruned.append(Pruned(*setup, state.units_done, (
+                        f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} units, {versus.geomean:.2f}x "
+                        f"of {name} ({geomeans[rival]:.2f}x) prompt by prompt over {versus.n}: surely not more "
+                        f"than {TIE_MARGIN:.0%} faster than it")))
+                    state.alive.remove(setup)
+                    break
 
 
 def _mean(values) -> float:

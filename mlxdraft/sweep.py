@@ -20,7 +20,7 @@ from .memory import MemoryBudget, fits
 from .methods import Method, get_method
 from .prediction import predict_setups
 from .prompts import Prompt
-from .race import MIN_UNITS_FOR_RACE, Race, leader_floor
+from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
 from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
 from .settle import drop_unpaired_baselines, next_catch_up
 
@@ -344,10 +344,10 @@ class SweepRun:
         plan, results = self.plan, self.results
         record = results.groups[group.key]
         by_setup = {v.key: v for v in variants}
-        earlier = [g.samples for key, g in results.groups.items()
+        earlier = [g for key, g in results.groups.items()
                    if g.target == group.target.name and key != group.key and g.status == "done"
                    and _group_order(plan, key) < index]
-        floor, floor_name = leader_floor(earlier, plan.objective)
+        floor, floor_name = leader_floor([g.samples for g in earlier], plan.objective)
         token_s = draft_token_s(results, group.target.name, group.draft.name if group.draft else None)
         verify = results.models.get(group.target.name, {}).get("verify_s")
         fixed = [m.key for m in group.methods if m.fixed_k and m.uses_k]
@@ -358,7 +358,7 @@ class SweepRun:
             return predict_setups(samples, verify, token_s, max(plan.num_draft_tokens), fixed, unit_logs)
 
         race = Race([setup for setup in by_setup if setup != ("baseline", 0)], plan.units(), plan.objective,
-                    predict, floor, floor_name)
+                    predict, floor, floor_name, earlier_rivals(earlier, plan.objective))
         state = race.replay(record.samples)
         del record.samples[state.keep:]
         if state.units_done:

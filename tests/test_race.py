@@ -1,0 +1,73 @@
+"""The smart sweep's race (module `race`) on hand-made speeds: which setups it drops, after which unit and
+why, with no model and no timing noise beyond what each test puts in."""
+
+from __future__ import annotations
+
+import random
+
+from mlxdraft.race import Race
+from synthetic import sample
+
+SETUPS = [("mlx-lm", 1), ("mlx-lm", 2), ("mlx-lm", 3)]
+UNITS = [(prompt, 0) for prompt in range(8)]
+
+
+def run_race(speedup: dict, *, baseline_noise: float, setup_noise: float, seed: int = 0, rivals=None):
+    """Measure a race unit by unit the way the sweep does, with `speedup[k]` the true decode speedup: each
+    unit's baseline varies by `baseline_noise` (the moment's effect on its run) and every setup of the unit
+    by one shared factor plus its own `setup_noise`."""
+    rng = random.Random(seed)
+    race = Race(SETUPS, UNITS, "decode", predict=lambda samples, logs: {}, rivals=rivals or {})
+    samples: list = []
+    state = race.replay(samples)
+    while not state.finished(len(UNITS)):
+        prompt, pass_index = UNITS[state.units_done]
+        base = 10.0 * (1 + 0.2 * (prompt % 3))
+        moment = rng.lognormvariate(0, baseline_noise)
+        samples.append(sample(0, prompt, pass_index, base * rng.lognormvariate(0, baseline_noise)))
+        for _, k in state.alive:
+            samples.append(sample(k, prompt, pass_index, base * speedup[k] * moment
+                                  * rng.lognormvariate(0, setup_noise)))
+        state = race.replay(samples)
+    return state
+
+
+def test_a_setup_surely_within_three_percent_of_the_race_best_leaves_the_race():
+    # the baseline is noisy, so intervals against it overlap; the setups, measured back to back, are not
+    state = run_race({1: 1.30, 2: 1.46, 3: 1.50}, baseline_noise=0.15, setup_noise=0.005)
+    assert state.alive == [("mlx-lm", 3)]
+    tied = {p.num_draft_tokens: p for p in state.pruned}
+    assert set(tied) == {1, 2} and {p.after_units for p in tied.values()} == {7}  # its 3rd unit next to k=3
+    assert tied[2].reason.startswith("measured ") and "x of mlx-lm k=3 (1." in tied[2].reason
+    assert tied[2].reason.endswith("x) prompt by prompt over 3: surely not more than 3% faster than it")
+    assert state.keep == 4 * 2 + 3 * 4 + 2  # probe: baseline and k=3; then all three; the last unit: k=3 alone
+
+
+def test_setups_that_may_be_more_than_three_percent_faster_stay():
+    state = run_race({1: 1.30, 2: 1.50, 3: 1.46}, baseline_noise=0.15, setup_noise=0.005)
+    assert ("mlx-lm", 2) in state.alive and ("mlx-lm", 1) not in state.alive
+    assert [p.num_draft_tokens for p in state.pruned] == [1, 3]  # k=3 tied with k=2, the race's best
+
+
+def test_without_a_gain_no_setup_leaves_for_being_tied():
+    # every setup slower than the baseline: "no gain" needs each one measured surely slower, not just tied
+    state = run_race({1: 0.90, 2: 0.88, 3: 0.86}, baseline_noise=0.15, setup_noise=0.005)
+    assert not any("surely not more than" in p.reason for p in state.pruned)
+
+
+def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_the_race():
+    rival = {(prompt, 0): 1.5 for prompt in range(8)}  # an earlier draft's setup kept by its race, at 1.5x everywhere
+    state = run_race({1: 1.20, 2: 1.25, 3: 1.30}, baseline_noise=0.05, setup_noise=0.005,
+                     rivals={"small mlx-lm k=2": rival})
+    assert state.alive == [] and state.units_done == 6  # k=1 and k=2, admitted after the probe, go after 3 units
+    first = state.pruned[0]
+    assert (first.num_draft_tokens, first.after_units) == (3, 3)  # the probe's setup, after the probe's 3rd unit
+    assert "x of small mlx-lm k=2 (an earlier draft) (1.50x) prompt by prompt over 3: surely not more" in first.reason
+    assert {p.num_draft_tokens for p in state.pruned} == {1, 2, 3}
+
+
+def test_an_earlier_drafts_setup_without_a_gain_drops_nothing():
+    rival = {(prompt, 0): 0.95 for prompt in range(8)}
+    state = run_race({1: 0.80, 2: 0.85, 3: 0.90}, baseline_noise=0.05, setup_noise=0.005,
+                     rivals={"small mlx-lm k=2": rival})
+    assert not any("(an earlier draft)" in p.reason for p in state.pruned)
