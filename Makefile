@@ -69,8 +69,8 @@ bench-overhead: $(STAMP)
 bench-methods: $(STAMP)
 	$(BIN)/python scripts/bench_methods.py --json results/bench-methods.json
 
-## make bench-sweep: the smart sweep against the exhaustive one (tiny models: two minutes;
-## BENCH_SWEEP_MODELS=smollm2: fp16 and bf16 targets, fp32/q8/q4 drafts, k 1-6, 16 tokens: about 1.9 hours here)
+## make bench-sweep: the smart sweep, replayed and live, against the exhaustive one (tiny models: under a minute;
+## BENCH_SWEEP_MODELS=smollm2: fp16 and bf16 targets, fp32/q8/q4 drafts, k 1-6, 16 tokens: about 1.1 hours here)
 BENCH_SWEEP_MODELS ?= tiny
 bench-sweep: $(STAMP)
 	$(BIN)/python scripts/bench_sweep.py --models $(BENCH_SWEEP_MODELS) --max-tokens 16 \
