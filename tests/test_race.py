@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
-from mlxdraft.race import Race
 from synthetic import sample
+
+from mlxdraft.race import Race
 
 SETUPS = [("mlx-lm", 1), ("mlx-lm", 2), ("mlx-lm", 3)]
 UNITS = [(prompt, 0) for prompt in range(8)]

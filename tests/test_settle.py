@@ -8,13 +8,13 @@ import math
 
 import fake_engine
 from click.testing import CliRunner
+from synthetic import make_state
 
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
 from mlxdraft.measure import RunSample
 from mlxdraft.results import GroupRecord, Results, load_results
 from mlxdraft.settle import drop_unpaired_baselines, missed_units, next_catch_up
-from synthetic import make_state
 
 
 def install(draft_token_s: float, acceptance: float, verify_growth: float):

@@ -118,7 +118,7 @@ def trace_of(sample: RunSample) -> Trace:
         token_ids=list(sample.token_ids),
         round_sizes=[first_round, sample.decode_tokens] if sample.decode_tokens else [first_round],
         round_end_s=[sample.ttft_s, sample.wall_s] if sample.decode_tokens else [sample.wall_s],
-        rounds=[VerifyRound(proposed, accepted, bool(complete)) for proposed, accepted, complete in sample.rounds or []],
+        rounds=[VerifyRound(proposed, accepted, bool(done)) for proposed, accepted, done in sample.rounds or []],
         peak_memory_gb=sample.peak_memory_gb,
         finish_reason=sample.finish_reason,
         draft_s=sample.draft_s,
