@@ -78,9 +78,9 @@ def replay_smart(exhaustive: Results, args, targets, drafts, prompts) -> Results
     plan = sweep_plan("smart", args, targets, drafts, prompts)
     engine = ReplayEngine(exhaustive, prompts, get_engine())
     run = SweepRun(plan, args.out / f"bench-sweep-{args.models}-smart-replayed.json", force=True, engine=engine)
-    for event in run.events():
-        if event.kind == "failed":
-            raise SystemExit(f"Error: replaying the smart sweep failed: {event.message}")
+    for event in run.events():  # a replay that could not run everything would judge a different sweep
+        if event.kind in ("failed", "skipped", "warning"):
+            raise SystemExit(f"Error: replaying the smart sweep on the exhaustive samples: {event.message}")
     return run.results
 
 

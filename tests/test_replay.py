@@ -1,14 +1,18 @@
 """The replay engine (`engines.replay`): a smart sweep replayed on an exhaustive sweep's samples makes the
 decisions, and keeps the runs, that the same sweep makes live when every run of a setup on a prompt gives
-the same figures (the fake engine without noise)."""
+the same figures (the fake engine without noise); with noise, every replayed run is the recorded run of its
+group, setup and prompt."""
 
 from __future__ import annotations
 
 import fake_engine
 
-from mlxdraft.engines.replay import ReplayEngine
+import pytest
+
+from mlxdraft.engines.replay import NotRecordedError, ReplayEngine
 from mlxdraft.measure import MeasureSettings
 from mlxdraft.memory import MemoryBudget
+from mlxdraft.methods import parse_methods
 from mlxdraft.prompts import Prompt
 from mlxdraft.sweep import ModelChoice, SweepPlan, SweepRun
 
@@ -18,10 +22,10 @@ MODELS = {"big": fake_engine.FakeModel(token_s=0.1, weights_gb=4.0, verify_growt
           "tiny": fake_engine.FakeModel(token_s=0.005, weights_gb=0.1, acceptance=0.5)}
 
 
-def sweep(strategy: str, engine, k=(1, 2, 3, 4, 6)):
+def sweep(strategy: str, engine, k=(1, 2, 3, 4, 6), methods="mlx-lm", runs=1):
     plan = SweepPlan([ModelChoice("big")], [ModelChoice("small"), ModelChoice("tiny")], list(k),
-                     MeasureSettings(max_tokens=64, warmup=1), PROMPTS, MemoryBudget(64.0, "test"),
-                     engine="fake", strategy=strategy, objective="decode")
+                     MeasureSettings(max_tokens=64, warmup=1, runs=runs), PROMPTS, MemoryBudget(64.0, "test"),
+                     methods=parse_methods(methods), engine="fake", strategy=strategy, objective="decode")
     run = SweepRun(plan, engine=engine)
     events = list(run.events())
     return run.results, events
@@ -54,3 +58,28 @@ def test_a_run_the_recorded_sweep_never_measured_fails_its_group_with_what_is_mi
     assert failed == ["big's forward passes of [1, 2, 3, 4] tokens were not timed in the recorded sweep",
                       "the recorded sweep has no run of mlx-lm k=3 with target big and draft tiny on prompt 1"]
     assert all(record.status == "failed" for record in replayed.groups.values())
+
+
+def test_every_replayed_run_is_the_recorded_run_of_its_group_setup_and_prompt():
+    # noisy, so that a baseline run served to the wrong group (or a setup's run to another draft's) shows;
+    # prompt lookup runs in a group of the target alone, measured last, with the target still loaded
+    exhaustive, _ = sweep("exhaustive", fake_engine.FakeEngine(MODELS, noise=0.05, seed=2),
+                          methods="mlx-lm,prompt-lookup")
+    replayed, _ = sweep("smart", ReplayEngine(exhaustive, PROMPTS, fake_engine.FakeEngine(MODELS)),
+                        methods="mlx-lm,prompt-lookup")
+    recorded = {(key, s.method, s.num_draft_tokens, s.prompt_index): s.wall_s
+                for key, g in exhaustive.groups.items() for s in g.samples}
+    served = [((key, s.method, s.num_draft_tokens, s.prompt_index), s.wall_s)
+              for key, g in replayed.groups.items() for s in g.samples]
+    assert {method for (_, method, _, _), _ in served} == {"baseline", "mlx-lm", "prompt-lookup"}
+    assert all(recorded[key] == wall_s for key, wall_s in served)
+    assert len(replayed.groups) == 3 and all(g.status == "done" for g in replayed.groups.values())
+
+
+def test_a_sweep_of_several_passes_or_other_prompts_is_refused():
+    recorded, _ = sweep("exhaustive", fake_engine.FakeEngine(MODELS), k=(1, 2), runs=2)
+    with pytest.raises(NotRecordedError, match=r"only a sweep of one pass can be replayed; this one has 2"):
+        ReplayEngine(recorded, PROMPTS, fake_engine.FakeEngine(MODELS))
+    recorded, _ = sweep("exhaustive", fake_engine.FakeEngine(MODELS), k=(1, 2))
+    with pytest.raises(NotRecordedError, match="prompts are not the recorded sweep's"):
+        ReplayEngine(recorded, PROMPTS[:4], fake_engine.FakeEngine(MODELS))

@@ -3,11 +3,15 @@ another strategy can be judged on exactly the same measurements (`scripts/bench_
 smart strategy on the exhaustive sweep's samples: no drift between the two, as there is between two sweeps
 measured hours apart on a shared machine).
 
-A generation of (target, draft, method, k, prompt) returns the recorded run of that setup on that prompt,
-its timings and round counts unchanged (the n-th request of a setup on a prompt gets its n-th recorded
-pass, cycling); timed forward passes return the recorded timings. Finding, checking and encoding models
-is left to the engine that measured them (files only, no weights are loaded). Nothing is slept: what a
-replayed sweep would have cost is the sum of its samples' `wall_s`.
+A generation of (target, draft, method, k, prompt) returns the recorded run of that setup on that prompt
+in that group (a baseline run belongs to the group whose draft is loaded), its timings and round counts
+unchanged; timed forward passes return the recorded timings. A sweep of one pass only: with more, which
+pass a run stands for depends on the strategy (a catch-up pass replays a missed one), so it is refused.
+A run asked for twice (a catch-up unit's baseline) is served twice: on the recorded sweep's own pairs,
+the ratios are exactly its ratios. Finding, checking and encoding models is left to the engine that
+measured them (files only, no weights are loaded). Nothing is slept: what a replayed sweep would have
+cost is the sum of its samples' `wall_s`; the target's memory probe is served a baseline run (its peak
+memory is the recorded baseline's).
 """
 
 from __future__ import annotations
@@ -41,18 +45,22 @@ class ReplayEngine:
     """Serves `recorded`'s samples; `files` (the engine that measured them) resolves, checks and encodes."""
 
     def __init__(self, recorded: Results, prompts: list[Prompt], files: Engine):
+        if recorded.plan.settings.runs != 1:
+            raise NotRecordedError(f"only a sweep of one pass can be replayed; this one has "
+                                   f"{recorded.plan.settings.runs} (-r/--runs)")
+        if [p.text for p in prompts] != [p["text"] for p in recorded.plan.prompts]:
+            raise NotRecordedError("the replayed sweep's prompts are not the recorded sweep's")
         self.recorded = recorded
         self.prompts = prompts
         self.files = files
         self.name = files.name
-        self._runs: dict[tuple, list[RunSample]] = {}  # (target, group's draft, method, k, prompt) -> runs
+        self._runs: dict[tuple, RunSample] = {}  # (target, group's draft, method, k, prompt) -> its run
         for record in recorded.groups.values():
             for sample in record.samples:
                 key = (record.target, record.draft, sample.method, sample.num_draft_tokens, sample.prompt_index)
-                self._runs.setdefault(key, []).append(sample)
-        self._served: dict[tuple, int] = {}
+                self._runs[key] = sample
         self._prompt_index: dict[tuple, int] = {}  # (target name, prompt ids) -> index in `prompts`
-        self._loaded: list[str] = []  # models in the order loaded: a baseline run is the last draft's group's
+        self._loaded: list[str] = []  # models loaded since the sweep last freed memory (it does between groups)
 
     def __getattr__(self, name):  # environment, memory_budget, supports, context_length, commands, ...
         return getattr(self.files, name)
@@ -62,6 +70,8 @@ class ReplayEngine:
 
     def encode(self, source: ModelSource, prompt: Prompt) -> list[int]:
         ids = self.files.encode(source, prompt)
+        if prompt not in self.prompts:
+            raise NotRecordedError(f"the recorded sweep has no prompt {prompt.text[:40]!r}")
         self._prompt_index[(source.name, tuple(ids))] = self.prompts.index(prompt)
         return ids
 
@@ -74,7 +84,7 @@ class ReplayEngine:
         pass
 
     def free_memory(self) -> None:
-        pass
+        self._loaded.clear()
 
     def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
                      repeats: int = 5) -> dict[int, list[float]]:
@@ -97,19 +107,17 @@ class ReplayEngine:
         if method.needs_draft:
             group_draft = draft.name if draft is not None else None
         else:  # a baseline run (or a method without a draft) belongs to the group whose draft is loaded
-            since = self._loaded[len(self._loaded) - self._loaded[::-1].index(target.name):]
-            group_draft = since[-1] if since else None
+            group_draft = next((name for name in reversed(self._loaded) if name != target.name), None)
         key = (target.name, group_draft, method.key, k, prompt)
-        if key not in self._runs:  # measured in another group of the target (a target alone, a memory probe)
+        if key not in self._runs and method.key == "baseline" and group_draft is None:
+            # the target's memory probe, before any draft is loaded: any of its baseline runs on that prompt
             key = next((other for other in self._runs if (other[0], *other[2:]) == (key[0], *key[2:])), key)
-        runs = self._runs.get(key)
-        if not runs:
+        if key not in self._runs:
             raise NotRecordedError(f"the recorded sweep has no run of {method.key} k={k} with target {target.name}"
                                    f"{f' and draft {group_draft}' if group_draft else ''} on prompt "
                                    f"{'?' if prompt is None else prompt + 1}")
-        served = self._served.get(key, 0)
-        self._served[key] = served + 1
-        return trace_of(runs[served % len(runs)])
+        return trace_of(self._runs[key])
+
 
 def trace_of(sample: RunSample) -> Trace:
     """A trace that `measure.sample_from_trace` turns back into `sample`'s figures."""
