@@ -34,7 +34,7 @@ from .prediction import PredictedLogs, Prediction, can_still_win, combined_inter
 from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
 
 PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
-TIE_MARGIN = 0.03  # a setup predicted (surely) no more than this faster than the predicted best is pruned
+TIE_MARGIN = 0.03  # a setup surely no more than this faster than the (predicted) best, or a rival, is pruned
 MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
 BASELINE_SPEEDUP = 1.0  # the baseline's speedup over itself: every setup races against it too
 METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}
@@ -104,7 +104,8 @@ def earlier_rivals(earlier_groups: list, objective: str) -> dict[str, dict]:
         for setup in dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline):
             if setup not in dropped:
                 measured = [s for s in record.samples if (s.method, s.num_draft_tokens) == setup]
-                rivals[f"{record.draft} {setup[0]} k={setup[1]}"] = paired_ratios(baseline, measured, METRIC[objective])
+                name = f"{record.draft + ' ' if record.draft else ''}{setup[0]} k={setup[1]}"
+                rivals[name] = paired_ratios(baseline, measured, METRIC[objective])
     return rivals
 
 
@@ -227,18 +228,23 @@ class Race:
                     f"measured {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
                     f"{estimate.n} units is below {self._leader_text(state)}")))
                 state.alive.remove(setup)
-        self._drop_tied(state, measured, pruned)
+        tied = self._drop_tied(state, measured)
+        pruned += tied
+        if state.leader and any((p.method, p.num_draft_tokens) == state.leader for p in tied):
+            self._find_leader(state, measured)  # a faster rival leads now
 
-    def _drop_tied(self, state: RaceState, measured: list, pruned: list[Pruned]) -> None:
-        """Drop the setups that surely cannot be more than TIE_MARGIN faster than a rival that shows a gain (its
+    def _drop_tied(self, state: RaceState, measured: list) -> list[Pruned]:
+        """The setups that surely cannot be more than TIE_MARGIN faster than the best rival showing a gain (its
         geometric mean above 1.00x): another setup still racing, or one an earlier group of the target kept.
         They are compared prompt by prompt on their ratios to the baseline (within the group simply the ratio
         of two setups measured back to back, the baseline's noise cancelled), a far sharper test than one
         setup's interval against another's lower bound. Setups measured on fewer units, then the slower, are
         looked at first, and the rival stays: of two tied setups one is kept, the better measured where both
-        could go (the verdict and the settling then need fewer runs). One-sided 95%, not widened, as in
-        `_cannot_beat_by_a_margin`. Without a gain nothing leaves for being tied: "no gain" needs each setup
-        measured surely slower."""
+        could go (the verdict and the settling then need fewer runs). One test per setup and unit, one-sided
+        95%, widened neither for the units already looked at nor for the setups (as in
+        `_cannot_beat_by_a_margin`): the one drop that can cost the choice anything is the truly fastest
+        setup's, and then by at most the margin per step. Without a gain nothing leaves for being tied: "no
+        gain" needs each setup measured surely slower."""
         baseline = [s for s in measured if s.is_baseline]
         ratios = {setup: paired_ratios(baseline, [s for s in measured if (s.method, s.num_draft_tokens) == setup],
                                        METRIC[self.objective]) for setup in state.alive}
@@ -247,25 +253,24 @@ class Race:
                     if values}
         ranked = sorted((setup for setup in state.alive if setup in geomeans),
                         key=lambda setup: (len(ratios[setup]), geomeans[setup]))
-        rivals = ranked[::-1] + [key for key in self.rivals if key in geomeans]
+        dropped = []
         for setup in ranked:
-            for rival in rivals:
-                if rival == setup or (isinstance(rival, tuple) and rival not in state.alive) \
-                        or geomeans[rival] <= BASELINE_SPEEDUP:
-                    continue
-                common = [unit for unit in ratios[setup] if unit in ratios[rival]]
-                if len(common) < MIN_UNITS_FOR_INTERVAL:
-                    continue
-                versus = estimate_ratio([ratios[setup][unit] / ratios[rival][unit] for unit in common],
-                                        confidence=0.90)
-                if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
-                    name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
-                    pruned.append(Pruned(*setup, state.units_done, (
-                        f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} units, {versus.geomean:.2f}x "
-                        f"of {name} ({geomeans[rival]:.2f}x) prompt by prompt over {versus.n}: surely not more "
-                        f"than {TIE_MARGIN:.0%} faster than it")))
-                    state.alive.remove(setup)
-                    break
+            rivals = [rival for rival in ratios if rival in geomeans and rival != setup
+                      and geomeans[rival] > BASELINE_SPEEDUP and (not isinstance(rival, tuple) or rival in state.alive)
+                      and sum(unit in ratios[rival] for unit in ratios[setup]) >= MIN_UNITS_FOR_INTERVAL]
+            if not rivals:
+                continue
+            rival = max(rivals, key=lambda key: geomeans[key])
+            common = [unit for unit in ratios[setup] if unit in ratios[rival]]
+            versus = estimate_ratio([ratios[setup][unit] / ratios[rival][unit] for unit in common], confidence=0.90)
+            if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
+                name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
+                dropped.append(Pruned(*setup, state.units_done, (
+                    f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} units, {versus.geomean:.2f}x "
+                    f"of {name} ({geomeans[rival]:.2f}x) prompt by prompt over {versus.n}: surely not more "
+                    f"than {TIE_MARGIN:.0%} faster than it")))
+                state.alive.remove(setup)
+        return dropped
 
 
 def _mean(values) -> float:

@@ -7,7 +7,8 @@ import random
 
 from synthetic import sample
 
-from mlxdraft.race import Race
+from mlxdraft.race import Pruned, Race, earlier_rivals
+from mlxdraft.results import GroupRecord
 
 SETUPS = [("mlx-lm", 1), ("mlx-lm", 2), ("mlx-lm", 3)]
 UNITS = [(prompt, 0) for prompt in range(8)]
@@ -15,8 +16,8 @@ UNITS = [(prompt, 0) for prompt in range(8)]
 
 def run_race(speedup: dict, *, baseline_noise: float, setup_noise: float, seed: int = 0, rivals=None):
     """Measure a race unit by unit the way the sweep does, with `speedup[k]` the true decode speedup: each
-    unit's baseline varies by `baseline_noise` (the moment's effect on its run) and every setup of the unit
-    by one shared factor plus its own `setup_noise`."""
+    unit's baseline run varies by `baseline_noise`, its setups by one factor of that size that they share
+    (the moment's effect on runs measured back to back) and by their own `setup_noise`."""
     rng = random.Random(seed)
     race = Race(SETUPS, UNITS, "decode", predict=lambda samples, logs: {}, rivals=rivals or {})
     samples: list = []
@@ -72,3 +73,17 @@ def test_an_earlier_drafts_setup_without_a_gain_drops_nothing():
     state = run_race({1: 0.80, 2: 0.85, 3: 0.90}, baseline_noise=0.05, setup_noise=0.005,
                      rivals={"small mlx-lm k=2": rival})
     assert not any("(an earlier draft)" in p.reason for p in state.pruned)
+
+
+def test_the_rivals_of_a_later_draft_are_the_setups_earlier_races_kept():
+    samples = [sample(k, prompt, 0, 10.0 * (1 + k / 10) if k else 10.0) for prompt in range(4) for k in (0, 1, 2)]
+    kept_one = GroupRecord("big", "small", "done", samples=samples,
+                           pruned=[Pruned("mlx-lm", 2, 3, "slower").to_dict()])
+    alone = GroupRecord("big", None, "done", samples=[
+        sample(k, prompt, 0, 10.0 * (1.3 if k else 1.0)) for prompt in range(4) for k in (0, 3)])
+    for run in alone.samples:
+        run.method = "prompt-lookup" if run.num_draft_tokens else "baseline"
+    rivals = earlier_rivals([kept_one, alone], "decode")
+    assert set(rivals) == {"small mlx-lm k=1", "prompt-lookup k=3"}  # the pruned k=2 is no rival
+    assert rivals["small mlx-lm k=1"] == {(prompt, 0): 1.1 for prompt in range(4)}
+    assert rivals["prompt-lookup k=3"] == {(prompt, 0): 1.3 for prompt in range(4)}
