@@ -6,7 +6,6 @@ group, setup and prompt."""
 from __future__ import annotations
 
 import fake_engine
-
 import pytest
 
 from mlxdraft.engines.replay import NotRecordedError, ReplayEngine
