@@ -25,7 +25,6 @@ verdict hangs on them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -72,10 +71,14 @@ class RaceState:
         return not self.alive or self.units_done >= units
 
 
-def _estimate(samples, setup: Setup, metric: str, candidates: int) -> RatioEstimate | None:
+def _ratios(samples, setup: Setup, metric: str) -> dict:
+    """Per unit, `setup`'s ratio to the baseline run measured next to it."""
     baseline = [s for s in samples if s.is_baseline]
-    measured = [s for s in samples if (s.method, s.num_draft_tokens) == setup]
-    return estimate_ratio(list(paired_ratios(baseline, measured, metric).values()), candidates=max(candidates, 1))
+    return paired_ratios(baseline, [s for s in samples if (s.method, s.num_draft_tokens) == setup], metric)
+
+
+def _estimate(samples, setup: Setup, metric: str, candidates: int) -> RatioEstimate | None:
+    return estimate_ratio(list(_ratios(samples, setup, metric).values()), candidates=max(candidates, 1))
 
 
 def leader_floor(earlier_groups: list[list], objective: str) -> tuple[float | None, str | None]:
@@ -100,12 +103,10 @@ def earlier_rivals(earlier_groups: list, objective: str) -> dict[str, dict]:
     rivals = {}
     for record in earlier_groups:
         dropped = {(p["method"], p["num_draft_tokens"]) for p in record.pruned}
-        baseline = [s for s in record.samples if s.is_baseline]
         for setup in dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline):
             if setup not in dropped:
-                measured = [s for s in record.samples if (s.method, s.num_draft_tokens) == setup]
                 name = f"{record.draft + ' ' if record.draft else ''}{setup[0]} k={setup[1]}"
-                rivals[name] = paired_ratios(baseline, measured, METRIC[objective])
+                rivals[name] = _ratios(record.samples, setup, METRIC[objective])
     return rivals
 
 
@@ -245,12 +246,10 @@ class Race:
         `_cannot_beat_by_a_margin`): the one drop that can cost the choice anything is the truly fastest
         setup's, and then by at most the margin per step. Without a gain nothing leaves for being tied: "no
         gain" needs each setup measured surely slower."""
-        baseline = [s for s in measured if s.is_baseline]
-        ratios = {setup: paired_ratios(baseline, [s for s in measured if (s.method, s.num_draft_tokens) == setup],
-                                       METRIC[self.objective]) for setup in state.alive}
+        ratios = {setup: _ratios(measured, setup, METRIC[self.objective]) for setup in state.alive}
         ratios.update(self.rivals)
-        geomeans = {key: math.exp(_mean(math.log(r) for r in values.values())) for key, values in ratios.items()
-                    if values}
+        geomeans = {key: estimate.geomean for key, values in ratios.items()
+                    if (estimate := estimate_ratio(list(values.values())))}
         ranked = sorted((setup for setup in state.alive if setup in geomeans),
                         key=lambda setup: (len(ratios[setup]), geomeans[setup]))
         dropped = []
