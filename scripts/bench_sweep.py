@@ -38,6 +38,7 @@ from pathlib import Path
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.engines import get_engine
 from mlxdraft.engines.replay import ReplayEngine
+from mlxdraft.errors import MlxdraftError
 from mlxdraft.measure import MeasureSettings
 from mlxdraft.methods import parse_methods
 from mlxdraft.prompts import load_prompts_file
@@ -222,4 +223,7 @@ def judge(exhaustive: Results, smart: Results, share: float, objective: str) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MlxdraftError as exc:  # a results file of other settings, a model that cannot be found, ...
+        sys.exit(f"Error: {exc}")
