@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead \
+.PHONY: venv test test-fast wheel-check demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead \
 	bench-methods bench-sweep clean
 
 $(STAMP): pyproject.toml
@@ -23,6 +23,11 @@ test: $(STAMP)
 ## make test-fast: skip the slow real-model tests
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+## make wheel-check: build the wheel, install it (not editable) into a fresh venv outside the checkout and run
+## mlxdraft from there (models of every bundled family, a report); .ci/run calls it after the tests
+wheel-check:
+	bash scripts/wheel_check.sh $(PYTHON)
 
 ## make demo: the main job, offline: a real sweep on SmolLM2-135M (fp16 target, 8-bit draft, k=4,
 ## 12 short answers): a verdict on end-to-end time, and what decode speed alone would say

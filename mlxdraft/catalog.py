@@ -18,8 +18,9 @@ File format (one family per file):
     size_gb = 4.29                     # estimated weight size, GB
 
 Lists are read from $MLXDRAFT_MODEL_LISTS (folders or files, separated by the path
-separator), the `model_lists/` folder of this checkout, and <app dir>/model_lists; a path
-to a .toml file works wherever a family name is expected.
+separator), the lists that ship inside the package (`model_lists/` of the checkout, installed as
+the package data `mlxdraft.model_lists` and read through importlib.resources, so a wheel has them
+too), and <app dir>/model_lists; a path to a .toml file works wherever a family name is expected.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import re
 import sys
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -42,7 +44,7 @@ from .hub import REPO_ID
 from .paths import app_dir, expand_user, read_user_file
 
 ROLES = ("target", "draft", "both")
-BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "model_lists"
+BUNDLED_PACKAGE = "mlxdraft.model_lists"  # pyproject.toml maps it to the checkout's model_lists/
 
 
 @dataclass(frozen=True)
@@ -83,19 +85,26 @@ class CatalogEntry:
         return asdict(self)
 
 
-def list_files() -> list[Path]:
-    places: list[Path] = []
-    for item in os.environ.get("MLXDRAFT_MODEL_LISTS", "").split(os.pathsep):
-        if item:
-            places.append(expand_user(item, "MLXDRAFT_MODEL_LISTS entry"))
-    places += [BUNDLED_LISTS, app_dir() / "model_lists"]
-    files = []
-    for place in places:
+def _user_list_files() -> tuple[list[Path], list[Path]]:
+    """The list files named by $MLXDRAFT_MODEL_LISTS (read before the bundled lists) and those in
+    <app dir>/model_lists (read after them)."""
+    places = [expand_user(item, "MLXDRAFT_MODEL_LISTS entry")
+              for item in os.environ.get("MLXDRAFT_MODEL_LISTS", "").split(os.pathsep) if item]
+
+    def files_in(place: Path) -> list[Path]:
         if place.is_file():
-            files.append(place)
-        elif place.is_dir():
-            files.extend(sorted(place.glob("*.toml")))
-    return files
+            return [place]
+        return sorted(place.glob("*.toml")) if place.is_dir() else []
+
+    first = [path for place in places for path in files_in(place)]
+    return first, files_in(app_dir() / "model_lists")
+
+
+def bundled_lists() -> list[tuple[str, str]]:
+    """(file name, text) of every model list that ships inside the package, sorted by name."""
+    folder = resources.files(BUNDLED_PACKAGE)
+    return sorted((item.name, item.read_text(encoding="utf-8")) for item in folder.iterdir()
+                  if item.name.endswith(".toml") and item.is_file())
 
 
 def _text(value) -> bool:
@@ -148,7 +157,11 @@ def _check_model(model, where: str) -> None:
 def load_list_file(path: Path) -> list[CatalogEntry]:
     """Parse and validate one list file: every problem is one InvalidInputError naming the file,
     the model's position (1-based) and the field."""
-    text = read_user_file(path, "model list")
+    return load_list_text(read_user_file(path, "model list"), path)
+
+
+def load_list_text(text: str, path: Path | str) -> list[CatalogEntry]:
+    """Parse and validate the text of a list file; `path` names it in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -194,8 +207,11 @@ def load_list_file(path: Path) -> list[CatalogEntry]:
 def load_catalog() -> dict[str, list[CatalogEntry]]:
     """Every family from every list file; the first file naming a family wins."""
     families: dict[str, list[CatalogEntry]] = {}
-    for path in list_files():
-        entries = load_list_file(path)
+    first, last = _user_list_files()
+    user = lambda paths: [(read_user_file(path, "model list"), path) for path in paths]  # noqa: E731
+    bundled = [(text, f"{BUNDLED_PACKAGE}/{name}") for name, text in bundled_lists()]
+    for text, where in user(first) + bundled + user(last):
+        entries = load_list_text(text, where)
         families.setdefault(entries[0].family, entries)
     return families
 
