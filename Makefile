@@ -29,12 +29,14 @@ test-fast: $(STAMP)
 wheel-check:
 	bash scripts/wheel_check.sh $(PYTHON)
 
-## make demo: the main job, offline: a real sweep on SmolLM2-135M (fp16 target, 8-bit draft, k=4,
-## 12 short answers): a verdict on end-to-end time, and what decode speed alone would say
+## make demo: the main job, offline: a real smart sweep on SmolLM2-135M (fp16 target; 8-bit and 4-bit drafts;
+## k = 2 and 4; mlx-lm's loop and mlxdraft's own; 12 short answers): the table, a verdict on end-to-end time
+## and its reason, and an HTML report
 DEMO_RESULTS := results/demo-smollm2.json
 demo: $(STAMP)
-	$(BIN)/mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions 8bit \
-		-k 4 --max-tokens 16 --prompts scripts/demo_prompts.jsonl -o $(DEMO_RESULTS) --force
+	$(BIN)/mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions 8bit,4bit \
+		-k 2,4 --methods mlx-lm,draft --max-tokens 16 --prompts scripts/demo_prompts.jsonl \
+		-o $(DEMO_RESULTS) --force
 	$(BIN)/mlxdraft report $(DEMO_RESULTS) --format html -o results/demo-smollm2.html
 
 ## Presets: one mechanism, a memory budget per machine. Results go to results/<preset>-<family>.json/.md
