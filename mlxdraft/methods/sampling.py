@@ -1,10 +1,13 @@
-"""How a token is chosen from logits: mlx-lm's sampler, the distribution it draws from (top-p,
-min-p, top-k, then temperature), and the speculative accept/resample rule that keeps a target's
-distribution exact whatever proposed the tokens, so that every method samples from the same thing.
+"""How a token is chosen from logits: the distribution mlx-lm's sampler draws from (top-p, min-p,
+top-k, then temperature), a sampler for mlx-lm's loops that draws from it, and the speculative
+accept/resample rule that keeps a target's distribution exact whatever proposed the tokens, so
+that every method samples from the same thing.
 
-The rules (`greedy_accept`, `speculative_accept`) are pure functions of lazy mlx arrays that
-return one array `[accepted, token]`: how many proposed tokens the target keeps and the token it
-emits after them. The only host sync a verify round needs is reading those two numbers.
+Every draw takes its key from the generation's own stream (`RandomKeys`), never from MLX's global
+generator, so a generation neither depends on nor changes the caller's random numbers. The rules
+(`greedy_accept`, `speculative_accept`) are pure functions of lazy mlx arrays that return one
+array `[accepted, token]`: how many proposed tokens the target keeps and the token it emits after
+them.
 """
 
 from __future__ import annotations
