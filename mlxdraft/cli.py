@@ -380,15 +380,17 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=256, show_default=True)
 @click.option("--temp", type=FiniteFloat(0.0, 100.0), default=0.0, show_default=True, help="Sampling temperature.")
 @click.option("--top-p", type=FiniteFloat(0.0, 1.0), default=1.0, show_default=True)
-@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Sample from the k most likely tokens (0, or k at or above the vocabulary: off).")
 @click.option("--min-p", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True)
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE", help="A method parameter.")
 @click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine.")
 @click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics, "
+              "each token's text and whether it came from the draft.")
 @click.option("--show-accepted", is_flag=True, help="Mark the accepted draft tokens: green on a terminal, "
-              "else each run of them in [brackets].")
+              "else each run of them in [brackets] (--json always lists them as from_draft).")
 def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_tokens, temp, top_p, top_k, min_p, seed,
              param_texts, engine, no_download, as_json, show_accepted):
     """Generate from TARGET with a drafting method, streaming the text to stdout, so that a setup only
