@@ -413,7 +413,7 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
 
     def mark(text, from_draft):  # --show-accepted: accepted draft tokens green on a terminal, else in [...]
         if colour:
-            click.echo(click.style(text, fg="green") if from_draft else text, nl=False)
+            click.echo(click.style(text, fg="green") if from_draft and text else text, nl=False)
         else:
             click.echo(brackets.feed(text, from_draft), nl=False)
 
