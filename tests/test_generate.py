@@ -260,3 +260,34 @@ def test_drafting_time_is_the_drafts_and_verify_time_the_targets(loaded, tiny):
     data = json.loads(run(tiny.target, "--method", "prompt-lookup", "--max-tokens", "6", "--prompt", "a a a",
                           "--json").stdout)
     assert data["draft_s"] is None and data["target_s"] > 0
+
+
+def test_show_accepted_colours_the_draft_tokens_green_on_a_terminal(tiny):
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    args = [str(tiny.target), "--draft", str(tiny.target), "-k", "3", "--max-tokens", "10", "--prompt", "The capital"]
+    api = mlxdraft.generate(args[0], "The capital", draft=args[0], num_draft_tokens=3, max_tokens=10)
+    master, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "mlxdraft", "generate", *args, "--show-accepted"],
+                               stdout=terminal, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0, process.stderr.read()
+    text = output.decode().replace("\r\n", "\n")
+    green = "".join(re.findall(r"\x1b\[32m(.*?)\x1b\[0m", text, flags=re.S))
+    assert green == "".join(piece for piece, origin in zip(api.token_texts, api.from_draft) if origin) != ""
+    assert re.sub(r"\x1b\[[0-9;]*m", "", text) == api.text + "\n"
+    assert "draft-token share 70% (green)" in process.stderr.read().decode()
