@@ -103,6 +103,16 @@ def sample_segments(sample) -> list[Segment] | None:
     return segments(texts, sample_origins(sample))
 
 
+def first_marked_sample(samples: Iterable) -> tuple[object, list[Segment]] | None:
+    """The sample answer a report shows for a setup: of its samples that recorded token texts, the
+    one of the lowest prompt index (then pass), with its Segments; None when none recorded any."""
+    recorded = [sample for sample in samples if getattr(sample, "token_texts", None) is not None]
+    if not recorded:
+        return None
+    chosen = min(recorded, key=lambda sample: (sample.prompt_index, sample.pass_index))
+    return chosen, sample_segments(chosen)
+
+
 def html_marked(parts: Iterable[Segment]) -> str:
     """Escaped HTML: accepted draft runs as `<mark class="accepted">...</mark>`, the rest plain.
     Newlines are kept as they are (show it in a <pre> or with `white-space: pre-wrap`)."""

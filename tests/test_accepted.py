@@ -88,6 +88,15 @@ def test_sample_segments_read_a_run_sample():
         sample_segments(run_sample([5, 6], rounds=[[2, 1, 1]], token_texts=["x"]))
 
 
+def test_a_setup_shows_its_first_recorded_answer():
+    later = run_sample([5, 6], rounds=[[2, 1, 1]], token_texts=["x", "y"])
+    later.prompt_index = 1
+    first = run_sample([7, 8], rounds=[[2, 1, 1]], token_texts=["<a", "b"])
+    chosen, parts = accepted.first_marked_sample([run_sample([1, 2], rounds=[[2, 1, 1]]), later, first])
+    assert chosen is first and html_marked(parts) == '<mark class="accepted">&lt;a</mark>b'
+    assert accepted.first_marked_sample([run_sample([1, 2], rounds=[[2, 1, 1]])]) is None
+
+
 def test_accepted_is_engine_free():
     """It imports nothing of mlxdraft but its errors, and loading it loads no mlx or tokenizer."""
     import ast
