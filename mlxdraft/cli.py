@@ -380,17 +380,23 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=256, show_default=True)
 @click.option("--temp", type=FiniteFloat(0.0, 100.0), default=0.0, show_default=True, help="Sampling temperature.")
 @click.option("--top-p", type=FiniteFloat(0.0, 1.0), default=1.0, show_default=True)
-@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Sample from the k most likely tokens (0, or k at or above the vocabulary: off).")
 @click.option("--min-p", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True)
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE", help="A method parameter.")
 @click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine.")
 @click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics, "
+              "each token's text and whether it came from the draft.")
+@click.option("--show-accepted", is_flag=True, help="Mark the accepted draft tokens: green on a terminal, "
+              "else each run of them in [brackets] (--json always lists them as from_draft).")
 def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_tokens, temp, top_p, top_k, min_p, seed,
-             param_texts, engine, no_download, as_json):
+             param_texts, engine, no_download, as_json, show_accepted):
     """Generate from TARGET with a drafting method, streaming the text to stdout, so that a setup only
-    mlxdraft can run (draft at temperature > 0, draft-adaptive, prompt-lookup) can be used."""
+    mlxdraft can run (draft at temperature > 0, draft-adaptive, prompt-lookup) can be used.
+    -k larger than --max-tokens is fine: each round drafts at most the tokens left."""
+    from .accepted import BracketMarker
     from .generation import generate as run_generation
     from .methods import get_method
 
@@ -400,17 +406,28 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
         if sys.stdin.isatty():
             raise InvalidInputError("give --prompt TEXT, or pipe the prompt into standard input")
         prompt_text = sys.stdin.read()
-    stream = None if as_json else (lambda text: click.echo(text, nl=False))
+    marking = show_accepted and not as_json
+    colour = marking and sys.stdout.isatty()
+    brackets = BracketMarker()
+    stream = None if as_json or marking else (lambda text: click.echo(text, nl=False))
+
+    def mark(text, from_draft):  # --show-accepted: accepted draft tokens green on a terminal, else in [...]
+        if colour:
+            click.echo(click.style(text, fg="green") if from_draft and text else text, nl=False)
+        else:
+            click.echo(brackets.feed(text, from_draft), nl=False)
+
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         result = run_generation(target, prompt_text, draft=draft, method=method.key, num_draft_tokens=num_draft_tokens,
                                 temp=temp, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed, max_tokens=max_tokens,
                                 params=params, engine=engine, allow_download=not no_download, progress=progress,
-                                on_text=stream)
+                                on_text=stream, on_token=mark if marking else None)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         return
-    click.echo("")
-    figures = [f"{len(result.token_ids)} tokens ({result.finish_reason})",
+    click.echo(brackets.close())
+    stopped = "stopped at end of sequence" if result.finish_reason == "stop" else "stopped at --max-tokens"
+    figures = [f"{len(result.token_ids)} tokens ({stopped})",
                f"decode {result.decode_tps:.1f} tok/s" if result.decode_tps else "decode n/a",
                f"end to end {result.e2e_tps:.1f} tok/s" if result.e2e_tps else "end to end n/a",
                f"first token after {result.ttft_s:.2f} s"]
@@ -419,6 +436,9 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
                        f"{result.proposed_draft_tokens} proposed)")
     if result.tokens_per_round is not None:
         figures.append(f"{result.tokens_per_round:.2f} tokens per round")
+    if marking and result.draft_token_share is not None:
+        figures.append(f"draft-token share {result.draft_token_share * 100:.0f}% "
+                       f"({'green' if colour else 'in [brackets]'})")
     progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
 
 

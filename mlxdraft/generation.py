@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .accepted import round_origins, token_origins
 from .engines import DEFAULT_ENGINE, LoadedModel, get_engine
+from .engines.mlx_lm import TokenPieces
 from .errors import InvalidInputError
 from .measure import MeasureSettings, sample_from_trace
 from .methods import get_method
@@ -32,7 +34,7 @@ class GenerationResult:
     method: str
     num_draft_tokens: int
     prompt_tokens: int
-    finish_reason: str  # "stop" (EOS) or "length"
+    finish_reason: str  # "stop" (EOS) or "length" (max_tokens)
     ttft_s: float  # from the call to the first token
     wall_s: float  # from the call to the last token
     decode_tps: float | None  # tokens after the first round / their time
@@ -43,9 +45,11 @@ class GenerationResult:
     acceptance_rate: float | None = None  # accepted / proposed draft tokens
     draft_token_share: float | None = None  # emitted tokens that came from the draft / all emitted
     tokens_per_round: float | None = None
-    draft_s: float | None = None  # time spent drafting, when the method measures it
-    target_s: float | None = None  # time spent in the target's verify passes
+    draft_s: float | None = None  # time the draft model spent drafting (None: not measured, or no draft model)
+    target_s: float | None = None  # time spent in the target's verify passes, when measured
     rounds: list[RoundStats] = field(default_factory=list)
+    token_texts: list[str] = field(default_factory=list)  # each token's piece of `text`
+    from_draft: list[bool] = field(default_factory=list)  # each token: an accepted draft token?
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,11 +72,17 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
              temp: float = 0.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0, seed: int = 0,
              max_tokens: int = 128, params: dict | None = None, stop_at_eos: bool = True,
              engine: str = DEFAULT_ENGINE, allow_download: bool = True, progress=None,
-             on_text: Callable[[str], None] | None = None) -> GenerationResult:
+             on_text: Callable[[str], None] | None = None,
+             on_token: Callable[[str, bool], None] | None = None) -> GenerationResult:
     """Generate from `prompt` (text, sent through the chat template when the tokenizer has one, or
     token ids) with `method`: "baseline" runs the target alone; "mlx-lm", "draft" and
-    "draft-adaptive" take a `draft`; "prompt-lookup" needs none. `on_text` receives the text as it
-    is produced. Returns the token ids, the text and the per-round statistics."""
+    "draft-adaptive" take a `draft`; "prompt-lookup" needs none. Every round proposes
+    min(num_draft_tokens, tokens left), as mlx-lm does, so k may exceed max_tokens. `on_text`
+    receives the text as it is produced; `on_token(text, from_draft)` each token's piece of it and
+    whether it was an accepted draft token (the last round's tokens come when the run ends, since
+    only then is it known whether that round was cut short). The sampling draws from the
+    generation's own random stream (`seed`): MLX's global generator is left alone. Returns the
+    token ids, the text and the per-round statistics."""
     chosen = get_method(method)
     if chosen.needs_draft and draft is None:
         raise InvalidInputError(f"the {method} method needs a draft model; pass draft=... (or --draft)")
@@ -80,8 +90,8 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
                                seed=seed, fixed_length=not stop_at_eos)
     settings.validate()
     k = num_draft_tokens if chosen.uses_k else 0
-    if chosen.uses_k and not 1 <= k <= max_tokens:
-        raise InvalidInputError(f"num_draft_tokens must be between 1 and max_tokens ({max_tokens}), got {k}")
+    if chosen.uses_k and k < 1:
+        raise InvalidInputError(f"num_draft_tokens must be at least 1, got {k}")
     unknown = sorted(set(params or {}) - set(chosen.defaults))
     if unknown:
         known = ", ".join(chosen.defaults) or "none"
@@ -92,22 +102,16 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
     if loaded_draft is not None:
         backend.check_loaded(loaded_target, loaded_draft)
     prompt_ids = _prompt_ids(loaded_target.tokenizer, prompt)
-    detokenizer = loaded_target.tokenizer.detokenizer
-    detokenizer.reset()
-
-    def on_round(tokens):
-        for token in tokens:
-            if token not in loaded_target.tokenizer.eos_token_ids:
-                detokenizer.add_token(token)
-        _emit(detokenizer, on_text)
-
+    _check_vocabulary(prompt_ids, [loaded for loaded in (loaded_target, loaded_draft) if loaded is not None])
+    stream = _TokenStream(TokenPieces(loaded_target.tokenizer), chosen.uses_k, max_tokens,
+                          set(loaded_target.tokenizer.eos_token_ids) if stop_at_eos else set(), on_text, on_token)
     trace = backend.generate(loaded_target, prompt_ids, settings, chosen, loaded_draft, k, params=params,
-                             on_round=on_round)
-    detokenizer.finalize()
-    _emit(detokenizer, on_text)
+                             on_round=stream.on_round)
+    origins = token_origins(len(trace.token_ids), trace.rounds if chosen.uses_k else None)
+    stream.finish(origins)
     sample = sample_from_trace(trace, chosen.key, k, len(prompt_ids))
     return GenerationResult(
-        text=detokenizer.text, token_ids=sample.token_ids, method=chosen.key, num_draft_tokens=k,
+        text="".join(stream.pieces), token_ids=sample.token_ids, method=chosen.key, num_draft_tokens=k,
         prompt_tokens=len(prompt_ids), finish_reason=sample.finish_reason, ttft_s=sample.ttft_s,
         wall_s=sample.wall_s, decode_tps=sample.decode_tps, e2e_tps=sample.e2e_tps,
         peak_memory_gb=sample.peak_memory_gb, proposed_draft_tokens=sample.proposed_draft_tokens,
@@ -115,13 +119,67 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
         draft_token_share=sample.draft_token_share, tokens_per_round=sample.tokens_per_round,
         draft_s=sample.draft_s, target_s=sample.target_s,
         rounds=[RoundStats(r.proposed, r.accepted, r.complete) for r in trace.rounds],
+        token_texts=list(stream.pieces), from_draft=origins,
     )
 
 
-def _emit(detokenizer, on_text) -> None:
-    segment = detokenizer.last_segment  # reading it consumes it
-    if on_text and segment:
-        on_text(segment)
+class _TokenStream:
+    """Passes the text on as the rounds come: to `on_text` at once; to `on_token` with each token's
+    origin (accepted.round_origins), which for every round but the last is its accepted draft
+    tokens and then the target's own. The last round (it reached max_tokens or an EOS) may have
+    been cut short among the draft tokens, so its tokens wait for the trace's counts (`finish`)."""
+
+    def __init__(self, pieces: TokenPieces, speculative: bool, max_tokens: int, eos: set[int], on_text, on_token):
+        self.decoder, self.speculative, self.max_tokens, self.eos = pieces, speculative, max_tokens, eos
+        self.on_text, self.on_token = on_text, on_token
+        self.pieces: list[str] = []
+        self.sent = 0  # tokens passed to on_token
+
+    def on_round(self, tokens: list[int]) -> None:
+        texts = [self.decoder.add(token) for token in tokens]
+        self.pieces += texts
+        if self.on_text and "".join(texts):
+            self.on_text("".join(texts))
+        last = len(self.pieces) >= self.max_tokens or (tokens and tokens[-1] in self.eos)
+        if self.on_token and not (self.speculative and last):
+            origins = round_origins(len(tokens), len(tokens) - 1) if self.speculative else [False] * len(tokens)
+            self._send(texts, origins)
+
+    def finish(self, origins: list[bool]) -> None:
+        rest = self.decoder.finish()  # text held back, which belongs to the last token
+        if self.on_token:
+            self._send(self.pieces[self.sent:], origins[self.sent:])
+            if rest and self.pieces:
+                self.on_token(rest, origins[-1])
+        if rest and self.pieces:
+            self.pieces[-1] += rest
+            if self.on_text:
+                self.on_text(rest)
+
+    def _send(self, texts: list[str], origins: list[bool]) -> None:
+        for text, from_draft in zip(texts, origins):
+            self.on_token(text, from_draft)
+        self.sent += len(texts)
+
+
+def _check_vocabulary(prompt_ids: list[int], models: list[LoadedModel]) -> None:
+    """Refuse a prompt id the models cannot embed (an id past the embedding table crashes MLX)."""
+    sizes = [size for size in map(_vocabulary_size, models) if size]
+    if not sizes:
+        return
+    size = min(sizes)
+    bad = next((token for token in prompt_ids if token >= size), None)
+    if bad is not None:
+        raise InvalidInputError(f"the prompt has token id {bad}, but the model's vocabulary has only {size} "
+                                f"tokens (ids 0 to {size - 1})")
+
+
+def _vocabulary_size(loaded: LoadedModel) -> int | None:
+    """Rows of the model's embedding table: config vocab_size, else the model's own arguments."""
+    size = (loaded.config or {}).get("vocab_size")
+    if size is None:
+        size = getattr(getattr(loaded.model, "args", None), "vocab_size", None)
+    return int(size) if size else None
 
 
 def _prompt_ids(tokenizer, prompt) -> list[int]:

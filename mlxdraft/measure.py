@@ -32,7 +32,7 @@ class MeasureSettings:
     top_p: float = 1.0  # nucleus sampling at temp > 0 (1.0 = off), as mlx-lm's --top-p
     top_k: int = 0  # 0 = off, as mlx-lm's --top-k
     min_p: float = 0.0  # 0 = off, as mlx-lm's --min-p
-    seed: int = 0  # mx.random seed set before every generation
+    seed: int = 0  # every generation draws from its own random stream, mx.random.key(seed)
     fixed_length: bool = True  # ignore EOS so every run generates exactly max_tokens
 
     def validate(self) -> None:
@@ -110,8 +110,12 @@ class RunSample:
     from_draft: list[bool] | None = None  # per-token flags (schema-1 files and mlx-lm runs of 0.2.0)
     method: str = ""  # the method key ("baseline", "mlx-lm", ...); "" in older files: see __post_init__
     rounds: list[list[int]] | None = None  # every round as [proposed, accepted, complete (0/1)]
-    draft_s: float | None = None  # time spent drafting, when the method measures it
+    draft_s: float | None = None  # time a draft model spent drafting, when measured (None without one)
     target_s: float | None = None  # time spent in the target's verify passes, when measured
+    # Each emitted token's piece of the text (joined: the generated text), so that a report can
+    # show which tokens the draft supplied without a tokenizer (accepted.sample_segments). Kept
+    # for the first pass of speculative runs only, to keep files small; None in older files.
+    token_texts: list[str] | None = None
 
     def __post_init__(self):
         if not self.method:  # files written before methods existed: k = 0 was the baseline
@@ -171,6 +175,7 @@ class Trace:
     finish_reason: str  # "length" or "stop" (EOS)
     draft_s: float | None = None  # drafting time summed over rounds, when the method measures it
     target_s: float | None = None  # the target's verify time summed over rounds, when measured
+    token_texts: list[str] | None = None  # each token's piece of the text, when the engine decodes
 
 
 def sample_from_trace(trace: Trace, method: str, num_draft_tokens: int, prompt_tokens: int,
@@ -207,6 +212,8 @@ def sample_from_trace(trace: Trace, method: str, num_draft_tokens: int, prompt_t
         add_round_counts(sample, trace.rounds, num_draft_tokens)
         sample.draft_tokens = sum(r.accepted for r in trace.rounds)
         sample.rounds = [[r.proposed, r.accepted, int(r.complete)] for r in trace.rounds]
+        if pass_index == 0 and trace.token_texts is not None:
+            sample.token_texts = list(trace.token_texts)
     return sample
 
 

@@ -181,6 +181,7 @@ SAMPLE = table({  # measure.RunSample
     "rounds": Optional(nullable(list_of(list_of(whole(0))))),
     "draft_s": Optional(nullable(number(0))),
     "target_s": Optional(nullable(number(0))),
+    "token_texts": Optional(nullable(list_of(text))),  # after 0.2.0; read by accepted.sample_segments
 })
 
 SETTINGS = table({  # measure.MeasureSettings

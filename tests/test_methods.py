@@ -66,7 +66,7 @@ def check_contract(rounds, max_tokens, k, fixed_k=False):
         assert step.limited == (near_end and step.proposed == max_tokens - done - 1)
         if fixed_k:
             assert step.proposed == min(k, max_tokens - done - 1)
-        assert step.draft_s is not None and step.draft_s >= 0
+        assert step.draft_s is None or step.draft_s >= 0  # None without a draft model: test_drafting_time_*
         assert step.target_s is not None and step.target_s >= 0
         done += len(step.tokens)
     assert done == max_tokens
@@ -337,18 +337,23 @@ def test_the_accept_rule_alone_is_exact_with_a_narrower_proposer():
 
 
 def test_processed_logprobs_is_the_distribution_mlx_lms_sampler_draws_from():
-    """Same filters, same order, same temperature: the sampler's draws follow processed_logprobs."""
+    """Same filters, same order, same temperature: mlx-lm's own sampler's draws (and those of the
+    keyed sampler mlxdraft gives mlx-lm's loops) follow processed_logprobs."""
+    from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
+
+    from mlxdraft.methods.base import RandomKeys
     from mlxdraft.methods.sampling import make_sampler
 
     sampling = Sampling(temp=0.8, top_p=0.95, top_k=5, min_p=0.05)
     logits = mx.array([[2.0, 1.5, 1.4, 1.0, 0.2, -0.5, -1.0, 0.9]])
     probs = mx.exp(processed_logprobs(logits, sampling))[0].tolist()
     assert abs(sum(probs) - 1) < 1e-5 and sum(p > 0 for p in probs) <= 5
-    sampler = make_sampler(sampling)
+    theirs = mlx_lm_make_sampler(sampling.temp, top_p=sampling.top_p, min_p=sampling.min_p, top_k=sampling.top_k)
     mx.random.seed(0)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    draws = Counter(sampler(mx.repeat(logprobs, 3000, axis=0)).tolist())  # one draw per row
-    assert chi_square_p_value(draws, probs) > 1e-3
+    for sampler in (theirs, make_sampler(sampling, RandomKeys(0))):
+        draws = Counter(sampler(mx.repeat(logprobs, 3000, axis=0)).tolist())  # one draw per row
+        assert chi_square_p_value(draws, probs) > 1e-3
     greedy = mx.exp(processed_logprobs(logits, Sampling()))[0].tolist()
     assert greedy == [1.0] + [0.0] * 7
 
@@ -457,3 +462,31 @@ def test_the_methods_are_registered():
         assert method.needs_draft is needs_draft and method.uses_k and not method.by_mlx_lm
     assert METHODS["draft-adaptive"].defaults == {"threshold": 0.4, "calibrate": True}
     assert METHODS["prompt-lookup"].defaults == {"ngram_max": 3, "ngram_min": 1}
+
+
+def test_the_documented_calibrate_forms_work():
+    """The module documents `--param draft-adaptive.calibrate=0`: it passes the CLI's parser and turns
+    calibration off; words work in the Python API; anything else is one clear error."""
+    import re
+
+    from mlxdraft.cli import parse_params
+    from mlxdraft.errors import InvalidInputError
+
+    documented = re.findall(r"--param (draft-adaptive\.calibrate=\S+?)`", draft_adaptive.__doc__ or "")
+    assert documented, "the module documents how to turn calibration off on the command line"
+    for text in documented:
+        params = parse_params([text], [draft_adaptive.METHOD])["draft-adaptive"]
+        assert draft_adaptive.as_flag(params["calibrate"]) is False
+    assert draft_adaptive.as_flag(1.0) is True and draft_adaptive.as_flag("off") is False
+    for wrong in (0.5, "maybe"):
+        with pytest.raises(InvalidInputError, match="calibrate must be true or false, 1 or 0"):
+            draft_adaptive.as_flag(wrong)
+
+
+def test_drafting_time_is_reported_only_for_a_draft_model(pairs, greedy_reference):
+    target, draft_model = pairs["llama"]
+    prompt, _ = greedy_reference["llama", PROMPTS[0]]
+    for method, has_draft_time in ((draft, True), (draft_adaptive, True), (prompt_lookup, False)):
+        rounds = rounds_of(method, inputs_for(target, draft_model, prompt, 8, 3))
+        assert all((step.draft_s is not None) == has_draft_time for step in rounds), method.METHOD.key
+        assert all(step.target_s > 0 for step in rounds)

@@ -126,24 +126,25 @@ class MlxLmEngine:
                  draft: LoadedModel | None = None, num_draft_tokens: int = 0, max_tokens: int | None = None,
                  params: dict | None = None, on_round=None) -> Trace:
         """Run `method` once and read the clock after every round. Stops at max-tokens, and at EOS
-        unless the settings fix the length (the EOS token itself is kept, as mlx-lm does)."""
+        unless the settings fix the length (the EOS token itself is kept, as mlx-lm does). The
+        method draws its random numbers from its own stream seeded with settings.seed; MLX's global
+        generator (the caller's) is left as it was. draft_s and target_s are the sums of the rounds'
+        when every round measured them (draft_s stays None for a method without a draft model)."""
         import mlx.core as mx
 
         max_tokens = max_tokens or settings.max_tokens
         inputs = GenerationInputs(
             model=target.model, draft_model=draft.model if draft is not None else None, prompt=list(prompt_ids),
             max_tokens=max_tokens, num_draft_tokens=num_draft_tokens, sampling=settings.sampling,
-            params={**method.defaults, **(params or {})},
+            params={**method.defaults, **(params or {})}, seed=settings.seed,
         )
         eos = set() if settings.fixed_length else set(target.tokenizer.eos_token_ids)
         tokens: list[int] = []
         sizes: list[int] = []
         ends: list[float] = []
         rounds: list[VerifyRound] = []
-        draft_s = target_s = 0.0
-        split_times = True
+        draft_s, target_s = 0.0, 0.0
         finish_reason = "length"
-        mx.random.seed(settings.seed)
         mx.reset_peak_memory()
         start = time.perf_counter()
         steps = iter(method.run(inputs))
@@ -161,20 +162,18 @@ class MlxLmEngine:
                 if method.uses_k:
                     complete = not step.limited and len(emitted) == step.accepted + 1
                     rounds.append(VerifyRound(step.proposed, min(step.accepted, len(emitted)), complete))
-                if step.draft_s is None or step.target_s is None:
-                    split_times = False
-                else:
-                    draft_s += step.draft_s
-                    target_s += step.target_s
+                draft_s = None if draft_s is None or step.draft_s is None else draft_s + step.draft_s
+                target_s = None if target_s is None or step.target_s is None else target_s + step.target_s
                 if on_round is not None:
                     on_round(emitted)
                 if finish_reason == "stop" or len(tokens) >= max_tokens:
                     break
         finally:
             getattr(steps, "close", lambda: None)()  # a generator left early releases its caches now
-        return Trace(tokens, sizes, ends, rounds, mx.get_peak_memory() / 1e9, finish_reason,
-                     draft_s if split_times and method.uses_k else None,
-                     target_s if split_times and method.uses_k else None)
+        peak_memory_gb = mx.get_peak_memory() / 1e9
+        return Trace(tokens, sizes, ends, rounds, peak_memory_gb, finish_reason,
+                     draft_s if method.uses_k else None, target_s if method.uses_k else None,
+                     token_texts=token_texts(target.tokenizer, tokens))  # after the clock: not timed
 
     def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
                      repeats: int = 5) -> dict[int, list[float]]:
@@ -217,6 +216,37 @@ class MlxLmEngine:
             if value != method.defaults.get(key):
                 options += f" --param {key}={value}"
         return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'"]
+
+
+class TokenPieces:
+    """Each emitted token's piece of the text, read from mlx-lm's streaming detokenizer as the
+    tokens arrive: the pieces joined are the generated text. Text the detokenizer holds back (part
+    of a character, a lone space) comes with the token that completes it; an EOS token is ''."""
+
+    def __init__(self, tokenizer):
+        self.detokenizer = tokenizer.detokenizer  # a fresh copy per access
+        self.eos = set(tokenizer.eos_token_ids)
+
+    def add(self, token: int) -> str:
+        if token in self.eos:
+            return ""
+        self.detokenizer.add_token(token)
+        return self.detokenizer.last_segment  # reading it consumes it
+
+    def finish(self) -> str:
+        """The text still held back, which belongs to the last token."""
+        self.detokenizer.finalize()
+        return self.detokenizer.last_segment
+
+
+def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
+    """Every token's piece of the text (TokenPieces), the held-back rest added to the last one."""
+    pieces = TokenPieces(tokenizer)
+    texts = [pieces.add(token) for token in token_ids]
+    rest = pieces.finish()
+    if texts and rest:
+        texts[-1] += rest
+    return texts
 
 
 def _sampling_flags(settings: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,27 @@ class Sampling:
         return self.temp == 0
 
 
+class RandomKeys:
+    """One generation's own random stream: each draw gets a fresh key split off
+    `mx.random.key(seed)`, so MLX's global generator (the caller's) is neither read nor reseeded.
+    With seed None every draw uses the global generator (key=None), as tests that seed it expect."""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+        self._key = None
+
+    def next(self):
+        """A key for one draw (an mx.array), or None for the global generator."""
+        if self.seed is None:
+            return None
+        import mlx.core as mx
+
+        if self._key is None:
+            self._key = mx.random.key(self.seed)
+        self._key, key = mx.random.split(self._key)
+        return key
+
+
 @dataclass
 class GenerationInputs:
     """Everything a method's `run` needs for one generation."""
@@ -32,6 +54,13 @@ class GenerationInputs:
     num_draft_tokens: int = 0  # k: tokens proposed per round (the most per round for adaptive methods)
     sampling: Sampling = field(default_factory=Sampling)
     params: dict = field(default_factory=dict)  # the method's parameters, defaults filled in
+    seed: int | None = None  # the generation's own random stream; None = MLX's global generator
+
+    @cached_property
+    def keys(self) -> RandomKeys:
+        """The random stream every draw of this generation takes its keys from (one per generation,
+        shared by the draft and the target, so their draws never repeat each other's)."""
+        return RandomKeys(self.seed)
 
 
 @dataclass
@@ -42,8 +71,8 @@ class Round:
     proposed: int = 0  # draft tokens proposed this round (0 for plain decoding)
     accepted: int = 0  # of those, accepted by the target
     limited: bool = False  # the proposal was shortened because few tokens were left (max-tokens)
-    draft_s: float | None = None  # time spent proposing, when the method measures it
-    target_s: float | None = None  # time spent in the target's forward pass, when measured
+    draft_s: float | None = None  # time a draft model spent proposing (None: not measured, or no draft model)
+    target_s: float | None = None  # time spent in the target's verify pass, when measured
 
 
 RunFunction = Callable[[GenerationInputs], Iterator[Round]]

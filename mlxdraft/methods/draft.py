@@ -6,9 +6,13 @@ The loop (`speculative_rounds`) works with any proposer (a draft model here, n-g
 the target runs once over those m+1 positions on top of its cache; `greedy_accept` (temperature 0)
 or `speculative_accept` (exact speculative sampling) decides how many to keep, and both caches are
 trimmed back to the tokens kept. Like mlx-lm's loop it prefills in chunks, drafts with one
-cached forward pass per token queued by `mx.async_eval`, and queues the verify pass behind the
-draft before waiting; the host waits twice per round only to read the clock (draft done, verify
-done) and reads back two numbers (accepted, next token), so timing costs no pipeline stall.
+cached forward pass per token queued by `mx.async_eval`. The host waits twice per round, each
+time before it reads the clock: once for the proposal (drafting done), then for the verdict it
+reads back (accepted, next token), so `draft_s` and `target_s` split the round where the work
+really ended. (Queuing the verify pass behind the draft before the first wait saved that wait, but
+a backend that evaluates in `async_eval` then ran the verify pass before the "drafting done"
+clock read and billed it to drafting.) A proposer without a model (`measures_drafting` False, as
+prompt lookup) reports no drafting time: its rounds' `draft_s` is None.
 
 A round proposes at most min(k, tokens left - 1), so every round ends with a token of the target's
 own; `limited` is set when that cap, not the proposer, made the proposal shorter than k.
@@ -21,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import InvalidInputError
-from .base import GenerationInputs, Method, Round, Sampling
+from .base import GenerationInputs, Method, RandomKeys, Round, Sampling
 from .sampling import greedy_accept, one_hot, processed_logprobs, speculative_accept
 
 PREFILL_STEP = 512  # prompt tokens per prefill chunk, as mlx-lm's speculative loop
@@ -82,10 +86,11 @@ class Verifier:
     """The target: its cache holds every emitted token but the last; `verify` runs the last one
     and a proposal through it and returns the lazy verdict [accepted, next token]."""
 
-    def __init__(self, model, sampling: Sampling, accept=speculative_accept):
+    def __init__(self, model, sampling: Sampling, accept=speculative_accept, keys: RandomKeys | None = None):
         self.model = model
         self.sampling = sampling
         self.accept = accept
+        self.keys = keys or RandomKeys()
         self.cache = new_cache(model)
 
     def prefill(self, prompt: list[int]) -> None:
@@ -101,7 +106,8 @@ class Verifier:
         else:
             p = mx.exp(processed_logprobs(logits, self.sampling))
             q = one_hot(proposal.tokens, p.shape[-1]) if proposal.logq is None else mx.exp(proposal.logq)
-            verdict = self.accept(p, q, proposal.tokens)
+            key = self.keys.next()
+            verdict = self.accept(p, q, proposal.tokens) if key is None else self.accept(p, q, proposal.tokens, key=key)
         mx.async_eval(verdict)
         return verdict
 
@@ -113,9 +119,12 @@ class DraftModel:
     """A draft model with its own cache, proposing up to `limit` tokens per round. Its cache holds
     a prefix of the emitted tokens (`offset` of them); the rest are fed at the next round."""
 
-    def __init__(self, model, sampling: Sampling, target_width: int):
+    measures_drafting = True  # its proposal is a model's work: the round's draft_s is reported
+
+    def __init__(self, model, sampling: Sampling, target_width: int, keys: RandomKeys | None = None):
         self.model = model
         self.sampling = sampling
+        self.keys = keys or RandomKeys()
         self.cache = new_cache(model)
         width = logits_width(model)
         self.width = target_width if width > target_width else None  # never propose ids the target lacks
@@ -137,7 +146,7 @@ class DraftModel:
         if self.sampling.greedy:
             return mx.argmax(logits, axis=-1), logits
         logq = processed_logprobs(logits, self.sampling)
-        return mx.random.categorical(logq), logq
+        return mx.random.categorical(logq, key=self.keys.next()), logq
 
     def kept(self, score) -> tuple:
         """What besides the token must be evaluated in a draft step: log q when sampling (verify
@@ -192,7 +201,7 @@ def speculative_rounds(inputs: GenerationInputs, proposer, accept=speculative_ac
         raise InvalidInputError("the prompt has no tokens")
     k = inputs.num_draft_tokens
     with mx.stream(generation_stream):
-        target = Verifier(inputs.model, inputs.sampling, accept)
+        target = Verifier(inputs.model, inputs.sampling, accept, inputs.keys)
         context = list(inputs.prompt)
         target.prefill(context)
         proposer.prefill(context)
@@ -207,28 +216,30 @@ def speculative_rounds(inputs: GenerationInputs, proposer, accept=speculative_ac
 
 
 def verify_round(target: Verifier, proposer, context: list[int], limit: int) -> Round:
-    """One round: propose up to `limit` tokens, verify them, rewind both caches. The clock is read
-    when the draft tokens are ready and when the verdict is (the verify pass is queued before)."""
+    """One round: propose up to `limit` tokens, verify them, rewind both caches. Each clock read
+    follows an evaluation: the proposal (and the log q verify reads) before "drafting done", the
+    verdict before "verify done", so no work of one phase is billed to the other."""
     import mlx.core as mx
 
     start = time.perf_counter()
     proposal = proposer.propose(context, limit)
-    verdict = target.verify(context[-1], proposal)
-    mx.eval(proposal.tokens)
+    mx.eval(proposal.tokens, *(() if proposal.logq is None else (proposal.logq,)))
     drafted = time.perf_counter()
+    verdict = target.verify(context[-1], proposal)
     accepted, token = verdict.tolist()
     verified = time.perf_counter()
     target.settle(proposal.count, accepted)
     proposer.settle(proposal, accepted)
     tokens = proposal.tokens.tolist()[:accepted] + [token]
-    return Round(tokens, proposal.count, accepted, draft_s=drafted - start, target_s=verified - drafted)
+    draft_s = drafted - start if getattr(proposer, "measures_drafting", False) else None
+    return Round(tokens, proposal.count, accepted, draft_s=draft_s, target_s=verified - drafted)
 
 
 def draft_proposer(inputs: GenerationInputs, method_key: str = "draft", kind=DraftModel, **options) -> DraftModel:
     """A `kind` of DraftModel over the inputs' draft model, sized to the target's logits."""
     if inputs.draft_model is None:
         raise InvalidInputError(f"the {method_key} method needs a draft model")
-    return kind(inputs.draft_model, inputs.sampling, logits_width(inputs.model), **options)
+    return kind(inputs.draft_model, inputs.sampling, logits_width(inputs.model), keys=inputs.keys, **options)
 
 
 def run(inputs: GenerationInputs, accept=speculative_accept) -> Iterator[Round]:

@@ -13,6 +13,11 @@ both summed over the recently judged tokens (decay 0.9 per round, a prior of one
 kept within [threshold / 4, max(threshold, 0.95)]. An overconfident draft stops sooner, an
 underconfident one later; threshold 0 never stops early (a fixed k, like `draft`).
 
+Parameters: on the command line `--param draft-adaptive.threshold=0.6` and, to turn calibration
+off, `--param draft-adaptive.calibrate=0` (1 = on; `--param` values are numbers); in the Python
+API `params={"threshold": 0.6, "calibrate": False}`, where the words true/false, on/off, yes/no
+are understood too.
+
 Exactness: the rule reads only the draft's own outputs in this round and the outcomes of earlier
 rounds, so the proposal length is a stopping time of the draft's samples and the accept/resample
 rule keeps the target's distribution; at temperature 0 the output is the target's greedy output.
@@ -73,8 +78,8 @@ class Calibration:
 class AdaptiveDraftModel(DraftModel):
     """A draft model that stops drafting after a token it is not confident about."""
 
-    def __init__(self, model, sampling: Sampling, target_width: int, calibration: Calibration):
-        super().__init__(model, sampling, target_width)
+    def __init__(self, model, sampling: Sampling, target_width: int, calibration: Calibration, keys=None):
+        super().__init__(model, sampling, target_width, keys)
         self.calibration = calibration
         self.confidences = None
 
@@ -108,12 +113,15 @@ class AdaptiveDraftModel(DraftModel):
 
 
 def as_flag(value) -> bool:
-    """A parameter's truth value, also when it arrives as text (`--param calibrate=off`)."""
+    """A parameter's truth value: a bool, 0 or 1 (`--param draft-adaptive.calibrate=0` arrives as
+    the number 0.0), or a word (true/false, on/off, yes/no) from the Python API."""
     if isinstance(value, str):
         if value.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise InvalidInputError(f"calibrate must be true or false (got {value!r})")
+            raise InvalidInputError(f"calibrate must be true or false, 1 or 0 (got {value!r})")
         return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise InvalidInputError(f"calibrate must be true or false, 1 or 0 (got {value!r})")
 
 
 def adaptive_proposer(inputs: GenerationInputs) -> AdaptiveDraftModel:

@@ -65,7 +65,10 @@ def lookup(context: list[int], limit: int, ngram_max: int = 3, ngram_min: int = 
 
 
 class PromptLookup:
-    """Proposes from an NgramIndex that follows the context."""
+    """Proposes from an NgramIndex that follows the context. No model drafts, so its rounds report
+    no drafting time (draft_s None): the lookup is host work of microseconds, not a draft's cost."""
+
+    measures_drafting = False
 
     def __init__(self, ngram_max: int, ngram_min: int):
         self.index = NgramIndex(ngram_max, ngram_min)
