@@ -337,11 +337,10 @@ def test_the_accept_rule_alone_is_exact_with_a_narrower_proposer():
 
 
 def test_processed_logprobs_is_the_distribution_mlx_lms_sampler_draws_from():
-    """Same filters, same order, same temperature: mlx-lm's own sampler's draws (and those of the
-    keyed sampler mlxdraft gives mlx-lm's loops) follow processed_logprobs."""
+    """Same filters, same order, same temperature: mlx-lm's own sampler's draws (the one mlxdraft
+    gives mlx-lm's loops) follow processed_logprobs."""
     from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
-    from mlxdraft.methods.base import RandomKeys
     from mlxdraft.methods.sampling import make_sampler
 
     sampling = Sampling(temp=0.8, top_p=0.95, top_k=5, min_p=0.05)
@@ -351,7 +350,7 @@ def test_processed_logprobs_is_the_distribution_mlx_lms_sampler_draws_from():
     theirs = mlx_lm_make_sampler(sampling.temp, top_p=sampling.top_p, min_p=sampling.min_p, top_k=sampling.top_k)
     mx.random.seed(0)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    for sampler in (theirs, make_sampler(sampling, RandomKeys(0))):
+    for sampler in (theirs, make_sampler(sampling)):
         draws = Counter(sampler(mx.repeat(logprobs, 3000, axis=0)).tolist())  # one draw per row
         assert chi_square_p_value(draws, probs) > 1e-3
     greedy = mx.exp(processed_logprobs(logits, Sampling()))[0].tolist()

@@ -127,8 +127,9 @@ class MlxLmEngine:
                  params: dict | None = None, on_round=None) -> Trace:
         """Run `method` once and read the clock after every round. Stops at max-tokens, and at EOS
         unless the settings fix the length (the EOS token itself is kept, as mlx-lm does). The
-        method draws its random numbers from its own stream seeded with settings.seed; MLX's global
-        generator (the caller's) is left as it was. draft_s and target_s are the sums of the rounds'
+        generation is seeded with settings.seed (mlx-lm's loops through MLX's global generator, as
+        mlx_lm.generate is; the own loops through their own stream), and the global generator's
+        state (the caller's) is given back afterwards. draft_s and target_s are the sums of the rounds'
         when every round measured them (draft_s stays None for a method without a draft model)."""
         import mlx.core as mx
 
@@ -145,6 +146,8 @@ class MlxLmEngine:
         rounds: list[VerifyRound] = []
         draft_s, target_s = 0.0, 0.0
         finish_reason = "length"
+        high, low = mx.random.state[0].tolist()  # the caller's key, given back below
+        mx.random.seed(settings.seed)  # mlx-lm's loops draw from the global generator, as mlx_lm.generate does
         mx.reset_peak_memory()
         start = time.perf_counter()
         steps = iter(method.run(inputs))
@@ -170,6 +173,7 @@ class MlxLmEngine:
                     break
         finally:
             getattr(steps, "close", lambda: None)()  # a generator left early releases its caches now
+            mx.random.seed((high << 32) | low)  # a key is the seed's two 32-bit halves: the same state
         peak_memory_gb = mx.get_peak_memory() / 1e9
         return Trace(tokens, sizes, ends, rounds, peak_memory_gb, finish_reason,
                      draft_s if method.uses_k else None, target_s if method.uses_k else None,

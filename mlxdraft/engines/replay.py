@@ -131,4 +131,5 @@ def trace_of(sample: RunSample) -> Trace:
         finish_reason=sample.finish_reason,
         draft_s=sample.draft_s,
         target_s=sample.target_s,
+        token_texts=sample.token_texts,
     )

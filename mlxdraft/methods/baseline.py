@@ -13,7 +13,7 @@ def run(inputs: GenerationInputs) -> Iterator[Round]:
     from mlx_lm.generate import generate_step
 
     for token, _ in generate_step(mx.array(inputs.prompt), inputs.model, max_tokens=inputs.max_tokens,
-                                  sampler=make_sampler(inputs.sampling, inputs.keys)):
+                                  sampler=make_sampler(inputs.sampling)):
         yield Round([int(token)])
 
 

@@ -20,7 +20,7 @@ def run(inputs: GenerationInputs) -> Iterator[Round]:
     tokens: list[int] = []
     steps = speculative_generate_step(mx.array(inputs.prompt), inputs.model, inputs.draft_model,
                                       num_draft_tokens=k, max_tokens=inputs.max_tokens,
-                                      sampler=make_sampler(inputs.sampling, inputs.keys))
+                                      sampler=make_sampler(inputs.sampling))
     for token, _, from_draft in steps:
         tokens.append(int(token))
         if from_draft:

@@ -3,8 +3,10 @@ top-k, then temperature), a sampler for mlx-lm's loops that draws from it, and t
 accept/resample rule that keeps a target's distribution exact whatever proposed the tokens, so
 that every method samples from the same thing.
 
-Every draw takes its key from the generation's own stream (`RandomKeys`), never from MLX's global
-generator, so a generation neither depends on nor changes the caller's random numbers. The rules
+mlx-lm's loops sample with mlx-lm's own sampler from MLX's global generator, which the engine seeds
+per generation and restores afterwards; the own loops take every key from the generation's own
+stream (`RandomKeys`). Either way a generation neither depends on nor changes the caller's random
+numbers. The rules
 (`greedy_accept`, `speculative_accept`) are pure functions of lazy mlx arrays that return one
 array `[accepted, token]`: how many proposed tokens the target keeps and the token it emits after
 them.
@@ -12,23 +14,23 @@ them.
 
 from __future__ import annotations
 
-from .base import RandomKeys, Sampling
+from .base import Sampling
 
 
-def make_sampler(sampling: Sampling, keys: RandomKeys | None = None):
-    """A sampler for mlx-lm's loops (log-probabilities in, token ids out) that draws from the
-    distribution mlx-lm's own sampler draws from (`processed_logprobs`), with a key from `keys`
-    for every draw, so the caller's global random stream is left alone."""
-    import mlx.core as mx
+def make_sampler(sampling: Sampling):
+    """mlx-lm's own sampler for these settings (log-probabilities in, token ids out), for mlx-lm's
+    loops (`baseline`, `mlx-lm`), so that they run exactly as `mlx_lm.generate` does. It draws from
+    MLX's global generator: the engine seeds it for the generation and gives the caller's state back
+    afterwards. A top-k at or above the vocabulary is off (mlx-lm's filter would fail there)."""
+    from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
-    if sampling.greedy:
-        return lambda logprobs: mx.argmax(logprobs, axis=-1)
-    keys = keys or RandomKeys()
-
-    def sample(logprobs):
-        return mx.random.categorical(processed_logprobs(logprobs, sampling), key=keys.next())
-
-    return sample
+    build = lambda top_k: mlx_lm_make_sampler(sampling.temp, top_p=sampling.top_p,  # noqa: E731
+                                              min_p=sampling.min_p, top_k=top_k)
+    sampler = build(sampling.top_k)
+    if sampling.top_k <= 0:
+        return sampler
+    unfiltered = build(0)
+    return lambda logprobs: (sampler if sampling.top_k < logprobs.shape[-1] else unfiltered)(logprobs)
 
 
 def processed_logprobs(logits, sampling: Sampling):
