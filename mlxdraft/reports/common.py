@@ -190,7 +190,8 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
                 f"{budget} memory budget ({skipped} skipped); raise the budget (--memory-gb) or choose smaller "
                 "drafts.")
     if verdict.verdict is None or e.case is None:
-        return "Nothing to compare: no speculative setup was measured for this target." + memory_note
+        return _alone_text(verdict, analysis) or (
+            "Nothing to compare: no speculative setup was measured for this target." + memory_note)
     case, v = e.case, verdict.verdict
     if e.cause == "gain":
         added = (f", {e.added_memory_gb:.2f} GB more memory" if e.added_memory_gb is not None
@@ -213,6 +214,16 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
                    "the target alone" + (f"; measure again with -r {runs} to decide." if runs else
                                          ", and more runs are unlikely to make the difference matter."))
     return " ".join(part for part in (opening, _because(verdict, e), memory_note.strip()) if part)
+
+
+def _alone_text(verdict: TargetVerdict, analysis: SweepAnalysis) -> str | None:
+    """A target measured only alone (no draft fits it): its baseline, or None."""
+    alone = analysis.baselines.get((verdict.target, None))
+    if not alone or not alone["decode_tps"]:
+        return None
+    return (f"measured alone, for its baseline (no draft other than itself and no larger than it): "
+            f"decode {format_summary(alone['decode_tps'], 'tok/s')}; end to end "
+            f"{format_summary(alone['e2e_tps'], 'tok/s')}")
 
 
 def _decode_words(decode: RatioEstimate | None, gained: str, lost: str) -> str:
@@ -265,12 +276,7 @@ def evidence_lines(verdict: TargetVerdict, analysis: SweepAnalysis) -> list[str]
     unfinished = unfinished_line(analysis, verdict.target)
     unfinished = [unfinished.strip()] if unfinished else []
     if verdict.verdict is None:
-        alone = analysis.baselines.get((verdict.target, None))
-        if alone and alone["decode_tps"]:
-            return [f"measured alone, for its baseline (no draft other than itself and no larger than it): "
-                    f"decode {format_summary(alone['decode_tps'], 'tok/s')}; end to end "
-                    f"{format_summary(alone['e2e_tps'], 'tok/s')}"] + unfinished
-        return ["not measured"] + unfinished
+        return ([] if _alone_text(verdict, analysis) else ["not measured"]) + unfinished
     v = verdict.verdict
     lines = [f"verdict: {v.verdict.upper()}: {v.reason}"] + unfinished
     case = verdict.chosen or verdict.leader

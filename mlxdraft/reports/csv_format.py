@@ -1,4 +1,5 @@
-"""The sweep report as CSV: one row per (target, method, draft, k), both speedups with their bounds."""
+"""The sweep report as CSV: one row per (target, method, draft, k), pruned or not, both speedups with their
+bounds and both variants' time to first token."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ CSV_COLUMNS = [
     "target_alone_peak_memory_gb", "speculative_peak_memory_gb",
     "predicted_decode_speedup", "predicted_decode_speedup_low", "predicted_decode_speedup_high",
     "predicted_e2e_speedup",
+    "baseline_ttft_s", "speculative_ttft_s", "pruned", "pruned_after_units", "pruned_reason",
 ]
 
 
@@ -49,5 +51,8 @@ def _sweep_csv(analysis: SweepAnalysis) -> str:
             _fmt(c.speculative_peak_memory_gb.max if c and c.speculative_peak_memory_gb else None),
             *[_fmt(getattr(case.prediction, name) if case.prediction else None)
               for name in ("decode_speedup", "low", "high", "e2e_speedup")],
+            mean(c and c.baseline_ttft_s), mean(c and c.speculative_ttft_s),
+            "true" if case.pruned else "false",
+            "" if case.pruned_after_units is None else case.pruned_after_units, case.pruned or "",
         ])
     return buffer.getvalue()
