@@ -420,10 +420,11 @@ def pruned_lines(analysis: SweepAnalysis) -> list[str]:
     take no part in the verdicts)."""
     lines = []
     for c in analysis.pruned():
-        measured = (f"measured end to end {format_cell(c.comparison.e2e_speedup)} and decode "
-                    f"{format_cell(c.comparison.decode_speedup)} over n={c.comparison.units}; "
-                    if c.comparison else "never run; ")
-        lines.append(f"{label(c.target)} + {c.label}: {pruned_text(c, analysis)}; {measured}why: {c.pruned}")
+        measured = (f"; its figures until then: end to end {format_cell(c.comparison.e2e_speedup)}, decode "
+                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units}"
+                    if c.comparison else "; never run")
+        after = f"after {c.pruned_after_units} unit(s): " if c.pruned_after_units is not None else ""
+        lines.append(f"{label(c.target)} + {c.label}: {after}{c.pruned}{measured}")
     return lines
 
 

@@ -71,7 +71,8 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
-        ("Verdict", "\n".join([*evidence_lines(verdict, analysis), *verdict.commands])),
+        ("Verdict", "\n".join([line.removeprefix("verdict: ") for line in evidence_lines(verdict, analysis)]
+                               + verdict.commands)),
         ("Shown", f"k={case.num_draft_tokens}"),
         ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
                      f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
