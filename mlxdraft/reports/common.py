@@ -197,8 +197,14 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
         added = (f", {e.added_memory_gb:.2f} GB more memory" if e.added_memory_gb is not None
                  else ", memory added not measured")
         command = "; command below" if verdict.commands else ""
+        e2e = e.e2e_speedup
+        end_to_end = ""
+        if verdict.objective == "decode" and e2e and e2e.high is not None and e2e.high < 1.0:
+            later = (f": the first token comes {_seconds(e.ttft_delay_s)} later" if (e.ttft_delay_s or 0) > 0
+                     else "")
+            end_to_end = f" End to end it is slower, {format_bracket(e2e)}{later}."
         return (f"Use {setup_phrase(case)}: {format_ratio(v.estimate.geomean)} faster {words} "
-                f"{format_bracket(v.estimate).split(' ', 1)[1]}{added}{command}." + memory_note)
+                f"{format_bracket(v.estimate).split(' ', 1)[1]}{added}{command}." + end_to_end + memory_note)
     own = case.comparison.speedup(verdict.objective)
     best = f"{setup_phrase(case)}, {format_bracket(own)}"
     if v.verdict == "no-gain":
@@ -210,9 +216,10 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
                 "measure more passes (-r)." + memory_note)
     else:
         runs = _runs_to(verdict, analysis)
-        opening = (f"No clear answer yet: the best setup, {best} {words}, is not clearly faster or slower than "
-                   "the target alone" + (f"; measure again with -r {runs} to decide." if runs else
-                                         ", and more runs are unlikely to make the difference matter."))
+        opening = (f"No clear answer yet: the best setup, {setup_phrase(case)}, runs at {format_bracket(v.estimate)} "
+                   f"{words}, not clearly faster or slower than the target alone"
+                   + (f"; measure again with -r {runs} to decide." if runs else
+                      "; more runs are unlikely to make the difference matter."))
     return " ".join(part for part in (opening, _because(verdict, e), memory_note.strip()) if part)
 
 
@@ -242,9 +249,11 @@ def _because(verdict: TargetVerdict, e: Explanation) -> str:
     if e.cause == "ttft":
         origin = "the draft's prompt prefill" if case.draft else f"{case.method}'s work before the first token"
         tokens = f"these {e.answer_tokens:.0f}-token answers" if e.answer_tokens else "these answers"
+        outcome = (f"which {tokens} cannot win back" if verdict.kind == "no-gain"
+                   else f"which eats into the gain on {tokens}")
         return (f"{_decode_words(e.decode_speedup, 'Decoding got', 'Decoding ran at')}, but the first token came "
                 f"{_seconds(e.ttft_delay_s)} later ({_seconds(e.speculative_ttft_s)} against "
-                f"{_seconds(e.baseline_ttft_s)} for the target alone: {origin}), which {tokens} cannot win back.")
+                f"{_seconds(e.baseline_ttft_s)} for the target alone: {origin}), {outcome}.")
     if e.cause == "acceptance":
         return (f"The target accepted only {e.acceptance_rate * 100:.0f}% of the proposed draft tokens, so decoding "
                 f"did not speed up ({_decode_words(e.decode_speedup, 'decoding got', 'decoding ran at')}).")
