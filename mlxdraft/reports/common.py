@@ -4,6 +4,7 @@ the matrices (drafts as rows, targets as columns) and the header. Formats import
 from __future__ import annotations
 
 from ..analysis import (
+    LOW_ACCEPTANCE,
     OBJECTIVE_NAMES,
     TEMPERATURE_NOTE,
     Explanation,
@@ -464,9 +465,11 @@ DEFINITIONS = [
                 "as a geometric mean; above 1.00x is faster"),
     ("end to end", "generated tokens / time from the call to the last token, time to first token (TTFT) "
                    "included: what a user waits for"),
-    ("decode", "tokens after the first / time after the first token: TTFT left out"),
-    ("TTFT", "time to first token: prompt prefill (with a draft model: the target's and the draft's) and "
-             "the first token; a later first token can cancel a faster decode on short answers"),
+    ("decode", "tokens generated after the first verify round / time from the end of that round to the last "
+               "token: prefill and TTFT left out, on both sides alike"),
+    ("TTFT", "time to first token: from the call to the first token (prefill, and for speculative runs the "
+             "draft's prefill and the first round); a later first token can cancel a faster decode on short "
+             "answers"),
     ("unit", "one prompt in one pass, measured for the target alone and every setup back to back; n counts "
              "units, and with one pass a unit is a prompt"),
     ("[low, high]", "95% interval of the speedup; '?' marks one that spans 1.00x (not clearly faster or "
@@ -475,7 +478,9 @@ DEFINITIONS = [
                 "compared, so that picking the best does not overstate it; a setup's own figures are not widened"),
     ("pruned", "a setup the smart sweep stopped measuring once it could no longer win; its figures so far "
                "are shown marked (pruned), and it takes no part in the verdict unless nothing else was measured"),
-    ("acceptance rate", "accepted / proposed draft tokens"),
+    ("acceptance rate", "accepted / proposed draft tokens, over complete verify rounds; below "
+                        f"{LOW_ACCEPTANCE:.0%} a setup that did not speed decoding up is said to lose on "
+                        "acceptance, at or above it on the cost of the verify pass (k + 1 tokens) and the draft"),
     ("draft-token share", "the share of emitted tokens that came from the draft"),
     ("memory added", "peak memory of the speculative runs minus the target's peak with no draft loaded"),
     ("speedup model", "a prediction of the speedup from the acceptance per draft position at the largest k "
