@@ -154,9 +154,11 @@ def objective_text(analysis: SweepAnalysis) -> str:
 def setup_phrase(case: SweepCase) -> str:
     """'the q8 draft with k=3', 'prompt-lookup with k=4': a setup named in a sentence."""
     k = f"k={case.num_draft_tokens}" if case.num_draft_tokens else ""
+    name = label(case.draft) if case.draft else ""
+    name = name if "draft" in name.lower() else f"{name} draft"
     if case.method == "mlx-lm" and case.draft:
-        return f"the {label(case.draft)} draft" + (f" with {k}" if k else "")
-    draft = f" with the {label(case.draft)} draft" if case.draft else ""
+        return f"the {name}" + (f" with {k}" if k else "")
+    draft = f" with the {name}" if case.draft else ""
     return f"{case.method}{draft}" + ((", " if draft else " with ") + k if k else "")
 
 
@@ -210,7 +212,7 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
     best = f"{setup_phrase(case)}, {format_bracket(own)}"
     if v.verdict == "no-gain":
         opening = ("Don't use speculative decoding for this workload: "
-                   + (f"every setup was slower {words} (best: {best})." if v.candidates > 1
+                   + (f"every measured setup was slower {words} (best: {best})." if v.candidates > 1
                       else f"the one setup measured was slower {words} ({best})."))
     elif e.cause == "too-few":
         return (f"No answer yet: {setup_phrase(case)} has {own.n if own else 0} run(s), too few for an interval; "
