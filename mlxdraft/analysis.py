@@ -73,6 +73,7 @@ class Comparison:
     speculative_ttft_s: Summary | None
     speculative_peak_memory_gb: Summary | None
     lossless: Losslessness
+    generated_tokens: Summary | None = None  # tokens per answer of the speculative runs
     per_category: dict = field(default_factory=dict)  # category -> {decode/e2e speedup, acceptance}
 
     def speedup(self, objective: str) -> RatioEstimate | None:
@@ -123,6 +124,7 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
         speculative_ttft_s=summarize(s.ttft_s for s in speculative_samples),
         speculative_peak_memory_gb=memory,
         lossless=compare_outputs(baseline_samples, speculative_samples, greedy),
+        generated_tokens=summarize(s.generated_tokens for s in speculative_samples),
         per_category=per_category,
     )
 
@@ -141,6 +143,7 @@ class SweepCase:
     ratios: dict = field(default_factory=dict)  # objective -> {unit: ratio}, for the verdict
     prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
     pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
+    pruned_after_units: int | None = None  # after how many units (prompt x pass) it was stopped
 
     @property
     def setup(self) -> tuple[str, str | None]:
@@ -197,6 +200,63 @@ class TargetVerdict:
                                        **(setup(self.other.chosen) if self.other.chosen
                                           else {"method": None, "draft": None, "num_draft_tokens": None})}
         return data
+
+
+LOW_ACCEPTANCE = 0.5
+"""Below this acceptance rate a setup that did not speed decoding up is said to lose on acceptance (the
+draft guesses too few of the target's tokens); at or above it, on the cost of the verify pass and the draft."""
+
+
+@dataclass
+class Explanation:
+    """Why a target's verdict came out as it did, from the measured components of the setup it names.
+
+    cause: "gain" (a setup is faster), "ttft" (decoding got faster but the later first token lost it
+    end to end), "acceptance" (too few draft tokens accepted for decoding to speed up), "verify-cost"
+    (enough accepted, yet verifying k + 1 tokens and running the draft cost more than they save),
+    "memory" (nothing measured: every draft was skipped for the memory budget), "noise" (no clear
+    difference yet), "too-few" (too few runs for an interval), "not-measured"."""
+
+    cause: str
+    case: SweepCase | None  # the setup the verdict names: the chosen one, else the leader
+    memory_skipped: list = field(default_factory=list)  # GroupRecords skipped for the memory budget
+    memory_budget_gb: float | None = None
+    decode_speedup: RatioEstimate | None = None  # the setup's own (not widened)
+    e2e_speedup: RatioEstimate | None = None
+    baseline_ttft_s: float | None = None  # means over runs
+    speculative_ttft_s: float | None = None
+    acceptance_rate: float | None = None
+    answer_tokens: float | None = None  # mean tokens per answer
+    added_memory_gb: float | None = None  # the setup's peak minus the target-alone peak
+
+    @property
+    def ttft_delay_s(self) -> float | None:
+        if self.baseline_ttft_s is None or self.speculative_ttft_s is None:
+            return None
+        return self.speculative_ttft_s - self.baseline_ttft_s
+
+    def to_dict(self) -> dict:
+        return {"cause": self.cause, "baseline_ttft_s": self.baseline_ttft_s,
+                "speculative_ttft_s": self.speculative_ttft_s, "ttft_delay_s": self.ttft_delay_s,
+                "acceptance_rate": self.acceptance_rate, "answer_tokens": self.answer_tokens,
+                "added_memory_gb": self.added_memory_gb, "memory_budget_gb": self.memory_budget_gb,
+                "memory_skipped": [r.draft for r in self.memory_skipped]}
+
+
+def _cause(verdict: TargetVerdict, e: Explanation) -> str:
+    if verdict.verdict is None:
+        return "memory" if e.memory_skipped else "not-measured"
+    if verdict.kind == "speculative":
+        return "gain"
+    if verdict.verdict.estimate is None or verdict.verdict.estimate.low is None:
+        return "too-few"
+    decode, e2e = e.decode_speedup, e.e2e_speedup
+    if (verdict.objective == "e2e" and decode and e2e and decode.geomean > 1.0 > e2e.geomean
+            and (e.ttft_delay_s or 0.0) > 0.0):
+        return "ttft"
+    if decode and decode.geomean <= 1.0 and e.acceptance_rate is not None:
+        return "acceptance" if e.acceptance_rate < LOW_ACCEPTANCE else "verify-cost"
+    return "noise"
 
 
 @dataclass
@@ -258,12 +318,21 @@ class SweepAnalysis:
         return self.statuses.get((target, draft)) or (
             self.statuses.get((target, self.plan.drafts[0])) if self.results.kind == "pair" and self.drafts else None)
 
-    def best_k(self, target: str, method: str, draft: str | None, objective: str | None = None) -> SweepCase | None:
-        """The k with the highest geometric-mean speedup for this setup (for display only: the
-        verdict accounts for the choice among candidates)."""
+    def shown(self, target: str, method: str, draft: str | None, objective: str | None = None) -> list[SweepCase]:
+        """The k values of a setup that a best-k figure is chosen from: those that compete, or, when
+        the smart sweep pruned every one of them, the pruned ones (measured all the same, and shown
+        marked as pruned)."""
         objective = objective or self.objective
         cases = [c for c in self.measured(target) if c.setup == (method, draft) and c.comparison.speedup(objective)]
-        return max(cases, key=lambda c: c.comparison.speedup(objective).geomean, default=None)
+        return cases or [c for c in self.pruned(target)
+                         if c.setup == (method, draft) and c.comparison and c.comparison.speedup(objective)]
+
+    def best_k(self, target: str, method: str, draft: str | None, objective: str | None = None) -> SweepCase | None:
+        """The k with the highest geometric-mean speedup for this setup (for display only: the
+        verdict accounts for the choice among candidates); a pruned one only when all are."""
+        objective = objective or self.objective
+        return max(self.shown(target, method, draft, objective),
+                   key=lambda c: c.comparison.speedup(objective).geomean, default=None)
 
     def best_k_estimate(self, target: str, method: str, draft: str | None,
                         objective: str | None = None) -> RatioEstimate | None:
@@ -273,12 +342,41 @@ class SweepAnalysis:
         case = self.best_k(target, method, draft, objective)
         if case is None:
             return None
-        tried = sum(1 for c in self.measured(target) if c.setup == (method, draft) and c.ratios.get(objective))
+        tried = sum(1 for c in self.shown(target, method, draft, objective) if c.ratios.get(objective))
         return estimate_ratio(list(case.ratios[objective].values()), candidates=max(tried, 1))
 
     def alone_peak_memory_gb(self, target: str) -> float | None:
         """Peak memory of the target's baseline with no draft loaded (measured once per load)."""
         return self.results.models.get(target, {}).get("alone_peak_memory_gb")
+
+    def added_memory_gb(self, case: SweepCase) -> float | None:
+        """Peak memory one setup adds to the target alone: its speculative runs' peak minus the
+        target-alone peak."""
+        alone = self.alone_peak_memory_gb(case.target)
+        peak = case.comparison.speculative_peak_memory_gb if case.comparison else None
+        return peak.max - alone if alone is not None and peak else None
+
+    def memory_skipped(self, target: str) -> list:
+        """The target's groups skipped because they would not fit the memory budget."""
+        return [r for r in self.results.groups.values()
+                if r.target == target and r.status == "skipped" and "budget" in (r.reason or "")]
+
+    def explain(self, verdict: TargetVerdict) -> Explanation:
+        """What decided a verdict, read off the measured components of the setup it names."""
+        case = verdict.chosen or verdict.leader
+        c = case.comparison if case else None
+        mean = lambda summary: summary.mean if summary else None  # noqa: E731
+        explanation = Explanation(
+            cause="not-measured", case=case, memory_skipped=self.memory_skipped(verdict.target),
+            memory_budget_gb=self.plan.memory_budget_gb,
+            decode_speedup=c.decode_speedup if c else None, e2e_speedup=c.e2e_speedup if c else None,
+            baseline_ttft_s=mean(c.baseline_ttft_s) if c else None,
+            speculative_ttft_s=mean(c.speculative_ttft_s) if c else None,
+            acceptance_rate=mean(c.acceptance_rate) if c else None,
+            answer_tokens=mean(c.generated_tokens) if c else None,
+            added_memory_gb=self.added_memory_gb(case) if case else None)
+        explanation.cause = _cause(verdict, explanation)
+        return explanation
 
     def draft_cost_gb(self, target: str, draft: str) -> float | None:
         """Peak memory the draft adds: speculative peak minus the target-alone peak."""
@@ -363,7 +461,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
         for pruned in record.pruned:
             for case in group_cases:
                 if (case.method, case.num_draft_tokens) == (pruned["method"], pruned["num_draft_tokens"]):
-                    case.pruned = f"after {pruned['after_units']} unit(s): {pruned['reason']}"
+                    case.pruned, case.pruned_after_units = pruned["reason"], pruned["after_units"]
         _predict(results, record, group_cases, baseline)
         cases += group_cases
     return SweepAnalysis(

@@ -323,8 +323,22 @@ def units_to_decide(estimate: RatioEstimate) -> int | None:
                             estimate.candidates)
 
 
+def ratio_digits(*values: float | None, digits: int = 2, most: int = 6) -> int:
+    """Decimals to print ratios with so that none on one side of 1.0 prints as 1.00 (0.996 is '0.996', not
+    '1.00'): a figure shown beside words that claim a difference never reads as no difference."""
+    values = [v for v in values if v is not None and math.isfinite(v) and v != 1.0]
+    while digits < most and any(round(v, digits) == 1.0 for v in values):
+        digits += 1
+    return digits
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.{ratio_digits(ratio)}f}x"
+
+
 def _format_interval(estimate: RatioEstimate) -> str:
-    level = f"{estimate.confidence * 100:g}% interval {estimate.low:.2f}-{estimate.high:.2f}x"
+    d = ratio_digits(estimate.low, estimate.high)
+    level = f"{estimate.confidence * 100:g}% interval {estimate.low:.{d}f}-{estimate.high:.{d}f}x"
     if estimate.candidates > 1:
         level += f", widened for {estimate.candidates} setups"
     return level
@@ -332,7 +346,8 @@ def _format_interval(estimate: RatioEstimate) -> str:
 
 def _percent(ratio: float) -> str:
     change = (ratio - 1.0) * 100
-    return f"{abs(change):.1f}% {'faster' if change >= 0 else 'slower'}"
+    digits = ratio_digits(ratio, digits=3) - 2  # never '0.0% slower' for a ratio that differs from 1
+    return f"{abs(change):.{digits}f}% {'faster' if change >= 0 else 'slower'}"
 
 
 def _tied(leader_logs: dict, other_logs: dict, leader_est: RatioEstimate, other_est: RatioEstimate | None,
@@ -428,7 +443,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     if pool:
         chosen_index, chosen = min(pool, key=lambda item: (item[1].cost, item[0]))
         chosen_est = estimates[chosen_index]
-        reason = f"{describe(chosen.key)} is {chosen_est.geomean:.2f}x faster ({_format_interval(chosen_est)})"
+        reason = f"{describe(chosen.key)} is {_x(chosen_est.geomean)} faster ({_format_interval(chosen_est)})"
         if chosen_index != leader_index and leader_est.low > 1.0:
             reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
         elif chosen_index != leader_index:
@@ -449,7 +464,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         return verdict(
             "no-gain",
             f"no setup beats the baseline: each is surely slower on its own interval; the best, {name}, is "
-            f"{leader_est.geomean:.2f}x ({_format_interval(own[leader_index])})",
+            f"{_x(leader_est.geomean)} ({_format_interval(own[leader_index])})",
         )
     mean, sd = math.log(leader_est.geomean), leader_est.log_sd
     total = _units_to_decide(mean, sd, leader_est.n, confidence, m)

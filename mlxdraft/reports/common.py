@@ -4,15 +4,17 @@ the matrices (drafts as rows, targets as columns) and the header. Formats import
 from __future__ import annotations
 
 from ..analysis import (
+    LOW_ACCEPTANCE,
     OBJECTIVE_NAMES,
     TEMPERATURE_NOTE,
+    Explanation,
     SweepAnalysis,
     SweepCase,
     TargetVerdict,
     label,
     setup_label,
 )
-from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary
+from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
 
 
 def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0,
@@ -33,15 +35,36 @@ def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, sca
     return text
 
 
+def format_ratio(value: float) -> str:
+    """'0.80x'; '0.996x' rather than '1.00x' for a ratio that is not 1 (see `stats.ratio_digits`)."""
+    return f"{value:.{ratio_digits(value)}f}x"
+
+
+def _bounds(estimate: RatioEstimate) -> tuple[str, str, str]:
+    """Geometric mean and bounds as printed: with enough digits that none on one side of 1.0 reads 1.00."""
+    d = ratio_digits(estimate.geomean, estimate.low, estimate.high)
+    return f"{estimate.geomean:.{d}f}", f"{estimate.low:.{d}f}", f"{estimate.high:.{d}f}"
+
+
+def format_bracket(estimate: RatioEstimate | None) -> str:
+    """'0.80x [0.74, 0.88], n=9': a speedup in a sentence."""
+    if estimate is None:
+        return "n/a"
+    if estimate.low is None:
+        return f"{format_ratio(estimate.geomean)} (n={estimate.n}, too few runs for an interval)"
+    point, low, high = _bounds(estimate)
+    return f"{point}x [{low}, {high}], n={estimate.n}"
+
+
 def format_estimate(estimate: RatioEstimate | None) -> str:
     """'1.42x (95% CI 1.31–1.55, n=12)', or 'n=2, no error bar' below three units."""
     if estimate is None:
         return "n/a"
     if estimate.low is None:
-        return f"{estimate.geomean:.2f}x (n={estimate.n}, no error bar)"
+        return f"{format_ratio(estimate.geomean)} (n={estimate.n}, no error bar)"
     widened = f", widened for {estimate.candidates} setups" if estimate.candidates > 1 else ""
-    return (f"{estimate.geomean:.2f}x ({estimate.confidence * 100:g}% CI {estimate.low:.2f}–{estimate.high:.2f}"
-            f"{widened}, n={estimate.n})")
+    point, low, high = _bounds(estimate)
+    return f"{point}x ({estimate.confidence * 100:g}% CI {low}–{high}{widened}, n={estimate.n})"
 
 
 def format_prediction(prediction, objective: str = "decode") -> str:
@@ -83,8 +106,9 @@ def format_cell(estimate: RatioEstimate | None) -> str:
     if estimate is None:
         return "n/a"
     if estimate.low is None:
-        return f"{estimate.geomean:.2f}x (n={estimate.n})"
-    return f"{estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}]" + (" ?" if spans_one(estimate) else "")
+        return f"{format_ratio(estimate.geomean)} (n={estimate.n})"
+    point, low, high = _bounds(estimate)
+    return f"{point}x [{low}, {high}]" + (" ?" if spans_one(estimate) else "")
 
 
 def format_lossless(case: SweepCase) -> str:
@@ -127,48 +151,192 @@ def objective_text(analysis: SweepAnalysis) -> str:
             "tokens each, time to first token included)")
 
 
+def setup_phrase(case: SweepCase) -> str:
+    """'the q8 draft with k=3', 'prompt-lookup with k=4': a setup named in a sentence."""
+    k = f"k={case.num_draft_tokens}" if case.num_draft_tokens else ""
+    name = label(case.draft) if case.draft else ""
+    name = name if "draft" in name.lower() else f"{name} draft"
+    if case.method == "mlx-lm" and case.draft:
+        return f"the {name}" + (f" with {k}" if k else "")
+    draft = f" with the {name}" if case.draft else ""
+    return f"{case.method}{draft}" + ((", " if draft else " with ") + k if k else "")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if abs(value) < 1 else f"{value:.1f} s"
+
+
+OBJECTIVE_WORDS = {"e2e": "end to end", "decode": "in decoding"}
+
+
+def _runs_to(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
+    """The -r that would likely decide an inconclusive verdict, or ''."""
+    v = verdict.verdict
+    if not (v and v.verdict == "inconclusive" and v.more_units_needed and v.estimate):
+        return ""
+    prompts = max(len(analysis.plan.prompts), 1)
+    return str(max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings.runs + 1))
+
+
+def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
+                   explanation: Explanation | None = None) -> str:
+    """The verdict as advice a person acts on, with the measured reason that decided it: time to first
+    token, acceptance, the verify pass's cost or memory. Every figure is measured, with its unit and n."""
+    e = explanation or analysis.explain(verdict)
+    words = OBJECTIVE_WORDS[verdict.objective]
+    budget = f"{e.memory_budget_gb:.1f} GB" if e.memory_budget_gb else "the"
+    skipped = len(e.memory_skipped)
+    memory_note = (f" {skipped} draft{'s' if skipped > 1 else ''} {'were' if skipped > 1 else 'was'} not measured: "
+                   f"{'they' if skipped > 1 else 'it'} would not fit the {budget} memory budget.") if skipped else ""
+    if e.cause == "memory":
+        return (f"Nothing to compare: every draft for this target was skipped because it would not fit the "
+                f"{budget} memory budget ({skipped} skipped); raise the budget (--memory-gb) or choose smaller "
+                "drafts.")
+    if verdict.verdict is None or e.case is None:
+        return _alone_text(verdict, analysis) or (
+            "Nothing to compare: no speculative setup was measured for this target." + memory_note)
+    case, v = e.case, verdict.verdict
+    if e.cause == "gain":
+        added = (f", {e.added_memory_gb:.2f} GB more memory" if e.added_memory_gb is not None
+                 else ", memory added not measured")
+        command = "; command below" if verdict.commands else ""
+        e2e = e.e2e_speedup
+        end_to_end = ""
+        if verdict.objective == "decode" and e2e and e2e.high is not None and e2e.high < 1.0:
+            later = (f": the first token comes {_seconds(e.ttft_delay_s)} later" if (e.ttft_delay_s or 0) > 0
+                     else "")
+            end_to_end = f" End to end it is slower, {format_bracket(e2e)}{later}."
+        return (f"Use {setup_phrase(case)}: {format_ratio(v.estimate.geomean)} faster {words} "
+                f"{format_bracket(v.estimate).split(' ', 1)[1]}{added}{command}." + end_to_end + memory_note)
+    own = case.comparison.speedup(verdict.objective)
+    best = f"{setup_phrase(case)}, {format_bracket(own)}"
+    if v.verdict == "no-gain":
+        opening = ("Don't use speculative decoding for this workload: "
+                   + (f"every measured setup was slower {words} (best: {best})." if v.candidates > 1
+                      else f"the one setup measured was slower {words} ({best})."))
+    elif e.cause == "too-few":
+        return (f"No answer yet: {setup_phrase(case)} has {own.n if own else 0} run(s), too few for an interval; "
+                "measure more passes (-r)." + memory_note)
+    else:
+        runs = _runs_to(verdict, analysis)
+        opening = (f"No clear answer yet: the best setup, {setup_phrase(case)}, runs at {format_bracket(v.estimate)} "
+                   f"{words}, not clearly faster or slower than the target alone"
+                   + (f"; measure again with -r {runs} to decide." if runs else
+                      "; more runs are unlikely to make the difference matter."))
+    return " ".join(part for part in (opening, _because(verdict, e), memory_note.strip()) if part)
+
+
+def _alone_text(verdict: TargetVerdict, analysis: SweepAnalysis) -> str | None:
+    """A target measured only alone (no draft fits it): its baseline, or None."""
+    alone = analysis.baselines.get((verdict.target, None))
+    if not alone or not alone["decode_tps"]:
+        return None
+    return (f"measured alone, for its baseline (no draft other than itself and no larger than it): "
+            f"decode {format_summary(alone['decode_tps'], 'tok/s')}; end to end "
+            f"{format_summary(alone['e2e_tps'], 'tok/s')}")
+
+
+def _decode_words(decode: RatioEstimate | None, gained: str, lost: str) -> str:
+    if decode is None:
+        return "decode speed was not measured"
+    if decode.low is not None and decode.low > 1.0:
+        return f"{gained} {format_ratio(decode.geomean)} faster [{_bounds(decode)[1]}, {_bounds(decode)[2]}]"
+    if decode.high is not None and decode.high < 1.0:
+        return f"{lost} {format_ratio(decode.geomean)} [{_bounds(decode)[1]}, {_bounds(decode)[2]}]"
+    return f"{lost} {format_bracket(decode).rsplit(', n=', 1)[0]}, not clearly different from the target alone"
+
+
+def _because(verdict: TargetVerdict, e: Explanation) -> str:
+    """The sentence that names what decided a verdict that is not a gain."""
+    case = e.case
+    if e.cause == "ttft":
+        origin = "the draft's prompt prefill" if case.draft else f"{case.method}'s work before the first token"
+        tokens = f"these {e.answer_tokens:.0f}-token answers" if e.answer_tokens else "these answers"
+        outcome = (f"which {tokens} cannot win back" if verdict.kind == "no-gain"
+                   else f"which eats into the gain on {tokens}")
+        return (f"{_decode_words(e.decode_speedup, 'Decoding got', 'Decoding ran at')}, but the first token came "
+                f"{_seconds(e.ttft_delay_s)} later ({_seconds(e.speculative_ttft_s)} against "
+                f"{_seconds(e.baseline_ttft_s)} for the target alone: {origin}), {outcome}.")
+    if e.cause == "acceptance":
+        return (f"The target accepted only {e.acceptance_rate * 100:.0f}% of the proposed draft tokens, so decoding "
+                f"did not speed up ({_decode_words(e.decode_speedup, 'decoding got', 'decoding ran at')}).")
+    if e.cause == "verify-cost":
+        k = case.num_draft_tokens
+        verify = f"verifying {k + 1} tokens per round" if k else "verifying each round"
+        drafting = " and running the draft" if case.draft else ""
+        return (f"The target accepted {e.acceptance_rate * 100:.0f}% of the proposed draft tokens, yet "
+                f"{_decode_words(e.decode_speedup, 'decoding got', 'decoding ran at')}: {verify}{drafting} cost "
+                "more time than the accepted tokens save.")
+    return ""
+
+
 def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: bool = False,
                   named: bool = True) -> list[str]:
-    """A target's verdict: the setup, its figures, ties, the other objective, the commands."""
-    name = f"- {label(verdict.target)}: " if named else ""
+    """A target's verdict: the plain sentence first, then the evidence under it: the statistical
+    verdict, the setup's figures (with time to first token), ties, the other objective, the commands.
+    In Markdown the evidence is a nested list, so that it does not run into one paragraph."""
+    indent = "  - " if markdown else "    "
+    name = (f"- **{label(verdict.target)}**: " if markdown else f"- {label(verdict.target)}: ") if named else ""
+    lines = [f"{name}{plain_sentence(verdict, analysis)}"]
+    lines += [indent + line for line in evidence_lines(verdict, analysis)]
+    lines += [indent + (f"`{command}`" if markdown else command) for command in verdict.commands]
+    return lines
+
+
+def evidence_lines(verdict: TargetVerdict, analysis: SweepAnalysis) -> list[str]:
+    """The statistics under a verdict's plain sentence (no indent, no commands)."""
     unfinished = unfinished_line(analysis, verdict.target)
+    unfinished = [unfinished.strip()] if unfinished else []
     if verdict.verdict is None:
-        alone = analysis.baselines.get((verdict.target, None))
-        if alone and alone["decode_tps"]:
-            return [f"{name}measured alone, for its baseline (no draft other than itself and no larger than it): "
-                    f"decode {format_summary(alone['decode_tps'], 'tok/s')}; end to end "
-                    f"{format_summary(alone['e2e_tps'], 'tok/s')}"] + ([unfinished] if unfinished else [])
-        return [f"{name}not measured"] + ([unfinished] if unfinished else [])
+        return ([] if _alone_text(verdict, analysis) else ["not measured"]) + unfinished
     v = verdict.verdict
-    lines = [f"{name}{v.verdict.upper()}: {v.reason}"]
-    if unfinished:
-        lines.append(unfinished)
+    lines = [f"verdict: {v.verdict.upper()}: {v.reason}"] + unfinished
     case = verdict.chosen or verdict.leader
     if case is not None:
         comparison = case.comparison
-        lines.append(f"    {case.label}: end to end {format_estimate(comparison.e2e_speedup)}; "
-                     f"decode {format_estimate(comparison.decode_speedup)} (each on its own, not widened)")
+        pruned = f" ({pruned_text(case, analysis)})" if case.pruned else ""
+        lines.append(f"{case.label}{pruned}: end to end {format_estimate(comparison.e2e_speedup)}; "
+                     f"decode {format_estimate(comparison.decode_speedup)}; time to first token "
+                     f"{ttft_text(case)}")
         if case.prediction:
-            lines.append(f"    speedup model: decode {format_prediction(case.prediction)}, end to end "
+            lines.append(f"speedup model: decode {format_prediction(case.prediction)}, end to end "
                          f"{format_prediction(case.prediction, 'e2e')} predicted from the runs at "
                          f"k={max(analysis.plan.num_draft_tokens)} and the timed forward passes")
-    if v.verdict == "inconclusive" and v.more_units_needed and v.estimate and not unfinished:
-        prompts = max(len(analysis.plan.prompts), 1)
-        runs = max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings.runs + 1)
-        lines.append(f"    to decide it, measure again with -r {runs} (into a new file)")
+    runs = _runs_to(verdict, analysis)
+    if runs and not unfinished:
+        lines.append(f"to decide it, measure again with -r {runs} (into a new file)")
     if verdict.tied:
-        lines.append("    statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
+        lines.append("statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
                      + ("; the cheapest was chosen" if verdict.chosen else ""))
     other = verdict.other
     if other and other.verdict and (other.kind != verdict.kind or _setup(other) != _setup(verdict)):
-        lines.append(f"    by {OBJECTIVE_NAMES[other.objective]} alone: {other.kind}"
+        lines.append(f"by {OBJECTIVE_NAMES[other.objective]} alone: {other.kind}"
                      + (f", {other.chosen.label}" if other.chosen else "")
                      + f" ({other.verdict.reason})")
     if v.verdict == "no-gain":
-        lines.append("    run the target without speculative decoding")
-    for command in verdict.commands:
-        lines.append(f"    `{command}`" if markdown else f"    {command}")
+        lines.append("run the target without speculative decoding")
     return lines
+
+
+def ttft_text(case: SweepCase) -> str:
+    """'0.60 s alone, 2.00 s speculative (+1.40 s)': mean time to first token of both variants."""
+    c = case.comparison
+    if not c or not c.baseline_ttft_s or not c.speculative_ttft_s:
+        return "n/a"
+    base, spec = c.baseline_ttft_s.mean, c.speculative_ttft_s.mean
+    return f"{base:.3f} s alone, {spec:.3f} s speculative ({spec - base:+.3f} s)"
+
+
+def pruned_text(case: SweepCase, analysis: SweepAnalysis) -> str:
+    """'pruned after 9 of 12 prompts': when the smart sweep stopped measuring a setup."""
+    if not case.pruned:
+        return ""
+    prompts, runs = len(analysis.plan.prompts), analysis.settings.runs
+    if case.pruned_after_units is None:
+        return "pruned"
+    if runs == 1:
+        return f"pruned after {case.pruned_after_units} of {prompts} prompts"
+    return f"pruned after {case.pruned_after_units} of {prompts * runs} units (prompt x pass)"
 
 
 def unfinished_line(analysis: SweepAnalysis, target: str) -> str | None:
@@ -212,16 +380,21 @@ def _cell(analysis: SweepAnalysis, target: str, method: str, draft: str | None, 
         return ""
     case = analysis.best_k(target, method, draft, objective)
     if case is None and any(c.setup == (method, draft) for c in analysis.pruned(target)):
-        return "pruned"
+        return PRUNED_UNRUN
     if case is None:
         return {"skipped": "skipped", "failed": "failed", "pending": "not run"}.get(status, "n/a")
     comparison = case.comparison
+    pruned = PRUNED_MARK if case.pruned else ""
     if metric == "speedup":
         text = f"{format_cell(analysis.best_k_estimate(target, method, draft, objective))} k={case.num_draft_tokens}"
-        return text + (" (output differs)" if comparison.lossless.identical is False else "")
+        return text + (" (output differs)" if comparison.lossless.identical is False else "") + pruned
     if metric == "acceptance":
-        return f"{_percent(comparison.acceptance_rate)} k={case.num_draft_tokens}"
-    return f"{_number(comparison.tokens_per_round, 2)} k={case.num_draft_tokens}"
+        return f"{_percent(comparison.acceptance_rate)} k={case.num_draft_tokens}{pruned}"
+    return f"{_number(comparison.tokens_per_round, 2)} k={case.num_draft_tokens}{pruned}"
+
+
+PRUNED_MARK = " (pruned)"  # a setup the smart sweep stopped measuring: its figures so far, out of the verdict
+PRUNED_UNRUN = "pruned, not run"  # pruned on the speedup model's prediction before any run
 
 
 def matrix(analysis: SweepAnalysis, metric: str, objective: str | None = None) -> tuple[list[str], list[list[str]]]:
@@ -255,8 +428,70 @@ PRUNED_TITLE = "Pruned by the smart sweep (left out of the verdicts, unless a ta
 
 
 def pruned_lines(analysis: SweepAnalysis) -> list[str]:
-    """The setups a smart sweep stopped measuring, and why (they take no part in the verdicts)."""
-    return [f"{label(c.target)} + {c.label}: {c.pruned}" for c in analysis.pruned()]
+    """The setups a smart sweep stopped measuring, when, what they measured until then, and why (they
+    take no part in the verdicts)."""
+    lines = []
+    for c in analysis.pruned():
+        measured = (f"; its figures until then: end to end {format_cell(c.comparison.e2e_speedup)}, decode "
+                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units}"
+                    if c.comparison else "; never run")
+        after = f"after {c.pruned_after_units} unit(s): " if c.pruned_after_units is not None else ""
+        lines.append(f"{label(c.target)} + {c.label}: {after}{c.pruned}{measured}")
+    return lines
+
+
+SETUPS_TITLE = ("Every measured setup: end to end against decode, and time to first token (TTFT), "
+                "mean of each variant")
+SETUP_HEADERS = ["target", "setup", "end-to-end speedup", "decode speedup", "TTFT alone", "TTFT speculative",
+                 "acceptance", "memory added", "status"]
+
+
+def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
+    """One row per measured (target, setup, k), pruned or not, with its own (not widened) figures."""
+    rows = []
+    for case in analysis.cases:
+        c = case.comparison
+        if c is None:
+            continue
+        added = analysis.added_memory_gb(case)
+        ttft = lambda summary: f"{summary.mean:.3f} s" if summary else "n/a"  # noqa: E731
+        rows.append([label(case.target), case.label, format_cell(c.e2e_speedup), format_cell(c.decode_speedup),
+                     ttft(c.baseline_ttft_s), ttft(c.speculative_ttft_s), _percent(c.acceptance_rate),
+                     f"{added:+.2f} GB" if added is not None else "n/a",
+                     pruned_text(case, analysis) if case.pruned else f"measured, n={c.units}"])
+    return rows
+
+
+DEFINITIONS = [
+    ("speedup", "speculative speed / speed of the target alone, per prompt measured back to back, summarised "
+                "as a geometric mean; above 1.00x is faster"),
+    ("end to end", "generated tokens / time from the call to the last token, time to first token (TTFT) "
+                   "included: what a user waits for"),
+    ("decode", "tokens generated after the first verify round / time from the end of that round to the last "
+               "token: prefill and TTFT left out, on both sides alike"),
+    ("TTFT", "time to first token: from the call to the first token (prefill, and for speculative runs the "
+             "draft's prefill and the first round); a later first token can cancel a faster decode on short "
+             "answers"),
+    ("unit", "one prompt in one pass, measured for the target alone and every setup back to back; n counts "
+             "units, and with one pass a unit is a prompt"),
+    ("[low, high]", "95% interval of the speedup; '?' marks one that spans 1.00x (not clearly faster or "
+                    "slower); none below 3 units"),
+    ("widened", "an interval made wider because the figure is the best of several setups (or k values) "
+                "compared, so that picking the best does not overstate it; a setup's own figures are not widened"),
+    ("pruned", "a setup the smart sweep stopped measuring once it could no longer win; its figures so far "
+               "are shown marked (pruned), and it takes no part in the verdict unless nothing else was measured"),
+    ("acceptance rate", "accepted / proposed draft tokens, over complete verify rounds; below "
+                        f"{LOW_ACCEPTANCE:.0%} a setup that did not speed decoding up is said to lose on "
+                        "acceptance, at or above it on the cost of the verify pass (k + 1 tokens) and the draft"),
+    ("draft-token share", "the share of emitted tokens that came from the draft"),
+    ("memory added", "peak memory of the speculative runs minus the target's peak with no draft loaded"),
+    ("speedup model", "a prediction of the speedup from the acceptance per draft position at the largest k "
+                      "and the timed forward passes of target and draft"),
+]
+
+
+def definition_lines() -> list[str]:
+    return [f"{term}: {text}" for term, text in DEFINITIONS]
 
 
 CAUGHT_UP_TITLE = "Settled by the smart sweep (measured again on the prompts they missed after the race's probe)"
@@ -281,6 +516,14 @@ def caught_up_lines(analysis: SweepAnalysis) -> list[str]:
 def problem_lines(analysis: SweepAnalysis) -> list[str]:
     return [f"{label(r.target)} + {label(r.draft) if r.draft else '(target alone)'}: {r.status}: {r.reason}"
             for r in analysis.problems()]
+
+
+def report_title(analysis: SweepAnalysis) -> str:
+    """What the file is: one target with its drafts (`mlxdraft pair`) or a sweep."""
+    if analysis.results.kind == "pair":
+        target = label(analysis.targets[0]) if analysis.targets else "?"
+        return f"mlxdraft pair: {target}"
+    return "mlxdraft sweep"
 
 
 def header_lines(analysis: SweepAnalysis) -> list[str]:

@@ -1,4 +1,5 @@
-"""The sweep report as CSV: one row per (target, method, draft, k), both speedups with their bounds."""
+"""The sweep report as CSV: one row per (target, method, draft, k), pruned or not, both speedups with their
+bounds and both variants' time to first token."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ CSV_COLUMNS = [
     "baseline_decode_tps", "speculative_decode_tps", "baseline_e2e_tps", "speculative_e2e_tps",
     "acceptance_rate", "draft_token_share", "tokens_per_round", "partial_rounds", "lossless",
     "target_alone_peak_memory_gb", "speculative_peak_memory_gb",
+    "baseline_ttft_s", "speculative_ttft_s", "pruned", "pruned_after_units", "pruned_reason",
     "predicted_decode_speedup", "predicted_decode_speedup_low", "predicted_decode_speedup_high",
     "predicted_e2e_speedup",
 ]
@@ -47,6 +49,9 @@ def _sweep_csv(analysis: SweepAnalysis) -> str:
             "" if not c or c.lossless.identical is None else str(c.lossless.identical).lower(),
             _fmt(analysis.alone_peak_memory_gb(case.target)),
             _fmt(c.speculative_peak_memory_gb.max if c and c.speculative_peak_memory_gb else None),
+            mean(c and c.baseline_ttft_s), mean(c and c.speculative_ttft_s),
+            "true" if case.pruned else "false",
+            "" if case.pruned_after_units is None else case.pruned_after_units, case.pruned or "",
             *[_fmt(getattr(case.prediction, name) if case.prediction else None)
               for name in ("decode_speedup", "low", "high", "e2e_speedup")],
         ])

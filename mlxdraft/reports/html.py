@@ -14,19 +14,27 @@ from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict,
 from ..stats import RatioEstimate
 from .common import (
     CAUGHT_UP_TITLE,
+    DEFINITIONS,
     METRIC_TITLES,
+    PRUNED_MARK,
     PRUNED_TITLE,
+    SETUP_HEADERS,
+    SETUPS_TITLE,
     SPEEDUP_TITLES,
     baseline_matrix,
     caught_up_lines,
+    evidence_lines,
     format_cell,
     format_estimate,
     header_lines,
     matrix,
+    plain_sentence,
     problem_lines,
     pruned_lines,
+    pruned_text,
+    report_title,
+    setup_rows,
     spans_one,
-    verdict_lines,
 )
 
 STYLE = """
@@ -48,6 +56,8 @@ td.inconclusive,.swatch.inconclusive{outline:2px dashed #777;outline-offset:-4px
 .verdict-inconclusive{border-color:#b26a00}.verdict-inconclusive .word{background:#b26a00}
 .verdict ul{margin:.3em 0;padding-left:1.2em}
 pre{background:#eee;padding:6px 8px;white-space:pre-wrap;margin:.3em 0}
+.verdict .headline{font-size:1.1em;font-weight:600}
+td.pruned{font-style:italic}.term{font-weight:600}
 svg text{font-size:12px;fill:#333}svg .tick{fill:#555}svg .point-label{font-size:11px}
 """
 
@@ -62,6 +72,8 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
         _verdict_section(analysis),
         _setup_section(analysis),
         _speedup_section(analysis),
+        _text_section(SETUPS_TITLE, SETUP_HEADERS, setup_rows(analysis), row_names=False)
+        if setup_rows(analysis) else "",
         _text_section("Baseline tok/s measured beside each pair (decode / end to end)", *baseline_matrix(analysis)),
         *(_text_section(f"{METRIC_TITLES[metric]} at each pair's best k", *matrix(analysis, metric))
           for metric in ("acceptance", "tokens-per-round")),
@@ -69,10 +81,12 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
         _pruned_section(analysis),
         _list_section("caught-up", CAUGHT_UP_TITLE, caught_up_lines(analysis)),
         _problem_section(analysis),
+        _definitions_section(),
     ]
+    title = escape(report_title(analysis))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            f"<title>mlxdraft sweep</title><style>{STYLE}</style></head>\n<body>\n<h1>mlxdraft sweep</h1>\n"
+            f"<title>{title}</title><style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n"
             + "\n".join(section for section in sections if section) + "\n</body></html>\n")
 
 
@@ -86,14 +100,15 @@ def _verdict_section(analysis: SweepAnalysis) -> str:
 
 
 def _verdict_block(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
-    """The verdict word styled by kind, its reason, the figures and notes of `verdict_lines`, the commands."""
+    """The verdict word styled by kind, the plain sentence, then the evidence of `evidence_lines`: the
+    statistical reason, the figures and notes; the commands."""
     reason = verdict.verdict.reason if verdict.verdict else "no speculative setup was measured"
-    commands = set(verdict.commands)
-    details = [line.strip() for line in verdict_lines(verdict, analysis)[1:] if line.strip() not in commands]
+    details = evidence_lines(verdict, analysis)[1 if verdict.verdict else 0:]
     kind = verdict.kind.replace(" ", "-")
     return "".join([
         f'<div class="verdict verdict-{escape(kind)}">',
         f'<h3>{escape(label(verdict.target))}<span class="word">{escape(verdict.kind.upper())}</span></h3>',
+        f'<p class="headline">{escape(plain_sentence(verdict, analysis))}</p>',
         f'<p class="reason">{escape(reason)}</p>',
         "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in details) + "</ul>" if details else "",
         "".join(f"<pre>{escape(command)}</pre>" for command in verdict.commands),
@@ -116,9 +131,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _text_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    """A text matrix from `reports.common` (first column: row names)."""
-    cells = [[f"<th>{escape(row[0])}</th>"] + [f"<td>{escape(cell)}</td>" for cell in row[1:]] for row in rows]
+def _text_section(title: str, headers: list[str], rows: list[list[str]], row_names: bool = True) -> str:
+    """A text matrix from `reports.common` (first column: row names, unless `row_names` is False)."""
+    first = 1 if row_names else 0
+    cells = [[f"<th>{escape(row[0])}</th>"] * first + [f"<td>{escape(cell)}</td>" for cell in row[first:]]
+             for row in rows]
     return f"<section>\n<h2>{escape(title)}</h2>\n{_table(headers, cells)}\n</section>"
 
 
@@ -181,14 +198,19 @@ def _speedup_cell(analysis: SweepAnalysis, target: str, method: str, draft: str 
     text = format_cell(estimate) + (f" k={case.num_draft_tokens}" if k is None else "")
     if case.comparison.lossless.identical is False:
         text += " (output differs)"
-    classes = "speedup inconclusive" if spans_one(estimate) else "speedup"
+    tooltip = format_estimate(estimate)
+    if case.pruned:
+        text += PRUNED_MARK
+        tooltip += f"; {pruned_text(case, analysis)}: {case.pruned}"
+    classes = "speedup" + (" inconclusive" if spans_one(estimate) else "") + (" pruned" if case.pruned else "")
     return (f'<td class="{classes}" style="background-color:{_colour(estimate.geomean)}" '
-            f'title="{escape(format_estimate(estimate))}">{escape(text)}</td>')
+            f'title="{escape(tooltip)}">{escape(text)}</td>')
 
 
 def _case_at(analysis: SweepAnalysis, target: str, method: str, draft: str | None, k: int) -> SweepCase | None:
-    return next((case for case in analysis.measured(target)
-                 if case.setup == (method, draft) and case.num_draft_tokens == k), None)
+    """The setup at one k, measured (pruned or not)."""
+    return next((case for case in analysis.cases if case.target == target and case.comparison
+                 and case.setup == (method, draft) and case.num_draft_tokens == k), None)
 
 
 def _reason(analysis: SweepAnalysis, target: str, draft: str | None) -> str | None:
@@ -263,7 +285,8 @@ def _chart_points(analysis: SweepAnalysis) -> list[ChartPoint]:
             memory = case.comparison.speculative_peak_memory_gb if case else None
             if memory:
                 points.append(ChartPoint(
-                    name=f"{label(target)} + {case.label}", target=label(target),
+                    name=f"{label(target)} + {case.label}" + (PRUNED_MARK if case.pruned else ""),
+                    target=label(target),
                     peak_memory_gb=memory.max, alone_peak_memory_gb=analysis.alone_peak_memory_gb(target),
                     speedups={objective: case.comparison.speedup(objective) for objective, *_ in SERIES}))
     return points
@@ -287,7 +310,7 @@ def _chart_svg(points: list[ChartPoint]) -> str:
     y = Axis(*nice_ticks(*_padded(ratios)), BOTTOM, TOP)
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
              'aria-label="speedup against peak memory" style="max-width:100%;height:auto">',
-             _chart_axes(x, y), _chart_alone_marks(x, alone)]
+             _chart_axes(x, y), _chart_alone_marks(x, y, alone)]
     parts += [_chart_point(point, x, y) for point in points]
     parts += [_chart_legend(), "</svg>"]
     return "\n".join(part for part in parts if part)
@@ -327,9 +350,9 @@ def _chart_axes(x: Axis, y: Axis) -> str:
     return "\n".join(parts)
 
 
-def _chart_alone_marks(x: Axis, alone: dict[str, float]) -> str:
-    """A grey triangle on the memory axis at each target's peak memory with no draft loaded; targets with
-    the same figure share one, and labels that would collide are stacked."""
+def _chart_alone_marks(x: Axis, y: Axis, alone: dict[str, float]) -> str:
+    """A grey triangle on the 1x line (the target alone is its own baseline) at each target's peak memory
+    with no draft loaded; targets with the same figure share one, and labels that would collide are stacked."""
     by_memory: dict[float, list[str]] = {}
     for name, gb in alone.items():
         by_memory.setdefault(round(gb, 2), []).append(name)
@@ -339,10 +362,11 @@ def _chart_alone_marks(x: Axis, alone: dict[str, float]) -> str:
         row = row + 1 if px - previous_px < 90 else 0
         previous_px = px
         text = f"{', '.join(names)} alone"
-        marks.append(f'<g class="alone"><title>{escape(text)} (no draft): {gb:.2f} GB</title>'
-                     f'<polygon points="{px - 6:.1f},{BOTTOM} {px + 6:.1f},{BOTTOM} {px:.1f},{BOTTOM - 10}" '
+        py = y.px(1.0)
+        marks.append(f'<g class="alone"><title>{escape(text)} (no draft): 1x at {gb:.2f} GB</title>'
+                     f'<polygon points="{px - 6:.1f},{py + 5:.1f} {px + 6:.1f},{py + 5:.1f} {px:.1f},{py - 5:.1f}" '
                      'fill="#888"/>'
-                     f'<text class="point-label" x="{px + 8:.1f}" y="{BOTTOM - 4 - 14 * row}">'
+                     f'<text class="point-label" x="{px + 8:.1f}" y="{py + 16 + 14 * row:.1f}">'
                      f"{escape(text)}</text></g>")
     return "\n".join(marks)
 
@@ -402,7 +426,7 @@ def _chart_legend() -> str:
              (f'<line x1="{left}" y1="0" x2="{left + 16}" y2="0" stroke="#555" stroke-dasharray="6 4"/>',
               "1x: as fast as the baseline"),
              (f'<polygon points="{left + 2},5 {left + 14},5 {left + 8},-5" fill="#888"/>',
-              "target alone (no draft)")]
+              "target alone (no draft), at 1x")]
     return '<g class="legend">' + "".join(
         f'<g transform="translate(0 {top + 22 * row})">{mark}<text x="{left + 24}" y="4">{escape(text)}</text></g>'
         for row, (mark, text) in enumerate(rows)) + "</g>"
@@ -417,6 +441,11 @@ def _pruned_section(analysis: SweepAnalysis) -> str:
 
 def _problem_section(analysis: SweepAnalysis) -> str:
     return _list_section("problems", "Skipped or failed", problem_lines(analysis))
+
+
+def _definitions_section() -> str:
+    items = "".join(f'<li><span class="term">{escape(term)}</span>: {escape(text)}</li>' for term, text in DEFINITIONS)
+    return f'<section id="definitions">\n<h2>Definitions</h2>\n<ul>{items}</ul>\n</section>'
 
 
 def _list_section(section_id: str, title: str, lines: list[str]) -> str:

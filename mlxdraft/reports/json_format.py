@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..analysis import SweepAnalysis
+from .common import DEFINITIONS, plain_sentence, pruned_text
 
 
 def render_json(analysis: SweepAnalysis, metric: str = "speedup") -> str:
@@ -22,7 +23,7 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
         "plan": results.plan.to_dict(),
         "models": results.models,
         "objective": analysis.objective,
-        "verdicts": [v.to_dict() for v in analysis.verdicts()],
+        "verdicts": [_verdict(v, analysis) for v in analysis.verdicts()],
         "baselines": [{"target": t, "draft": d, "decode_tps": b["decode_tps"].to_dict() if b["decode_tps"] else None,
                        "e2e_tps": b["e2e_tps"].to_dict() if b["e2e_tps"] else None,
                        "target_alone_peak_memory_gb": analysis.alone_peak_memory_gb(t)}
@@ -31,7 +32,17 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
             {"target": c.target, "method": c.method, "draft": c.draft, "num_draft_tokens": c.num_draft_tokens,
              "status": c.status,
              "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None,
-             "prediction": c.prediction.to_dict() if c.prediction else None, "pruned": c.pruned}
+             "prediction": c.prediction.to_dict() if c.prediction else None,
+             "pruned": {"after_units": c.pruned_after_units, "reason": c.pruned,
+                        "text": pruned_text(c, analysis)} if c.pruned else None}
             for c in analysis.cases
         ],
+        "definitions": dict(DEFINITIONS),
     }
+
+
+def _verdict(verdict, analysis: SweepAnalysis) -> dict:
+    """A verdict with its plain sentence and what decided it."""
+    explanation = analysis.explain(verdict)
+    return {**verdict.to_dict(), "headline": plain_sentence(verdict, analysis, explanation),
+            "explanation": explanation.to_dict()}

@@ -11,12 +11,16 @@ from .common import (
     CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
+    SETUP_HEADERS,
+    SETUPS_TITLE,
     SPEEDUP_TITLES,
     _model_line,
     _number,
     _percent,
     baseline_matrix,
     caught_up_lines,
+    definition_lines,
+    evidence_lines,
     format_cell,
     format_estimate,
     format_lossless,
@@ -25,10 +29,15 @@ from .common import (
     header_lines,
     matrix,
     objective_text,
+    plain_sentence,
     prediction_matrix,
     problem_lines,
     pruned_lines,
+    pruned_text,
+    report_title,
     settings_text,
+    setup_rows,
+    ttft_text,
     verdict_lines,
 )
 
@@ -39,7 +48,7 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
     target = analysis.targets[0]
     models = analysis.results.models
     verdict = analysis.verdict(target)
-    cases = analysis.measured(target)
+    cases = analysis.measured(target) or [c for c in analysis.pruned(target) if c.comparison]
     if not cases:
         return "No speculative runs were measured."
     case = verdict.chosen or verdict.leader or cases[0]
@@ -62,7 +71,8 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
-        ("Verdict", "\n".join(line.strip() for line in verdict_lines(verdict, analysis, named=False))),
+        ("Verdict", "\n".join([line.removeprefix("verdict: ") for line in evidence_lines(verdict, analysis)]
+                               + verdict.commands)),
         ("Shown", f"k={case.num_draft_tokens}"),
         ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
                      f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
@@ -79,24 +89,28 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
          + partial),
         ("Accepted/round", f"{histogram}   (accepted drafts: number of complete verify rounds)"),
         ("TTFT", f"baseline {format_summary(c.baseline_ttft_s, 's', digits=3)}; "
-                 f"speculative {format_summary(c.speculative_ttft_s, 's', digits=3)}"),
+                 f"speculative {format_summary(c.speculative_ttft_s, 's', digits=3)} (time to first token)"),
         ("Peak memory", memory),
         ("Lossless", format_lossless(case)),
     ]
     if analysis.settings.temp > 0:
         rows.append(("Note", TEMPERATURE_NOTE))
+    if case.pruned:
+        rows.insert(rows.index(next(r for r in rows if r[0] == "Shown")) + 1,
+                    ("Pruned", f"{pruned_text(case, analysis)}: {case.pruned}"))
     width = max(len(name) for name, _ in rows)
-    lines = []
+    lines = [plain_sentence(verdict, analysis), ""]
     for name, value in rows:
         first, *rest = value.split("\n")
         lines.append(f"{name.ljust(width)}  {first}")
         lines += [" " * (width + 2) + line for line in rest]
     if len(cases) > 1:
         table = [(f"{setup_label(x.method, x.draft)} k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
-                  format_cell(x.comparison.decode_speedup), format_prediction(x.prediction),
+                  format_cell(x.comparison.decode_speedup), ttft_text(x), format_prediction(x.prediction),
                   _percent(x.comparison.acceptance_rate), _number(x.comparison.tokens_per_round, 2)) for x in cases]
-        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "predicted decode",
-                                               "acceptance", "tokens/round"], disable_numparse=True)]
+        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "time to first token",
+                                               "predicted decode", "acceptance", "tokens/round"],
+                               disable_numparse=True)]
     if c.per_category:
         table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
                   _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
@@ -109,11 +123,11 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
 def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool = False) -> str:
     table_format = "github" if markdown else "simple"
     section = (lambda title: ["", f"## {title}", ""]) if markdown else (lambda title: ["", f"{title}:"])
-    lines = (["# mlxdraft sweep", ""] + [f"- {line}" for line in header_lines(analysis)]) if markdown \
+    lines = ([f"# {report_title(analysis)}", ""] + [f"- {line}" for line in header_lines(analysis)]) if markdown \
         else header_lines(analysis)
     lines += section(f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})")
-    for verdict in analysis.verdicts():
-        lines += verdict_lines(verdict, analysis, markdown)
+    for index, verdict in enumerate(analysis.verdicts()):
+        lines += ([""] if markdown and index else []) + verdict_lines(verdict, analysis, markdown)
     if metric == "speedup":
         other = "decode" if analysis.objective == "e2e" else "e2e"
         tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
@@ -129,6 +143,9 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
         if predicted:
             tables.append((f"Decode speedup of {label(target)}, predicted by the speedup model / measured",
                            predicted))
+    setups = setup_rows(analysis)
+    if setups:
+        tables.insert(min(2, len(tables)), (SETUPS_TITLE, (SETUP_HEADERS, setups)))
     for title, (headers, rows) in tables:
         lines += section(title)
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
@@ -144,6 +161,8 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     if problems:
         lines += section("Skipped or failed")
         lines += [f"- {p}" for p in problems]
+    lines += section("Definitions")
+    lines += [f"- {line}" for line in definition_lines()]
     return "\n".join(lines)
 
 
