@@ -139,13 +139,16 @@ def test_names_from_the_results_file_appear_only_escaped():
     state = make_state({(evil_target, evil_draft, 4): 1.5}, noise=0.05, targets=(evil_target,),
                        drafts=(evil_draft, "tiny"), statuses={(evil_target, "tiny"): "failed"})
     state["groups"][f"{evil_target} | tiny"]["reason"] = "<img src=x onerror=alert(1)>"
+    _answer(state["groups"][f"{evil_target} | {evil_draft}"]["samples"], 2, ["<img", " src=x>", "</pre>"],
+            [[2, 1, 1], [2, 0, 0]])
     state["machine"] = dict(state["machine"], chip="<Chip & 'Co'>")
     page = render_html(analyse_sweep(state))
 
     parsed = Page(page)
     assert {tag for tag, _ in parsed.tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3",
                                                "section", "div", "span", "p", "ul", "li", "pre", "table", "tr",
-                                               "th", "td", "svg", "g", "line", "text", "circle", "polygon"}
+                                               "th", "td", "svg", "g", "line", "text", "circle", "polygon",
+                                               "mark"}
     for raw in (evil_target, evil_draft, "<img", "<Chip"):
         assert raw not in page
     assert html.escape(evil_target) in page and "&lt;img src=x onerror=alert(1)&gt;" in page
@@ -174,3 +177,33 @@ def test_a_sweep_with_nothing_measured_still_renders(state):
     assert '<span class="word">NOT MEASURED</span>' in section(page, "verdicts")
     assert "No measured pairs to plot." in section(page, "chart")
     assert "<svg" not in page
+
+
+def _answer(samples: list[dict], k: int, texts: list[str], rounds: list[list[int]], prompt_index: int = 0) -> dict:
+    """Give the first-pass run of prompt `prompt_index` at `k` these token texts and rounds."""
+    run = next(s for s in samples if s["num_draft_tokens"] == k and s["prompt_index"] == prompt_index
+               and s["pass_index"] == 0)
+    run.update(token_ids=list(range(len(texts))), token_texts=texts, rounds=rounds)
+    return run
+
+
+def test_the_chosen_setup_shows_a_sample_answer_with_its_accepted_draft_tokens_marked():
+    state = make_state({("big", "small", 4): 1.5}, noise=0.02)
+    samples = state["groups"]["big | small"]["samples"]
+    # round 1: two accepted draft tokens, then the target's own; round 2: one and the target's own;
+    # round 3, cut short by max-tokens: one draft token only
+    _answer(samples, 4, ["A", "<b>", "C", " d", "e", "&f"], [[4, 2, 1], [4, 1, 1], [4, 1, 0]], prompt_index=1)
+    _answer(samples, 4, ["later"], [[4, 0, 1]], prompt_index=5)  # of the prompts with token texts, the first shows
+    page = render_html(analyse_sweep(state))
+
+    section = page[page.index('<section id="answers">'):]
+    section = section[: section.index("</section>")]
+    assert "big: mlx-lm small k=4 (chosen setup), prompt 2" in section
+    assert "Prompt: prompt 1" in section
+    assert ('<pre class="answer"><mark class="accepted">A&lt;b&gt;</mark>C<mark class="accepted"> d</mark>e'
+            '<mark class="accepted">&amp;f</mark></pre>') in section
+
+
+def test_no_recorded_token_texts_means_no_sample_answer_section():
+    page = render_html(analyse_sweep(make_state({("big", "small", 4): 1.5}, noise=0.02)))
+    assert 'id="answers"' not in page

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
+from ..accepted import MARK_CLASS, first_marked_sample, html_marked
 from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label, setup_label
+from ..errors import InvalidInputError
 from ..stats import RatioEstimate
 from .common import (
     CAUGHT_UP_TITLE,
@@ -57,7 +59,9 @@ td.inconclusive,.swatch.inconclusive{outline:2px dashed #777;outline-offset:-4px
 .verdict ul{margin:.3em 0;padding-left:1.2em}
 pre{background:#eee;padding:6px 8px;white-space:pre-wrap;margin:.3em 0}
 .verdict .headline{font-size:1.1em;font-weight:600}
-td.pruned{font-style:italic}.term{font-weight:600}
+td.pruned{font-style:italic}
+mark.accepted{background:#c8efc4;color:inherit;border-radius:2px}
+pre.answer{background:#f7f7f7;border:1px solid #ddd}.term{font-weight:600}
 svg text{font-size:12px;fill:#333}svg .tick{fill:#555}svg .point-label{font-size:11px}
 """
 
@@ -78,6 +82,7 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
         *(_text_section(f"{METRIC_TITLES[metric]} at each pair's best k", *matrix(analysis, metric))
           for metric in ("acceptance", "tokens-per-round")),
         _chart_section(analysis),
+        _answers_section(analysis),
         _pruned_section(analysis),
         _list_section("caught-up", CAUGHT_UP_TITLE, caught_up_lines(analysis)),
         _problem_section(analysis),
@@ -88,6 +93,55 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{title}</title><style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n"
             + "\n".join(section for section in sections if section) + "\n</body></html>\n")
+
+
+# --- sample answers -----------------------------------------------------------------------------
+
+
+def _answers_section(analysis: SweepAnalysis) -> str:
+    """Per target, one answer of the chosen setup (else of the fastest measured one) with the draft
+    tokens the target accepted highlighted, from the token texts recorded while measuring."""
+    blocks = []
+    for verdict in analysis.verdicts():
+        case = verdict.chosen or verdict.leader
+        if case is None:
+            continue
+        try:
+            picked = first_marked_sample(_case_samples(analysis, case))
+        except InvalidInputError:  # token texts that do not match the tokens: show nothing rather than wrong marks
+            picked = None
+        if picked is None:
+            continue
+        sample, parts = picked
+        role = "chosen setup" if verdict.chosen else "fastest setup measured"
+        prompts = analysis.plan.prompts
+        prompt = prompts[sample.prompt_index]["text"] if sample.prompt_index < len(prompts) else None
+        figures = [f"{sample.generated_tokens} tokens"]
+        if sample.acceptance_rate is not None:
+            figures.append(f"acceptance {sample.acceptance_rate * 100:.0f}% ({sample.accepted_draft_tokens} of "
+                           f"{sample.proposed_draft_tokens} proposed draft tokens)")
+        if sample.draft_token_share is not None:
+            figures.append(f"{sample.draft_token_share * 100:.0f}% of the tokens from the draft")
+        blocks.append("".join([
+            f"<h3>{escape(label(verdict.target))}: {escape(case.label)} ({role}), prompt "
+            f"{sample.prompt_index + 1}</h3>",
+            f"<p>Prompt: {escape(prompt)}</p>" if prompt else "",
+            f'<pre class="answer">{html_marked(parts)}</pre>',
+            f"<p>{escape('; '.join(figures))} (this one answer, pass {sample.pass_index + 1})</p>",
+        ]))
+    if not blocks:
+        return ""
+    return ('<section id="answers">\n<h2>Sample answers: the accepted draft tokens</h2>\n'
+            f'<p>Highlighted: <mark class="{MARK_CLASS}">tokens the draft proposed and the target accepted</mark>; '
+            "the rest the target produced itself.</p>\n" + "\n".join(blocks) + "\n</section>")
+
+
+def _case_samples(analysis: SweepAnalysis, case: SweepCase) -> list:
+    """The speculative runs of one (target, method, draft, k)."""
+    return [sample for group in analysis.results.groups.values()
+            if group.target == case.target and (group.draft == case.draft or analysis.results.kind == "pair")
+            for sample in group.samples
+            if sample.method == case.method and sample.num_draft_tokens == case.num_draft_tokens]
 
 
 # --- verdicts and settings ----------------------------------------------------------------------
