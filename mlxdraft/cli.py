@@ -22,6 +22,7 @@ from . import __version__
 from .errors import InvalidInputError, MlxdraftError
 from .reports import FORMATS as REPORT_FORMATS
 from .reports import METRICS
+from .suggest import did_you_mean
 
 METHOD_NAMES = "mlx-lm (mlx-lm's own loop), draft, draft-adaptive, prompt-lookup"  # the built-in methods
 EXIT_PAIRS_FAILED = 3
@@ -135,7 +136,7 @@ def measure_options(function):
         click.option("--methods", "--method", "methods_text", default="mlx-lm", show_default=True,
                      help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + "."),
         click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE",
-                     help="A method parameter, e.g. prompt-lookup.ngram=2 (repeatable); see README."),
+                     help="A method parameter, e.g. prompt-lookup.ngram_max=4 (repeatable); see README."),
         click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine."),
         click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
@@ -163,29 +164,54 @@ def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p=1.0,
 
 
 def parse_params(texts, methods) -> dict[str, dict]:
-    """--param prompt-lookup.ngram=2 ... -> {"prompt-lookup": {"ngram": 2}}, checked against the
-    parameters each chosen method has."""
+    """--param prompt-lookup.ngram_max=4 ... -> {"prompt-lookup": {"ngram_max": 4}}, checked against
+    the parameters each chosen method has. A bare NAME=VALUE is taken when exactly one chosen method
+    has that parameter (the commands reports print for `generate` are written so)."""
     params: dict[str, dict] = {}
+    chosen = [f"{m.key}.{p}" for m in methods for p in m.defaults]
     for text in texts:
         name, equals, value = text.partition("=")
         key, dot, parameter = name.strip().rpartition(".")
+        if equals and not dot:
+            owners = [m for m in methods if parameter in m.defaults]
+            key = owners[0].key if len(owners) == 1 else key
         method = next((m for m in methods if m.key == key), None)
-        if not equals or not dot or method is None:
-            chosen = ", ".join(f"{m.key}.{p}" for m in methods for p in m.defaults) or "none"
-            raise InvalidInputError(f"--param {text!r} is not METHOD.NAME=VALUE for a chosen method "
-                                    f"(parameters: {chosen})")
+        if not equals or method is None:
+            from .methods import METHODS
+
+            if equals and key in METHODS:
+                keys = ",".join([m.key for m in methods] + [key])
+                raise InvalidInputError(f"--param {text!r} is for {key}, which is not a chosen method; "
+                                        f"choose it too (--methods {keys}) or drop the parameter")
+            listed = ", ".join(chosen) or "none"
+            raise InvalidInputError(f"--param {text!r} is not METHOD.NAME=VALUE for a chosen method"
+                                    f"{did_you_mean(name.strip(), chosen, ' ')}(parameters: {listed})")
         if parameter not in method.defaults:
             known = ", ".join(method.defaults) or "none"
-            raise InvalidInputError(f"{method.key} has no parameter {parameter!r} (it has: {known})")
-        default = method.defaults[parameter]
-        try:
-            number = int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
-        except ValueError:
-            raise InvalidInputError(f"--param {text!r}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise InvalidInputError(f"--param {text!r}: {value!r} is not a finite number")
-        params.setdefault(method.key, {})[parameter] = number
+            raise InvalidInputError(f"{method.key} has no parameter {parameter!r}"
+                                    f"{did_you_mean(parameter, method.defaults, ' ')}(it has: {known})")
+        params.setdefault(method.key, {})[parameter] = _param_value(text, value, method.defaults[parameter])
     return params
+
+
+FLAG_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+
+
+def _param_value(text: str, value: str, default):
+    """A --param value as its default's kind: a whole number, a number, or (for a flag) 1 or 0 from
+    true/false, yes/no, on/off or a number (results files hold numbers only)."""
+    value = value.strip()
+    if isinstance(default, bool) and value.lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.lower()]
+    try:
+        number = int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
+    except ValueError:
+        what = "true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int) \
+            else "a number"
+        raise InvalidInputError(f"--param {text!r}: {value!r} is not {what}") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"--param {text!r}: {value!r} is not a finite number")
+    return number
 
 
 def measurement_setup(methods_text, param_texts, engine_name):

@@ -1,0 +1,65 @@
+"""Advice that works when pasted (issue #20): mistyped names suggest the closest valid one, and every
+command mlxdraft prints or shows in --help parses against the real commands."""
+
+import fake_engine
+import pytest
+from click.testing import CliRunner
+
+from mlxdraft.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def fake():
+    return fake_engine.install()
+
+
+def error_line(*args):
+    """The last line of a command that must fail with one Error: line (exit 1, no traceback)."""
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: "), result.output
+    return lines[-1]
+
+
+def test_mistyped_family_suggests_the_closest():
+    line = error_line("sweep", "--family", "qwen25", "--engine", "fake")
+    assert line.startswith("Error: unknown family 'qwen25'; did you mean 'qwen2.5'? known families: ")
+    assert "llama3" in line
+
+
+def test_mistyped_model_suggests_the_closest():
+    line = error_line("pair", "qwen2.5:7b-4bt", "qwen2.5:0.5b-4bit", "--engine", "fake")
+    assert line.startswith("Error: no model 'qwen2.5:7b-4bt' in the qwen2.5 list; did you mean 'qwen2.5:7b-4bit'")
+    line = error_line("pair", "qwen25:7b-4bit", "qwen2.5:0.5b-4bit", "--engine", "fake")
+    assert line.startswith("Error: no model list knows 'qwen25:7b-4bit'; did you mean 'qwen2.5:7b-4bit'")
+
+
+def test_mistyped_method_suggests_the_closest():
+    line = error_line("pair", "big", "small", "--engine", "fake", "--methods", "draft-adaptiv")
+    assert line.startswith("Error: unknown method 'draft-adaptiv'; did you mean 'draft-adaptive'? choose from ")
+
+
+@pytest.mark.parametrize("param, message", [
+    ("prompt-lookup.ngram=2", "Error: prompt-lookup has no parameter 'ngram'; did you mean 'ngram_max' or "
+                              "'ngram_min'? (it has: ngram_max, ngram_min)"),
+    ("prompt-lokup.ngram_max=2", "Error: --param 'prompt-lokup.ngram_max=2' is not METHOD.NAME=VALUE for a chosen "
+                                 "method; did you mean 'prompt-lookup.ngram_max'? (parameters: "
+                                 "prompt-lookup.ngram_max, prompt-lookup.ngram_min)"),
+    ("draft-adaptive.threshold=0.3", "Error: --param 'draft-adaptive.threshold=0.3' is for draft-adaptive, which is "
+                                     "not a chosen method; choose it too (--methods prompt-lookup,draft-adaptive) "
+                                     "or drop the parameter"),
+])
+def test_mistyped_param_suggests_the_closest(param, message):
+    assert error_line("pair", "big", "--engine", "fake", "--method", "prompt-lookup", "--param", param) == message
+
+
+def test_bare_param_name_of_the_one_method_that_has_it(tmp_path):
+    """The commands a report prints for `generate` write --param NAME=VALUE; they must run."""
+    from mlxdraft.cli import parse_params
+    from mlxdraft.methods import parse_methods
+
+    methods = parse_methods("mlx-lm,prompt-lookup,draft-adaptive")
+    assert parse_params(["ngram_max=4", "calibrate=False", "draft-adaptive.threshold=0.3"], methods) == {
+        "prompt-lookup": {"ngram_max": 4}, "draft-adaptive": {"calibrate": 0, "threshold": 0.3}}
