@@ -361,7 +361,8 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
     plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)] if draft else [], ks, settings, prompts,
                      engine.memory_budget(memory_gb), kind="pair", methods=methods, method_params=params,
                      engine=engine.name)
-    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine)
+    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine,
+                         command=invoked_argv())
     measured = lambda: sum(len(g.samples) for g in sweep_run.results.groups.values()) if sweep_run.results else 0  # noqa: E731
     failure = None
     try:
@@ -448,11 +449,15 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
 
 
+def invoked_argv() -> list[str]:
+    """The command line being run, "mlxdraft" first (recorded in the results files it starts)."""
+    return ["mlxdraft", *click.get_current_context().meta.get("mlxdraft.argv", [])]
+
+
 def retry_command() -> str:
-    args = [a for a in click.get_current_context().meta.get("mlxdraft.argv", []) if a != "--force"]
-    if "--resume" not in args:
-        args.append("--resume")
-    return "mlxdraft " + shlex.join(args)
+    from .results import command_line
+
+    return command_line(invoked_argv(), resume=True)
 
 
 @cli.command(short_help="Measure every target x draft x method x k; a verdict per target.",
@@ -507,7 +512,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
              f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {runs_text}; memory budget "
              f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
-                                  progress=progress, engine=engine)
+                                  progress=progress, engine=engine, command=invoked_argv())
     try:
         interrupted = run_measurement(sweep_run)
     except MlxdraftError:

@@ -244,6 +244,7 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),
+    "command": Optional(nullable(list_of(text))),  # the command line that made the file (older files: none)
     **ENVIRONMENT,
 })
 

@@ -21,7 +21,7 @@ from .methods import Method, get_method
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
-from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
+from .results import GroupRecord, PlanRecord, Results, command_line, group_key, load_results, now_iso
 from .settle import drop_unpaired_baselines, next_catch_up
 
 
@@ -229,22 +229,75 @@ class SweepEvent:
     at_most: bool = False  # runs_total and the ETA are upper bounds (a smart sweep's races end early)
 
 
-def new_results(plan: SweepPlan, engine: Engine) -> Results:
+def new_results(plan: SweepPlan, engine: Engine, command: list[str] | None = None) -> Results:
     return Results(kind=plan.kind, plan=plan.record(), **engine.environment(),
-                   memory_budget={"gb": plan.budget.gb, "source": plan.budget.source})
+                   memory_budget={"gb": plan.budget.gb, "source": plan.budget.source}, command=command)
 
 
-def _describe_difference(saved: dict, wanted: dict) -> str:
-    for key in wanted:
-        if saved.get(key) != wanted[key]:
-            if isinstance(wanted[key], dict):
-                for sub in wanted[key]:
-                    if saved.get(key, {}).get(sub) != wanted[key][sub]:
-                        return f"{sub} is {saved.get(key, {}).get(sub)!r} there, {wanted[key][sub]!r} now"
-            if key == "prompts":
-                return "the prompts differ"
-            return f"{key} is {saved.get(key)!r} there, {wanted[key]!r} now"
-    return "the settings differ"
+# A plan's fields as the options that set them, for the --resume check's message.
+_OPTIONS = {"max_tokens": "--max-tokens", "runs": "--runs", "warmup": "--warmup", "temp": "--temp",
+            "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p", "seed": "--seed",
+            "num_draft_tokens": "-k", "methods": "--methods", "engine": "--engine", "strategy": "--strategy",
+            "objective": "--objective"}
+
+
+def _shown_value(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if value is None:
+        return "unset"
+    return str(value)
+
+
+def _list_difference(what: str, saved: list, wanted: list) -> str:
+    gone = [item for item in saved if item not in wanted]
+    new = [item for item in wanted if item not in saved]
+    if not gone and not new:
+        return f"the {what} are in another order"
+    parts = ([f"{', '.join(map(str, gone))} there, not now"] if gone else []) + \
+            ([f"{', '.join(map(str, new))} now, not there"] if new else [])
+    return f"{what}: " + "; ".join(parts)
+
+
+def _prompts_difference(saved: list, wanted: list) -> str:
+    if len(saved) != len(wanted):
+        return f"the prompts differ ({len(saved)} there, {len(wanted)} now)"
+    changed = [str(index) for index, (a, b) in enumerate(zip(saved, wanted), start=1) if a != b]
+    return f"the prompts differ (prompt{'s' if len(changed) > 1 else ''} {', '.join(changed)} of {len(saved)})"
+
+
+def describe_differences(saved: dict, wanted: dict) -> list[str]:
+    """Every way a saved plan's fingerprint differs from the wanted one, each as the user would
+    change it ("--max-tokens 10 there, 12 now"), in the plan's order."""
+    differences = []
+    for key in dict.fromkeys([*wanted, *saved]):
+        before, now = saved.get(key), wanted.get(key)
+        if before == now:
+            continue
+        if key == "settings":
+            for sub in dict.fromkeys([*(now or {}), *(before or {})]):
+                a, b = (before or {}).get(sub), (now or {}).get(sub)
+                if a == b:
+                    continue
+                if sub == "fixed_length":
+                    flag = lambda value: "--fixed-length" if value else "--natural"  # noqa: E731
+                    differences.append(f"{flag(a)} there, {flag(b)} now")
+                else:
+                    differences.append(f"{_OPTIONS.get(sub, sub)} {_shown_value(a)} there, {_shown_value(b)} now")
+        elif key == "prompts":
+            differences.append(_prompts_difference(before or [], now or []))
+        elif key in ("targets", "drafts"):
+            differences.append(_list_difference(key, before or [], now or []))
+        elif key == "method_params":
+            for method in dict.fromkeys([*(now or {}), *(before or {})]):
+                a, b = (before or {}).get(method, {}), (now or {}).get(method, {})
+                for name in dict.fromkeys([*b, *a]):
+                    if a.get(name) != b.get(name):
+                        differences.append(f"--param {method}.{name} {_shown_value(a.get(name))} there, "
+                                           f"{_shown_value(b.get(name))} now")
+        else:
+            differences.append(f"{_OPTIONS.get(key, key)} {_shown_value(before)} there, {_shown_value(now)} now")
+    return differences or ["the settings differ"]
 
 
 TIMING_REPEATS = 5  # timed forward passes per width, for the speedup model (3 let one noisy pass bend T(n))
@@ -255,12 +308,13 @@ PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found b
 
 
 def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
-                 force: bool = False) -> tuple[Results, int]:
+                 force: bool = False, command: list[str] | None = None) -> tuple[Results, int]:
     """The results to continue (fresh ones, or the saved ones after checking their plan), and how
-    many failed or skipped groups were set back to pending to be tried again."""
+    many failed or skipped groups were set back to pending to be tried again. `command`, the
+    command line measuring now, is recorded in a file it starts."""
     output = Path(output)
     if not output.exists() or force:  # --resume on a missing file simply starts the sweep
-        return new_results(plan, engine), 0
+        return new_results(plan, engine, command), 0
     if not resume:
         raise InvalidInputError(
             f"{output} already exists; pass --resume to continue it, --force to replace it, "
@@ -272,11 +326,12 @@ def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
     wanted = plan.record().fingerprint()
     saved = results.plan.fingerprint()
     if saved != wanted:
+        differences = "; ".join(describe_differences(saved, wanted))
+        advice = (f"choose another --output, or continue it with the options it was made with: "
+                  f"{command_line(results.command, resume=True)}" if results.command
+                  else "rerun with the same options or choose another --output")
         raise ResumeMismatchError(
-            f"cannot resume {output}: it was made with different settings "
-            f"({_describe_difference(saved, wanted)}); rerun with the same options "
-            "or choose another --output"
-        )
+            f"cannot resume {output}: it was made with different settings ({differences}); {advice}")
     results.plan.memory_budget_gb = round(plan.budget.gb, 3)
     results.memory_budget = {"gb": plan.budget.gb, "source": plan.budget.source}
     retried = 0
@@ -333,6 +388,7 @@ class SweepRun:
     engine: Engine | None = None  # default: the plan's engine from the registry
     results: Results | None = None
     retried: int = 0
+    command: list[str] | None = None  # the command line measuring, recorded in a file it starts
 
     def __post_init__(self):
         self.engine = self.engine or get_engine(self.plan.engine)
@@ -414,9 +470,9 @@ class SweepRun:
         try:
             if self.output is not None:
                 self.results, self.retried = open_results(self.plan, self.engine, self.output, self.resume,
-                                                          self.force)
+                                                          self.force, self.command)
             else:
-                self.results = new_results(self.plan, self.engine)
+                self.results = new_results(self.plan, self.engine, self.command)
             self.results.sessions.append({"started_at": now_iso(), **self.engine.environment()})
             self.save()
             yield from self._measure()

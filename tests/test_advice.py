@@ -1,6 +1,9 @@
 """Advice that works when pasted (issue #20): mistyped names suggest the closest valid one, and every
 command mlxdraft prints or shows in --help parses against the real commands."""
 
+import json
+import shlex
+
 import fake_engine
 import pytest
 from click.testing import CliRunner
@@ -63,3 +66,35 @@ def test_bare_param_name_of_the_one_method_that_has_it(tmp_path):
     methods = parse_methods("mlx-lm,prompt-lookup,draft-adaptive")
     assert parse_params(["ngram_max=4", "calibrate=False", "draft-adaptive.threshold=0.3"], methods) == {
         "prompt-lookup": {"ngram_max": 4}, "draft-adaptive": {"calibrate": 0, "threshold": 0.3}}
+
+
+def fake_sweep(out, *extra):
+    return ["sweep", "--engine", "fake", "--targets", "big", "--drafts", "small", "-k", "2", "--max-tokens", "8",
+            "-w", "0", "--prompt", "Hello there", "-o", str(out), *extra]
+
+
+def test_resume_lists_every_difference_at_once_and_the_command_that_made_the_file(tmp_path):
+    out = tmp_path / "s.json"
+    made = CliRunner().invoke(cli, fake_sweep(out))
+    assert made.exit_code == 0, made.output
+    assert json.loads(out.read_text())["command"] == ["mlxdraft", *fake_sweep(out)]
+    line = error_line(*fake_sweep(out, "--resume", "--max-tokens", "10", "-k", "2,4", "--drafts", "small,tiny",
+                                  "--prompt", "Something else"))
+    assert line == (
+        f"Error: cannot resume {out}: it was made with different settings (--max-tokens 8 there, 10 now; "
+        "-k 2 there, 2,4 now; drafts: tiny now, not there; the prompts differ (prompt 1 of 1)); choose another "
+        f"--output, or continue it with the options it was made with: {shlex.join(['mlxdraft', *fake_sweep(out)])} "
+        "--resume")
+    command = line.rsplit("made with: ", 1)[1]
+    assert CliRunner().invoke(cli, shlex.split(command)[1:]).exit_code == 0  # and it does continue it
+
+
+def test_resume_of_a_file_without_a_recorded_command(tmp_path):
+    out = tmp_path / "s.json"
+    assert CliRunner().invoke(cli, fake_sweep(out)).exit_code == 0
+    data = json.loads(out.read_text())
+    del data["command"]
+    out.write_text(json.dumps(data))
+    assert error_line(*fake_sweep(out, "--resume", "--seed", "3")) == (
+        f"Error: cannot resume {out}: it was made with different settings (--seed 0 there, 3 now); rerun with the "
+        "same options or choose another --output")
