@@ -98,3 +98,28 @@ def test_resume_of_a_file_without_a_recorded_command(tmp_path):
     assert error_line(*fake_sweep(out, "--resume", "--seed", "3")) == (
         f"Error: cannot resume {out}: it was made with different settings (--seed 0 there, 3 now); rerun with the "
         "same options or choose another --output")
+
+
+@pytest.mark.parametrize("fmt, what", [("html", "an HTML report"), ("markdown", "a Markdown report"),
+                                       ("csv", "a CSV report"), ("json", "a JSON report"),
+                                       ("table", "a text report")])
+def test_report_on_a_rendering_says_what_it_is_and_which_file_to_pass(tmp_path, fmt, what):
+    out = tmp_path / "demo.json"
+    assert CliRunner().invoke(cli, fake_sweep(out)).exit_code == 0
+    rendering = tmp_path / f"demo-report.{fmt}"
+    assert CliRunner().invoke(cli, ["report", str(out), "--format", fmt, "-o", str(rendering)]).exit_code == 0
+    assert error_line("report", str(rendering)) == (
+        f"Error: {rendering} is {what} rendered by mlxdraft report, not a results file; pass the results file "
+        f"it was rendered from (the .json written by sweep -o or pair -o), e.g. {out}")
+
+
+def test_report_on_a_rendering_far_from_its_results_file(tmp_path, monkeypatch):
+    out = tmp_path / "made" / "demo.json"
+    assert CliRunner().invoke(cli, fake_sweep(out)).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert CliRunner().invoke(cli, ["report", str(out), "--format", "html", "-o", "demo.html"]).exit_code == 0
+    assert error_line("report", "demo.html") == (
+        "Error: demo.html is an HTML report rendered by mlxdraft report, not a results file; pass the results file "
+        "it was rendered from (the .json written by sweep -o or pair -o)")
