@@ -136,7 +136,7 @@ def measure_options(function):
         click.option("--methods", "--method", "methods_text", default="mlx-lm", show_default=True,
                      help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + "."),
         click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE",
-                     help="A method parameter, e.g. prompt-lookup.ngram_max=4 (repeatable); see README."),
+                     help="A method parameter (repeatable); see the examples below and the README."),
         click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine."),
         click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
@@ -313,7 +313,7 @@ def run_measurement(sweep_run) -> bool:
 
 @cli.command(short_help="Measure one target + draft (or method) and give a verdict.",
              epilog="\b\nExamples:\n  mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64\n"
-                    "  mlxdraft pair smollm2:fp16 --method prompt-lookup")
+                    "  mlxdraft pair smollm2:fp16 --method prompt-lookup --param prompt-lookup.ngram_max=4")
 @click.argument("target")
 @click.argument("draft", required=False)
 @num_draft_tokens_option("4")
@@ -336,7 +336,7 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     needing = [m.key for m in methods if m.needs_draft]
     if needing and not draft:
         raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
-                                "mlxdraft pair TARGET DRAFT, or --method prompt-lookup")
+                                "name one after the target, or choose --method prompt-lookup, which needs none")
     prompts = choose_prompts(prompt_text, prompts_file)
     path = check_new_output(output, force, can_resume=False)
     lock = None
@@ -387,6 +387,12 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
         except MlxdraftError as exc:
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
+    if interrupted or failure:
+        from .results import command_line
+
+        again = command_line(invoked_argv()) + (" --force" if path is not None else "")
+        progress(f"To measure all {plan.total_runs()} runs{', after fixing the error' if failure else ''}, "
+                 f"run it again: {again}")
     if failure:
         raise failure
     if interrupted:
@@ -449,6 +455,12 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
 
 
+def render_command(output: Path) -> str:
+    """`mlxdraft report OUTPUT --format html -o OUTPUT.html`, as a command that runs."""
+    html = output.with_name(output.name + ".html" if output.suffix == ".html" else output.stem + ".html")
+    return shlex.join(["mlxdraft", "report", str(output), "--format", "html", "-o", str(html)])
+
+
 def invoked_argv() -> list[str]:
     """The command line being run, "mlxdraft" first (recorded in the results files it starts)."""
     return ["mlxdraft", *click.get_current_context().meta.get("mlxdraft.argv", [])]
@@ -461,7 +473,10 @@ def retry_command() -> str:
 
 
 @cli.command(short_help="Measure every target x draft x method x k; a verdict per target.",
-             epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
+             epilog="\b\nExamples:\n"
+                    "  mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4\n"
+                    "  mlxdraft sweep --family smollm2 --target-precisions fp16 --methods mlx-lm,draft-adaptive "
+                    "--param draft-adaptive.threshold=0.3 -o results/smollm2-adaptive.json")
 @click.option("--family", "families", multiple=True,
               help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
 @click.option("--targets", help="Comma-separated targets: short names, repo ids or folders.")
@@ -528,8 +543,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         raise SystemExit(EXIT_INTERRUPTED)
     results = sweep_run.results
     click.echo(render_sweep(results, objective=objective))
-    progress(f"Saved {output}; render it again with: mlxdraft report {shlex.quote(str(output))} "
-             "--format markdown|html|csv|json")
+    progress(f"Saved {output}; render it as a web page with: {render_command(output)}")
     failed = [r for r in results.groups.values() if r.status == "failed"]
     if failed:
         causes = {sweeping.cause_of(r.reason, r.target, r.draft) for r in failed}
@@ -542,7 +556,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 
 
 @cli.command(short_help="Render a results file as table, markdown, csv, json or html.",
-             epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
+             epilog="\b\nExample:\n  mlxdraft report results/demo-smollm2.json --format html -o demo.html")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               default="table", show_default=True)
