@@ -123,3 +123,63 @@ def test_report_on_a_rendering_far_from_its_results_file(tmp_path, monkeypatch):
     assert error_line("report", "demo.html") == (
         "Error: demo.html is an HTML report rendered by mlxdraft report, not a results file; pass the results file "
         "it was rendered from (the .json written by sweep -o or pair -o)")
+
+
+def printed_commands(text: str) -> list[str]:
+    """The commands a run printed after "with: " or "again: " (each line's last words)."""
+    return [line.split(with_, 1)[1] for line in text.splitlines()
+            for with_ in ("with: ", "again: ") if with_ in line and "mlxdraft " in line.split(with_, 1)[1]]
+
+
+def run_printed(command: str):
+    args = shlex.split(command)
+    assert args[0] == "mlxdraft", command
+    fake_engine.install()
+    return CliRunner().invoke(cli, args[1:])
+
+
+def interrupt_after(engine, runs: int) -> None:
+    """Ctrl-C during the generation after `runs` of them (memory probe included)."""
+    generate = engine.generate
+
+    def interrupting(*args, **kwargs):
+        if engine.generations >= runs:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    engine.generate = interrupting
+
+
+def test_sweep_prints_a_render_command_that_runs(tmp_path):
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(cli, fake_sweep(out))
+    assert result.exit_code == 0, result.output
+    [command] = printed_commands(result.stderr)
+    assert command == shlex.join(["mlxdraft", "report", str(out), "--format", "html", "-o", str(tmp_path / "s.html")])
+    assert run_printed(command).exit_code == 0 and (tmp_path / "s.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_interrupted_sweep_prints_a_resume_command_that_finishes_it(tmp_path, fake):
+    out = tmp_path / "s.json"
+    interrupt_after(fake, 4)
+    result = CliRunner().invoke(cli, fake_sweep(out, "-r", "3"))
+    assert result.exit_code == 130, result.output
+    [command] = printed_commands(result.stderr)
+    assert command == shlex.join(["mlxdraft", *fake_sweep(out, "-r", "3"), "--resume"])
+    assert run_printed(command).exit_code == 0
+
+
+def test_interrupted_pair_gives_one_piece_of_advice_that_works(tmp_path, fake):
+    out = tmp_path / "p.json"
+    args = ["pair", "big", "small", "--engine", "fake", "-k", "2", "-r", "3", "--max-tokens", "8", "-w", "0",
+            "--prompt", "Hello there", "-o", str(out)]
+    interrupt_after(fake, 4)  # the memory probe, then 3 of the 6 runs
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130, result.output
+    assert "--resume" not in result.stderr
+    [command] = printed_commands(result.stderr)[-1:]
+    assert result.stderr.splitlines()[-1] == f"To measure all 6 runs, run it again: {command}"
+    assert command == shlex.join(["mlxdraft", *args]) + " --force"
+    again = run_printed(command)
+    assert again.exit_code == 0, again.output
+    assert sum(len(g["samples"]) for g in json.loads(out.read_text())["groups"].values()) == 6
