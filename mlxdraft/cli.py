@@ -276,8 +276,14 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
 def render_event(event) -> str | None:
     """One progress line for a sweep event (None: nothing to say)."""
     bound = "at most " if event.at_most else ""
+    if event.eta_s is None:
+        eta = ""
+    elif event.eta_basis:
+        eta = f", ETA {bound}~{format_duration(event.eta_s)} (rough, from {event.eta_basis})"
+    else:
+        eta = f", ETA {bound}{format_duration(event.eta_s)}"
     where = (f"[group {event.group_index}/{event.groups_total} | run {event.runs_done}/{bound}{event.runs_total}"
-             f" | {format_duration(event.elapsed_s)} elapsed, ETA {bound}{format_duration(event.eta_s)}]")
+             f" | {format_duration(event.elapsed_s)} elapsed{eta}]")
     pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
     if event.kind == "run":
         sample = event.sample
