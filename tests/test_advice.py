@@ -166,6 +166,7 @@ def test_interrupted_sweep_prints_a_resume_command_that_finishes_it(tmp_path, fa
     assert result.exit_code == 130, result.output
     [command] = printed_commands(result.stderr)
     assert command == shlex.join(["mlxdraft", *fake_sweep(out, "-r", "3"), "--resume"])
+    assert json.loads(out.read_text())["command"] == ["mlxdraft", *fake_sweep(out, "-r", "3")]
     assert run_printed(command).exit_code == 0
 
 

@@ -51,9 +51,10 @@ def slow_unless_small(where: str, command: str):
     return pytest.param(where, command, marks=[pytest.mark.slow] if slow else [], id=f"{where}: {command}")
 
 
-def test_help_shows_examples_of_the_measuring_commands():
+def test_help_shows_examples_of_the_measuring_commands_and_their_parameters():
     shown = {command.split()[1] for _, command in EXAMPLES}
     assert {"pair", "sweep", "report", "generate"} <= shown
+    assert {where for where, command in EXAMPLES if " --param " in command} >= {"pair", "sweep"}
 
 
 @pytest.mark.parametrize("where, command", EXAMPLES, ids=[f"{w}: {c}" for w, c in EXAMPLES])
