@@ -273,6 +273,17 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
     return path
 
 
+def render_command(output: Path) -> str:
+    """`mlxdraft report OUTPUT --format html -o OUTPUT.html`, as a command that runs."""
+    html = output.with_name(output.name + ".html" if output.suffix == ".html" else output.stem + ".html")
+    return shlex.join(["mlxdraft", "report", str(output), "--format", "html", "-o", str(html)])
+
+
+def invoked_argv() -> list[str]:
+    """The command line being run, "mlxdraft" first (recorded in the results files it starts)."""
+    return ["mlxdraft", *click.get_current_context().meta.get("mlxdraft.argv", [])]
+
+
 def render_event(event) -> str | None:
     """One progress line for a sweep event (None: nothing to say)."""
     bound = "at most " if event.at_most else ""
@@ -459,17 +470,6 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     if result.tokens_per_round is not None:
         figures.append(f"{result.tokens_per_round:.2f} tokens per round")
     progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
-
-
-def render_command(output: Path) -> str:
-    """`mlxdraft report OUTPUT --format html -o OUTPUT.html`, as a command that runs."""
-    html = output.with_name(output.name + ".html" if output.suffix == ".html" else output.stem + ".html")
-    return shlex.join(["mlxdraft", "report", str(output), "--format", "html", "-o", str(html)])
-
-
-def invoked_argv() -> list[str]:
-    """The command line being run, "mlxdraft" first (recorded in the results files it starts)."""
-    return ["mlxdraft", *click.get_current_context().meta.get("mlxdraft.argv", [])]
 
 
 def retry_command() -> str:
