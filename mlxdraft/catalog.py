@@ -42,6 +42,7 @@ else:  # pragma: no cover
 from .errors import InvalidInputError, ModelNotFoundError
 from .hub import REPO_ID
 from .paths import app_dir, expand_user, read_user_file
+from .suggest import did_you_mean
 
 ROLES = ("target", "draft", "both")
 BUNDLED_PACKAGE = "mlxdraft.model_lists"  # pyproject.toml maps it to the checkout's model_lists/
@@ -231,7 +232,7 @@ def family_entries(family: str) -> list[CatalogEntry]:
     families = load_catalog()
     if family not in families:
         known = ", ".join(sorted(families)) or "none"
-        raise InvalidInputError(f"unknown family {family!r}; known families: {known}")
+        raise InvalidInputError(f"unknown family {family!r}{did_you_mean(family, families)}known families: {known}")
     return families[family]
 
 
@@ -243,9 +244,11 @@ def find_entry(name: str) -> CatalogEntry:
                 return entry
     family = name.split(":", 1)[0]
     if family in families:
-        names = ", ".join(e.name for e in families[family])
-        raise ModelNotFoundError(f"no model {name!r} in the {family} list; choose one of: {names}")
+        names = [e.name for e in families[family]]
+        raise ModelNotFoundError(f"no model {name!r} in the {family} list{did_you_mean(name, names)}"
+                                 f"choose one of: {', '.join(names)}")
+    suggestion = did_you_mean(name, [e.name for entries in families.values() for e in entries])
     raise ModelNotFoundError(
-        f"no model list knows {name!r}; see `mlxdraft models` for short names, "
+        f"no model list knows {name!r}{suggestion}see `mlxdraft models` for short names, "
         "or pass a model folder or a Hub repo id"
     )

@@ -22,6 +22,7 @@ from . import __version__
 from .errors import InvalidInputError, MlxdraftError
 from .reports import FORMATS as REPORT_FORMATS
 from .reports import METRICS
+from .suggest import did_you_mean
 
 METHOD_NAMES = "mlx-lm (mlx-lm's own loop), draft, draft-adaptive, prompt-lookup"  # the built-in methods
 EXIT_PAIRS_FAILED = 3
@@ -135,7 +136,7 @@ def measure_options(function):
         click.option("--methods", "--method", "methods_text", default="mlx-lm", show_default=True,
                      help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + "."),
         click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE",
-                     help="A method parameter, e.g. prompt-lookup.ngram=2 (repeatable); see README."),
+                     help="A method parameter (repeatable); see the examples below and the README."),
         click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine."),
         click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
@@ -163,29 +164,54 @@ def make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p=1.0,
 
 
 def parse_params(texts, methods) -> dict[str, dict]:
-    """--param prompt-lookup.ngram=2 ... -> {"prompt-lookup": {"ngram": 2}}, checked against the
-    parameters each chosen method has."""
+    """--param prompt-lookup.ngram_max=4 ... -> {"prompt-lookup": {"ngram_max": 4}}, checked against
+    the parameters each chosen method has. A bare NAME=VALUE is taken when exactly one chosen method
+    has that parameter (the commands reports print for `generate` are written so)."""
     params: dict[str, dict] = {}
+    chosen = [f"{m.key}.{p}" for m in methods for p in m.defaults]
     for text in texts:
         name, equals, value = text.partition("=")
         key, dot, parameter = name.strip().rpartition(".")
+        if equals and not dot:
+            owners = [m for m in methods if parameter in m.defaults]
+            key = owners[0].key if len(owners) == 1 else key
         method = next((m for m in methods if m.key == key), None)
-        if not equals or not dot or method is None:
-            chosen = ", ".join(f"{m.key}.{p}" for m in methods for p in m.defaults) or "none"
-            raise InvalidInputError(f"--param {text!r} is not METHOD.NAME=VALUE for a chosen method "
-                                    f"(parameters: {chosen})")
+        if not equals or method is None:
+            from .methods import METHODS
+
+            if equals and key in METHODS:
+                keys = ",".join([m.key for m in methods] + [key])
+                raise InvalidInputError(f"--param {text!r} is for {key}, which is not a chosen method; "
+                                        f"choose it too (--methods {keys}) or drop the parameter")
+            listed = ", ".join(chosen) or "none"
+            raise InvalidInputError(f"--param {text!r} is not METHOD.NAME=VALUE for a chosen method"
+                                    f"{did_you_mean(name.strip(), chosen, ' ')}(parameters: {listed})")
         if parameter not in method.defaults:
             known = ", ".join(method.defaults) or "none"
-            raise InvalidInputError(f"{method.key} has no parameter {parameter!r} (it has: {known})")
-        default = method.defaults[parameter]
-        try:
-            number = int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
-        except ValueError:
-            raise InvalidInputError(f"--param {text!r}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise InvalidInputError(f"--param {text!r}: {value!r} is not a finite number")
-        params.setdefault(method.key, {})[parameter] = number
+            raise InvalidInputError(f"{method.key} has no parameter {parameter!r}"
+                                    f"{did_you_mean(parameter, method.defaults, ' ')}(it has: {known})")
+        params.setdefault(method.key, {})[parameter] = _param_value(text, value, method.defaults[parameter])
     return params
+
+
+FLAG_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+
+
+def _param_value(text: str, value: str, default):
+    """A --param value as its default's kind: a whole number, a number, or (for a flag) 1 or 0 from
+    true/false, yes/no, on/off or a number (results files hold numbers only)."""
+    value = value.strip()
+    if isinstance(default, bool) and value.lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.lower()]
+    try:
+        number = int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
+    except ValueError:
+        what = "true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int) \
+            else "a number"
+        raise InvalidInputError(f"--param {text!r}: {value!r} is not {what}") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"--param {text!r}: {value!r} is not a finite number")
+    return number
 
 
 def measurement_setup(methods_text, param_texts, engine_name):
@@ -247,11 +273,28 @@ def check_new_output(output: str | None, force: bool, resume: bool = False, can_
     return path
 
 
+def render_command(output: Path) -> str:
+    """`mlxdraft report OUTPUT --format html -o OUTPUT.html`, as a command that runs."""
+    html = output.with_name(output.name + ".html" if output.suffix == ".html" else output.stem + ".html")
+    return shlex.join(["mlxdraft", "report", str(output), "--format", "html", "-o", str(html)])
+
+
+def invoked_argv() -> list[str]:
+    """The command line being run, "mlxdraft" first (recorded in the results files it starts)."""
+    return ["mlxdraft", *click.get_current_context().meta.get("mlxdraft.argv", [])]
+
+
 def render_event(event) -> str | None:
     """One progress line for a sweep event (None: nothing to say)."""
     bound = "at most " if event.at_most else ""
+    if event.eta_s is None:
+        eta = ""
+    elif event.eta_basis:
+        eta = f", ETA {bound}~{format_duration(event.eta_s)} (rough, from {event.eta_basis})"
+    else:
+        eta = f", ETA {bound}{format_duration(event.eta_s)}"
     where = (f"[group {event.group_index}/{event.groups_total} | run {event.runs_done}/{bound}{event.runs_total}"
-             f" | {format_duration(event.elapsed_s)} elapsed, ETA {bound}{format_duration(event.eta_s)}]")
+             f" | {format_duration(event.elapsed_s)} elapsed{eta}]")
     pair_name = f"{event.group.target.name} + {event.group.draft.name if event.group.draft else '(alone)'}"
     if event.kind == "run":
         sample = event.sample
@@ -287,7 +330,7 @@ def run_measurement(sweep_run) -> bool:
 
 @cli.command(short_help="Measure one target + draft (or method) and give a verdict.",
              epilog="\b\nExamples:\n  mlxdraft pair smollm2:fp16 smollm2:q8 -k 2,4 --max-tokens 64\n"
-                    "  mlxdraft pair smollm2:fp16 --method prompt-lookup")
+                    "  mlxdraft pair smollm2:fp16 --method prompt-lookup --param prompt-lookup.ngram_max=4")
 @click.argument("target")
 @click.argument("draft", required=False)
 @num_draft_tokens_option("4")
@@ -310,7 +353,7 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     needing = [m.key for m in methods if m.needs_draft]
     if needing and not draft:
         raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
-                                "mlxdraft pair TARGET DRAFT, or --method prompt-lookup")
+                                "name one after the target, or choose --method prompt-lookup, which needs none")
     prompts = choose_prompts(prompt_text, prompts_file)
     path = check_new_output(output, force, can_resume=False)
     lock = None
@@ -335,7 +378,8 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
     plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)] if draft else [], ks, settings, prompts,
                      engine.memory_budget(memory_gb), kind="pair", methods=methods, method_params=params,
                      engine=engine.name)
-    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine)
+    sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine,
+                         command=invoked_argv())
     measured = lambda: sum(len(g.samples) for g in sweep_run.results.groups.values()) if sweep_run.results else 0  # noqa: E731
     failure = None
     try:
@@ -360,6 +404,12 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
         except MlxdraftError as exc:
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
+    if interrupted or failure:
+        from .results import command_line
+
+        again = command_line(invoked_argv()) + (" --force" if path is not None else "")
+        progress(f"To measure all {plan.total_runs()} runs{', after fixing the error' if failure else ''}, "
+                 f"run it again: {again}")
     if failure:
         raise failure
     if interrupted:
@@ -443,14 +493,16 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
 
 
 def retry_command() -> str:
-    args = [a for a in click.get_current_context().meta.get("mlxdraft.argv", []) if a != "--force"]
-    if "--resume" not in args:
-        args.append("--resume")
-    return "mlxdraft " + shlex.join(args)
+    from .results import command_line
+
+    return command_line(invoked_argv(), resume=True)
 
 
 @cli.command(short_help="Measure every target x draft x method x k; a verdict per target.",
-             epilog="Example: mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4")
+             epilog="\b\nExamples:\n"
+                    "  mlxdraft sweep --family smollm2 --target-precisions fp16 --draft-precisions q8,q4 -k 2,4\n"
+                    "  mlxdraft sweep --family smollm2 --target-precisions fp16 --methods mlx-lm,draft-adaptive "
+                    "--param draft-adaptive.threshold=0.3 -o results/smollm2-adaptive.json")
 @click.option("--family", "families", multiple=True,
               help="Model list to sweep (qwen2.5, qwen2.5-coder, llama3, smollm2, or a .toml file); repeatable.")
 @click.option("--targets", help="Comma-separated targets: short names, repo ids or folders.")
@@ -501,7 +553,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
              f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {runs_text}; memory budget "
              f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
-                                  progress=progress, engine=engine)
+                                  progress=progress, engine=engine, command=invoked_argv())
     try:
         interrupted = run_measurement(sweep_run)
     except MlxdraftError:
@@ -517,8 +569,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         raise SystemExit(EXIT_INTERRUPTED)
     results = sweep_run.results
     click.echo(render_sweep(results, objective=objective))
-    progress(f"Saved {output}; render it again with: mlxdraft report {shlex.quote(str(output))} "
-             "--format markdown|html|csv|json")
+    progress(f"Saved {output}; render it as a web page with: {render_command(output)}")
     failed = [r for r in results.groups.values() if r.status == "failed"]
     if failed:
         causes = {sweeping.cause_of(r.reason, r.target, r.draft) for r in failed}
@@ -531,7 +582,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 
 
 @cli.command(short_help="Render a results file as table, markdown, csv, json or html.",
-             epilog="Example: mlxdraft report results/demo-smollm2.json --format html -o demo.html")
+             epilog="\b\nExample:\n  mlxdraft report results/demo-smollm2.json --format html -o demo.html")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)),
               default="table", show_default=True)

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as _dt
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class Results:
     versions: dict = field(default_factory=dict)
     memory_budget: dict | None = None  # {"gb": ..., "source": ...}
     sessions: list[dict] = field(default_factory=list)  # each start or resume, with its environment
+    command: list[str] | None = None  # the command line that made the file (argv, "mlxdraft" first)
     created_at: str = field(default_factory=lambda: now_iso())
     updated_at: str = field(default_factory=lambda: now_iso())
     schema_version: int = SCHEMA_VERSION
@@ -167,6 +169,7 @@ class Results:
             "updated_at": self.updated_at, "machine": self.machine, "versions": self.versions,
             "memory_budget": self.memory_budget, "plan": self.plan.to_dict(), "models": self.models,
             "groups": {key: group.to_dict() for key, group in self.groups.items()}, "sessions": self.sessions,
+            "command": self.command,
         }
 
     @classmethod
@@ -183,10 +186,18 @@ class Results:
             versions=dict(data.get("versions") or {}),
             memory_budget=data.get("memory_budget"),
             sessions=list(data.get("sessions") or []),
+            command=list(data["command"]) if data.get("command") else None,
             created_at=data.get("created_at") or "",
             updated_at=data.get("updated_at") or "",
             schema_version=SCHEMA_VERSION,
         )
+
+
+def command_line(argv: list[str], resume: bool = False) -> str:
+    """A command line to paste into a shell, from an argv ("mlxdraft", "sweep", ...) without
+    --force and --resume; with --resume added when `resume`."""
+    args = [arg for arg in argv if arg not in ("--force", "--resume")]
+    return shlex.join(args + (["--resume"] if resume else []))
 
 
 def load_results(path: Path) -> Results:

@@ -10,8 +10,12 @@ float a results file holds (a sweep is written back whole when it is resumed).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,6 +249,7 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),
+    "command": Optional(nullable(list_of(text))),  # the command line that made the file (older files: none)
     **ENVIRONMENT,
 })
 
@@ -318,9 +323,49 @@ def check_results(data, path: str | Path) -> None:
         ) from None
 
 
+_RENDERINGS = (  # (what a file is, a pattern its start matches), for the formats of `mlxdraft report`
+    ("an HTML report", re.compile(r"\A(<!doctype html|<html)", re.IGNORECASE)),
+    ("a Markdown report", re.compile(r"\A# mlxdraft ")),
+    ("a CSV report", re.compile(r"\Atarget,method,draft,num_draft_tokens,")),
+    ("a text report", re.compile(r"\A(Machine: |Target {2,}\S|No speculative runs were measured)")),
+)
+SOURCE_GUESSES = 200  # .json files looked at when guessing which results file a report came from
+
+
+def _rendering(content: str, data=None) -> str | None:
+    """What kind of `mlxdraft report` output `content` is ("an HTML report"), or None."""
+    if isinstance(data, dict) and data.get("kind") == "report":
+        return "a JSON report"
+    head = content.lstrip("\ufeff \t\r\n")[:200]
+    return next((what for what, pattern in _RENDERINGS if pattern.match(head)), None)
+
+
+def _guess_source(path: Path) -> Path | None:
+    """A results file that a report at `path` may have been rendered from: the .json of the same
+    name, else one in its folder, else one in ./results."""
+    from .files import is_results_file, same_file
+
+    candidates = [path.with_suffix(".json")]
+    for folder in dict.fromkeys([path.parent, Path("results")]):
+        with contextlib.suppress(OSError):
+            candidates += sorted(itertools.islice(folder.glob("*.json"), SOURCE_GUESSES))
+    return next((c for c in candidates if not same_file(c, path) and is_results_file(c)), None)
+
+
+def _not_a_results_file(path: str | Path, what: str) -> InvalidInputError:
+    source = _guess_source(Path(path))
+    example = f", e.g. {shlex.quote(str(source))}" if source else ""
+    return InvalidInputError(f"{path} is {what} rendered by mlxdraft report, not a results file; pass the results "
+                             f"file it was rendered from (the .json written by sweep -o or pair -o){example}")
+
+
 def read_results(path: str | Path) -> dict:
-    """Read, parse and check a results file (at most MAX_RESULTS_FILE_BYTES)."""
+    """Read, parse and check a results file (at most MAX_RESULTS_FILE_BYTES). A report rendered
+    from one is refused as what it is, with the results file to pass instead when one is near."""
     content = read_user_file(path, "results file", max_bytes=MAX_RESULTS_FILE_BYTES)
+    what = _rendering(content)
+    if what:
+        raise _not_a_results_file(path, what)
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
@@ -330,5 +375,8 @@ def read_results(path: str | Path) -> dict:
         ) from None
     except RecursionError:
         raise InvalidInputError(f"results file {path} is damaged: it is nested too deeply to be one") from None
+    what = _rendering(content, data)
+    if what:
+        raise _not_a_results_file(path, what)
     check_results(data, path)
     return data

@@ -4,7 +4,9 @@ kill -9. `mlxdraft pair` is a sweep of one group. Models are reached only throug
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,11 +19,11 @@ from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, R
 from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
-from .methods import Method, get_method
+from .methods import METHODS, Method, get_method
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
-from .results import GroupRecord, PlanRecord, Results, group_key, load_results, now_iso
+from .results import GroupRecord, PlanRecord, Results, command_line, group_key, load_results, now_iso
 from .settle import drop_unpaired_baselines, next_catch_up
 
 
@@ -227,40 +229,97 @@ class SweepEvent:
     sample: RunSample | None = None
     repeated: bool = False  # a failure with the same cause as an earlier one in this sweep
     at_most: bool = False  # runs_total and the ETA are upper bounds (a smart sweep's races end early)
+    eta_basis: str | None = None  # set when the ETA is a rough estimate: what it comes from ("the first run")
 
 
-def new_results(plan: SweepPlan, engine: Engine) -> Results:
+def new_results(plan: SweepPlan, engine: Engine, command: list[str] | None = None) -> Results:
     return Results(kind=plan.kind, plan=plan.record(), **engine.environment(),
-                   memory_budget={"gb": plan.budget.gb, "source": plan.budget.source})
+                   memory_budget={"gb": plan.budget.gb, "source": plan.budget.source}, command=command)
 
 
-def _describe_difference(saved: dict, wanted: dict) -> str:
-    for key in wanted:
-        if saved.get(key) != wanted[key]:
-            if isinstance(wanted[key], dict):
-                for sub in wanted[key]:
-                    if saved.get(key, {}).get(sub) != wanted[key][sub]:
-                        return f"{sub} is {saved.get(key, {}).get(sub)!r} there, {wanted[key][sub]!r} now"
-            if key == "prompts":
-                return "the prompts differ"
-            return f"{key} is {saved.get(key)!r} there, {wanted[key]!r} now"
-    return "the settings differ"
+# A plan's fields as the options that set them, for the --resume check's message.
+_OPTIONS = {"max_tokens": "--max-tokens", "runs": "--runs", "warmup": "--warmup", "temp": "--temp",
+            "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p", "seed": "--seed",
+            "num_draft_tokens": "-k", "methods": "--methods", "engine": "--engine", "strategy": "--strategy",
+            "objective": "--objective"}
+
+
+def _shown_value(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if value is None:
+        return "unset"
+    return str(value)
+
+
+def _list_difference(what: str, saved: list, wanted: list) -> str:
+    gone = [item for item in saved if item not in wanted]
+    new = [item for item in wanted if item not in saved]
+    if not gone and not new:
+        return f"the {what} are in another order"
+    parts = ([f"{', '.join(map(str, gone))} there, not now"] if gone else []) + \
+            ([f"{', '.join(map(str, new))} now, not there"] if new else [])
+    return f"{what}: " + "; ".join(parts)
+
+
+def _prompts_difference(saved: list, wanted: list) -> str:
+    if len(saved) != len(wanted):
+        return f"the prompts differ ({len(saved)} there, {len(wanted)} now)"
+    changed = [str(index) for index, (a, b) in enumerate(zip(saved, wanted), start=1) if a != b]
+    return f"the prompts differ (prompt{'s' if len(changed) > 1 else ''} {', '.join(changed)} of {len(saved)})"
+
+
+def describe_differences(saved: dict, wanted: dict) -> list[str]:
+    """Every way a saved plan's fingerprint differs from the wanted one, each as the user would
+    change it ("--max-tokens 10 there, 12 now"), in the plan's order."""
+    differences = []
+    for key in dict.fromkeys([*wanted, *saved]):
+        before, now = saved.get(key), wanted.get(key)
+        if before == now:
+            continue
+        if key == "settings":
+            for sub in dict.fromkeys([*(now or {}), *(before or {})]):
+                a, b = (before or {}).get(sub), (now or {}).get(sub)
+                if a == b:
+                    continue
+                if sub == "fixed_length":
+                    flag = lambda value: "--fixed-length" if value else "--natural"  # noqa: E731
+                    differences.append(f"{flag(a)} there, {flag(b)} now")
+                else:
+                    differences.append(f"{_OPTIONS.get(sub, sub)} {_shown_value(a)} there, {_shown_value(b)} now")
+        elif key == "prompts":
+            differences.append(_prompts_difference(before or [], now or []))
+        elif key in ("targets", "drafts"):
+            differences.append(_list_difference(key, before or [], now or []))
+        elif key == "method_params":
+            for method in dict.fromkeys([*(now or {}), *(before or {})]):
+                a, b = (before or {}).get(method, {}), (now or {}).get(method, {})
+                for name in dict.fromkeys([*b, *a]):
+                    if a.get(name) != b.get(name):
+                        differences.append(f"--param {method}.{name} {_shown_value(a.get(name))} there, "
+                                           f"{_shown_value(b.get(name))} now")
+        else:
+            differences.append(f"{_OPTIONS.get(key, key)} {_shown_value(before)} there, {_shown_value(now)} now")
+    return differences or ["the settings differ"]
 
 
 TIMING_REPEATS = 5  # timed forward passes per width, for the speedup model (3 let one noisy pass bend T(n))
 PROGRESS_EVERY_S = 5.0  # the longest a generation runs without a progress line
+HEARTBEAT_EVERY_S = 5.0  # the longest a load or a forward-pass timing runs without a progress line
+ROUGH_ETA_RUNS = 5  # with fewer measured runs than this, the ETA is labelled a rough estimate
 
 # Failures that can change between attempts are retried by --resume; these cannot.
 PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found before loading is a skip)
 
 
 def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
-                 force: bool = False) -> tuple[Results, int]:
+                 force: bool = False, command: list[str] | None = None) -> tuple[Results, int]:
     """The results to continue (fresh ones, or the saved ones after checking their plan), and how
-    many failed or skipped groups were set back to pending to be tried again."""
+    many failed or skipped groups were set back to pending to be tried again. `command`, the
+    command line measuring now, is recorded in a file it starts."""
     output = Path(output)
     if not output.exists() or force:  # --resume on a missing file simply starts the sweep
-        return new_results(plan, engine), 0
+        return new_results(plan, engine, command), 0
     if not resume:
         raise InvalidInputError(
             f"{output} already exists; pass --resume to continue it, --force to replace it, "
@@ -272,11 +331,12 @@ def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
     wanted = plan.record().fingerprint()
     saved = results.plan.fingerprint()
     if saved != wanted:
+        differences = "; ".join(describe_differences(saved, wanted))
+        advice = (f"choose another --output, or continue it with the options it was made with: "
+                  f"{command_line(results.command, resume=True)}" if results.command
+                  else "rerun with the same options or choose another --output")
         raise ResumeMismatchError(
-            f"cannot resume {output}: it was made with different settings "
-            f"({_describe_difference(saved, wanted)}); rerun with the same options "
-            "or choose another --output"
-        )
+            f"cannot resume {output}: it was made with different settings ({differences}); {advice}")
     results.plan.memory_budget_gb = round(plan.budget.gb, 3)
     results.memory_budget = {"gb": plan.budget.gb, "source": plan.budget.source}
     retried = 0
@@ -292,14 +352,23 @@ class _Clock:
     start: float = field(default_factory=time.perf_counter)
     measured_runs: int = 0
     measured_s: float = 0.0
+    probe_run_s: float | None = None  # the memory probe's generation: a baseline run, before any is measured
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def eta(self, remaining_runs: int) -> float | None:
-        if not self.measured_runs:
-            return None
-        return self.measured_s / self.measured_runs * remaining_runs
+    def eta(self, remaining_runs: int) -> tuple[float | None, str | None]:
+        """(seconds left, None), or a rough estimate and what it comes from while few runs are
+        measured: the memory probe's run before the first, then the first runs; (None, None)
+        before either."""
+        if self.measured_runs:
+            basis = None
+            if self.measured_runs < ROUGH_ETA_RUNS:
+                basis = "the first run" if self.measured_runs == 1 else f"the first {self.measured_runs} runs"
+            return self.measured_s / self.measured_runs * remaining_runs, basis
+        if self.probe_run_s is not None:
+            return self.probe_run_s * remaining_runs, "the memory probe's run"
+        return None, None
 
 
 class _Skip(Exception):
@@ -333,6 +402,8 @@ class SweepRun:
     engine: Engine | None = None  # default: the plan's engine from the registry
     results: Results | None = None
     retried: int = 0
+    command: list[str] | None = None  # the command line measuring, recorded in a file it starts
+    _group: Group | None = field(default=None, init=False, repr=False)  # the group being measured
 
     def __post_init__(self):
         self.engine = self.engine or get_engine(self.plan.engine)
@@ -385,11 +456,15 @@ class SweepRun:
                    + f", {len(state.alive)} setup(s) left")
         record.pruned = [p.to_dict() for p in state.pruned]
 
-    def _watch(self, what: str):
+    def _watch(self, what: str, announce: bool = True):
         """A per-round callback that says how a long generation is going, at most every few
-        seconds, through `progress` (None without one): no silence longer than that."""
+        seconds, through `progress` (None without one): no silence longer than that. Called right
+        before the generation starts, it says so first (`announce`): the prefill before the first
+        round can take seconds."""
         if self.progress is None:
             return None
+        if announce:
+            self.progress(f"    {what}: generating (prefill {self._prefill_of(what)}first) ...")
         started = last = time.monotonic()
         tokens = 0
 
@@ -401,6 +476,35 @@ class SweepRun:
                 last = now
                 self.progress(f"    ... {what}: {tokens} tokens in {now - started:.0f} s")
         return on_round
+
+    def _prefill_of(self, what: str) -> str:
+        """ "of target and draft " when the generation `what` ("prompt 3, draft k=4") runs a draft model."""
+        label = what.rsplit(", ", 1)[-1]
+        method = METHODS.get(label.split(" k=")[0])
+        group = self._group
+        return "of target and draft " if method and method.needs_draft and group and group.draft else ""
+
+    @contextlib.contextmanager
+    def _heartbeat(self, what: str):
+        """While the block runs (one engine call that reports nothing, like loading a model or timing
+        forward passes), a line through `progress` every HEARTBEAT_EVERY_S seconds saying it still is."""
+        if self.progress is None:
+            yield
+            return
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def beat():
+            while not stop.wait(max(HEARTBEAT_EVERY_S, 0.01)):
+                self.progress(f"    ... {what}: {time.monotonic() - started:.0f} s so far")
+
+        thread = threading.Thread(target=beat, name="mlxdraft-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def save(self) -> None:
         if self.output is not None:
@@ -414,9 +518,9 @@ class SweepRun:
         try:
             if self.output is not None:
                 self.results, self.retried = open_results(self.plan, self.engine, self.output, self.resume,
-                                                          self.force)
+                                                          self.force, self.command)
             else:
-                self.results = new_results(self.plan, self.engine)
+                self.results = new_results(self.plan, self.engine, self.command)
             self.results.sessions.append({"started_at": now_iso(), **self.engine.environment()})
             self.save()
             yield from self._measure()
@@ -435,9 +539,9 @@ class SweepRun:
         causes: set[str] = set()
 
         def event(kind, index, group, message="", sample=None, repeated=False):
+            eta_s, basis = clock.eta(runs_total - runs_done)
             return SweepEvent(kind, index, len(groups), group, runs_done, runs_total, clock.elapsed(),
-                              clock.eta(runs_total - runs_done), message, sample, repeated,
-                              at_most=plan.strategy == "smart")
+                              eta_s, message, sample, repeated, at_most=plan.strategy == "smart", eta_basis=basis)
 
         def resolve(name):
             if name not in resolved:
@@ -468,6 +572,7 @@ class SweepRun:
                     index, group = next((i, g) for i, g in enumerate(groups, start=1)
                                         if g.key == catch_up.group_key)
                     record = results.groups[group.key]
+                    self._group = group
                     runs_total += catch_up.total_runs
                     yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
                     try:
@@ -476,7 +581,8 @@ class SweepRun:
                             loaded_target, draft_key, draft = None, None, None
                             engine.free_memory()
                             yield event("loading", index, group, f"loading target {target_name}")
-                            loaded_target = engine.load(target_source)
+                            with self._heartbeat(f"loading target {target_name}"):
+                                loaded_target = engine.load(target_source)
                         if group.key != draft_key:
                             draft_key, draft = None, None
                             warmed.clear()
@@ -484,8 +590,9 @@ class SweepRun:
                             if group.draft:
                                 draft_source = resolve(group.draft.name)
                                 yield event("loading", index, group, f"loading draft {group.draft.name}")
-                                draft = (loaded_target if draft_source.path == target_source.path
-                                         else engine.load(draft_source))
+                                with self._heartbeat(f"loading draft {group.draft.name}"):
+                                    draft = (loaded_target if draft_source.path == target_source.path
+                                             else engine.load(draft_source))
                             draft_key = group.key
                         if encoded is None:
                             encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
@@ -529,6 +636,7 @@ class SweepRun:
                 runs_done = runs_after_group
                 continue
             draft = None
+            self._group = group
             try:
                 reason = _precheck_sizes(plan, group)
                 if reason:
@@ -551,24 +659,30 @@ class SweepRun:
                     loaded_target = None
                     engine.free_memory()
                     yield event("loading", index, group, f"loading target {group.target.name}")
-                    loaded_target = engine.load(target_source)
+                    with self._heartbeat(f"loading target {group.target.name}"):
+                        loaded_target = engine.load(target_source)
                     results.models.setdefault(group.target.name, {}).update(loaded_target.record())
                     for warning in loaded_target.warnings:
                         yield event("warning", index, group, f"{group.target.name}: {warning}")
-                    yield event("probe", index, group, "measuring the target's memory alone")
-                    peak = engine.generate(loaded_target, max(encoded, key=len), plan.settings, get_method("baseline"),
-                                           on_round=self._watch("memory probe")).peak_memory_gb
-                    results.models[group.target.name]["alone_peak_memory_gb"] = peak
+                    yield event("probe", index, group, "measuring the target's memory alone (one plain generation)")
+                    probe = engine.generate(loaded_target, max(encoded, key=len), plan.settings,
+                                            get_method("baseline"), on_round=self._watch("memory probe", False))
+                    results.models[group.target.name]["alone_peak_memory_gb"] = probe.peak_memory_gb
+                    if probe.round_end_s and not clock.measured_runs:
+                        clock.probe_run_s = probe.round_end_s[-1]
                     if plan.predicts():
                         widths = list(range(1, max(plan.num_draft_tokens) + 2))
-                        yield event("probe", index, group, f"timing the target's forward passes of 1 to {widths[-1]} "
-                                                           "tokens, for the speedup model")
-                        verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
+                        yield event("probe", index, group, "timing the target's forward passes for the speedup model "
+                                                           f"(n = 1..{widths[-1]}, {TIMING_REPEATS} repeats"
+                                                           f"{_about(_timing_s(probe, len(widths)))})")
+                        with self._heartbeat("timing the target's forward passes"):
+                            verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
                         results.models[group.target.name]["verify_s"] = {str(n): s for n, s in verify.items()}
                 if group.draft:
                     yield event("loading", index, group, f"loading draft {group.draft.name}")
                     same = draft_source.path == target_source.path
-                    draft = loaded_target if same else engine.load(draft_source)
+                    with self._heartbeat(f"loading draft {group.draft.name}"):
+                        draft = loaded_target if same else engine.load(draft_source)
                     results.models.setdefault(group.draft.name, {}).update(draft.record())
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
@@ -576,9 +690,11 @@ class SweepRun:
                     # once per sweep: a later target's group timing it again would change, on replay, the
                     # decisions an earlier group's race made with the first timing
                     if plan.predicts() and not same and "token_s" not in results.models[group.draft.name]:
-                        yield event("probe", index, group, "timing the draft's forward pass of one token")
-                        results.models[group.draft.name]["token_s"] = engine.time_forward(
-                            draft, max(encoded, key=len), [1], TIMING_REPEATS)[1]
+                        yield event("probe", index, group, "timing the draft's forward pass of one token "
+                                                           f"({TIMING_REPEATS} repeats)")
+                        with self._heartbeat("timing the draft's forward pass"):
+                            results.models[group.draft.name]["token_s"] = engine.time_forward(
+                                draft, max(encoded, key=len), [1], TIMING_REPEATS)[1]
                 variants = [Variant(method, draft if method.needs_draft else None, k)
                             for method, k in group.setups(plan.num_draft_tokens)]
                 params = {m.key: plan.params_for(m) for m in group.methods}
@@ -636,6 +752,23 @@ class SweepRun:
             yield from settle(groups[-1].target.name)
         loaded_target = None
         engine.free_memory()
+
+
+def _timing_s(probe, widths: int) -> float | None:
+    """About how long timing `widths` forward-pass widths takes (TIMING_REPEATS + 1 passes of each,
+    after a prefill), from the memory probe's generation: its prefill and its time per token."""
+    ends = probe.round_end_s
+    if len(ends) < 2:
+        return None
+    token_s = (ends[-1] - ends[0]) / (len(ends) - 1)
+    return ends[0] + (TIMING_REPEATS + 1) * widths * token_s
+
+
+def _about(seconds: float | None) -> str:
+    """"; about 20 s" for a wait worth announcing, else ""."""
+    if seconds is None or seconds < HEARTBEAT_EVERY_S:
+        return ""
+    return f"; about {seconds:.0f} s" if seconds < 120 else f"; about {seconds / 60:.0f} min"
 
 
 def _group_order(plan: SweepPlan, key: str) -> int:

@@ -33,7 +33,8 @@ def test_every_listed_repo_is_in_the_verified_catalog():
 
 
 def test_unknown_names():
-    with pytest.raises(ModelNotFoundError, match="no model 'qwen2.5:9b-4bit' in the qwen2.5 list; choose one of: "):
+    with pytest.raises(ModelNotFoundError, match="no model 'qwen2.5:9b-4bit' in the qwen2.5 list; did you mean .*"
+                                                 "'qwen2.5:3b-4bit'.*\\? choose one of: "):
         find_entry("qwen2.5:9b-4bit")
     with pytest.raises(InvalidInputError, match="unknown family 'mistral'; known families: "):
         family_entries("mistral")

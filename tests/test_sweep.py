@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -64,9 +65,10 @@ def test_existing_output_needs_resume_and_same_settings(tiny, tmp_path):
         "or choose another --output")
     changed = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume", "--max-tokens", "12"))
     assert changed.exit_code == 1
+    made_with = shlex.join(["mlxdraft", *sweep_args(tiny, out), "--resume"])
     assert changed.output.splitlines()[-1] == (
-        f"Error: cannot resume {out}: it was made with different settings (max_tokens is 10 there, 12 now); "
-        "rerun with the same options or choose another --output")
+        f"Error: cannot resume {out}: it was made with different settings (--max-tokens 10 there, 12 now); "
+        f"choose another --output, or continue it with the options it was made with: {made_with}")
     before = out.read_bytes()
     finished = CliRunner().invoke(cli, sweep_args(tiny, out, "--resume"))
     assert finished.exit_code == 0

@@ -11,6 +11,7 @@ never print. A new method is one module defining a `Method` plus one `register` 
 from __future__ import annotations
 
 from ..errors import InvalidInputError
+from ..suggest import did_you_mean
 from . import baseline, draft, draft_adaptive, mlx_lm, prompt_lookup
 from .base import GenerationInputs, Method, Round, Sampling
 
@@ -33,7 +34,7 @@ def get_method(key: str) -> Method:
         return METHODS[key]
     except KeyError:
         names = ", ".join(k for k in METHODS if k != "baseline")
-        raise InvalidInputError(f"unknown method {key!r}; choose from {names}") from None
+        raise InvalidInputError(f"unknown method {key!r}{did_you_mean(key, METHODS)}choose from {names}") from None
 
 
 def parse_methods(text: str | list[str]) -> list[Method]:
