@@ -177,8 +177,9 @@ def test_interrupted_pair_gives_one_piece_of_advice_that_works(tmp_path, fake):
     interrupt_after(fake, 4)  # the memory probe, then 3 of the 6 runs
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 130, result.output
-    assert "--resume" not in result.stderr
+    assert "--resume" not in result.output  # the report's advice too
     [command] = printed_commands(result.stderr)[-1:]
+    assert f"run the pair again: {command}" in result.stdout  # the report says the same (and `report` would)
     assert result.stderr.splitlines()[-1] == f"To measure all 6 runs, run it again: {command}"
     assert command == shlex.join(["mlxdraft", *args]) + " --force"
     again = run_printed(command)

@@ -224,8 +224,6 @@ def test_one_cause_for_every_failure_is_said_once(tmp_path):
     (["--memory-gb", "0"], "Error: Invalid value for '--memory-gb': must be positive (got 0)"),
     (["--seed", "-1"], "Error: Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295."),
     (["-k", "1000000"], "Error: --num-draft-tokens can be at most 32 (got 1000000)"),
-    (["-k", "8", "--max-tokens", "4"],
-     "Error: --num-draft-tokens 8 is more than --max-tokens 4; use fewer draft tokens or generate more"),
 ])
 def test_bad_numbers_are_refused(tiny, args, message):
     for command in (["pair", str(tiny.target), str(tiny.draft)], ["sweep", "--targets", str(tiny.target),
@@ -234,6 +232,17 @@ def test_bad_numbers_are_refused(tiny, args, message):
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert result.exit_code in (1, 2)
         assert result.output.strip().splitlines()[-1] == message
+
+
+def test_k_above_max_tokens_drafts_only_the_tokens_left(tiny):
+    """Like mlx-lm, a round drafts at most the tokens left, so -k 8 with --max-tokens 4 is measured."""
+    result = run("pair", tiny.target, tiny.draft, "-k", "8", "--max-tokens", "4", "--prompt", "Hello there",
+                 "-w", "0", "--methods", "mlx-lm,draft", "--json")
+    assert result.exception is None, repr(result.exception)
+    report = json.loads(result.stdout)
+    cases = [c for c in report["cases"] if c["num_draft_tokens"] == 8]
+    assert {c["method"] for c in cases} == {"mlx-lm", "draft"}
+    assert all(c["status"] == "done" and c["summary"]["units"] == 1 for c in cases)
 
 
 def test_models_checks_memory_gb_like_sweep():

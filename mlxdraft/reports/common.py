@@ -14,6 +14,7 @@ from ..analysis import (
     label,
     setup_label,
 )
+from ..results import command_line
 from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
 
 
@@ -347,8 +348,16 @@ def unfinished_line(analysis: SweepAnalysis, target: str) -> str | None:
     done = sum(len(g.samples) for g in groups)
     planned = sum(analysis.settings.runs * len(analysis.plan.prompts) * (1 + len(_setups_in(analysis, g)))
                   for g in groups)
-    return (f"    unfinished: {len(groups)} pair(s) still pending, {done} of their {planned} runs measured; "
-            "continue with --resume (pair: measure again) before trusting this")
+    measured = f"{done} of their {planned} runs measured"
+    if analysis.results.kind == "pair":  # a pair cannot be continued: it is measured again, whole
+        command = analysis.results.command
+        writes = command and any(arg.startswith(("-o", "--output")) for arg in command)
+        again = f": {command_line(command)}{' --force' if writes else ''}" if command else ""
+        return (f"    unfinished: stopped after {measured.replace(' of their ', ' of ')}; this verdict rests on those "
+                f"runs only; to measure all of them, run the pair again{again}")
+    again = f": {command_line(analysis.results.command, resume=True)}" if analysis.results.command else " --resume"
+    return (f"    unfinished: {len(groups)} pair(s) still pending, {measured}; continue with{again} "
+            "before trusting this")
 
 
 def _setups_in(analysis: SweepAnalysis, group) -> list[SweepCase]:
