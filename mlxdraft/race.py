@@ -12,8 +12,9 @@ resumed sweep replays every decision exactly and continues the race where it sto
    (adaptive, prompt lookup) stay in.
 3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
-   statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
-   with the highest lower bound here, or an earlier group's of the same target (`leader_floor`), or
+   statistics' intervals (per prompt, its passes averaged), widened (Bonferroni) for the setups still
+   racing; the leader is the setup with the highest lower bound here, or an earlier group's of the same
+   target (`leader_floor`), or
    the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out. So is a
    setup that surely cannot be more than TIE_MARGIN faster than a rival showing a gain, compared prompt by
    prompt (another setup racing, or one an earlier group of the target kept): measuring it on could change
@@ -72,7 +73,9 @@ class RaceState:
 
 
 def _ratios(samples, setup: Setup, metric: str) -> dict:
-    """Per unit, `setup`'s ratio to the baseline run measured next to it."""
+    """Per prompt, `setup`'s ratio to the baseline run measured next to it (the geometric mean over the prompt's
+    passes: `analysis.paired_ratios`), so that every interval and tie test of the race has the prompt as its
+    unit of replication, as the verdict has."""
     baseline = [s for s in samples if s.is_baseline]
     return paired_ratios(baseline, [s for s in samples if (s.method, s.num_draft_tokens) == setup], metric)
 

@@ -96,7 +96,10 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     def would_show_gain(case: SweepCase) -> bool:
         widened = estimate_ratio(list(case.ratios[objective].values()), candidates=candidates)
         total = units_to_decide(widened) if widened and widened.geomean > 1.0 else None
-        return total is not None and total <= widened.n + len(missed(case))
+        # the ratios are per prompt: only the prompts it has no run of add units (another pass of a prompt
+        # it has narrows nothing about prompts like these)
+        gained = len({unit[0] for unit in missed(case)} - set(case.ratios[objective]))
+        return total is not None and total <= widened.n + gained
 
     def promising() -> list[SweepCase]:
         return sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),

@@ -58,7 +58,7 @@ def test_without_a_gain_no_setup_leaves_for_being_tied():
 
 
 def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_the_race():
-    rival = {(prompt, 0): 1.5 for prompt in range(8)}  # an earlier draft's setup kept by its race, at 1.5x everywhere
+    rival = {prompt: 1.5 for prompt in range(8)}  # an earlier draft's setup kept by its race, at 1.5x everywhere
     state = run_race({1: 1.20, 2: 1.25, 3: 1.30}, baseline_noise=0.05, setup_noise=0.005,
                      rivals={"small mlx-lm k=2": rival})
     assert state.alive == [] and state.units_done == 6  # k=1 and k=2, admitted after the probe, go after 3 units
@@ -69,7 +69,7 @@ def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_t
 
 
 def test_an_earlier_drafts_setup_without_a_gain_drops_nothing():
-    rival = {(prompt, 0): 0.95 for prompt in range(8)}
+    rival = {prompt: 0.95 for prompt in range(8)}
     state = run_race({1: 0.80, 2: 0.85, 3: 0.90}, baseline_noise=0.05, setup_noise=0.005,
                      rivals={"small mlx-lm k=2": rival})
     assert not any("(an earlier draft)" in p.reason for p in state.pruned)
@@ -85,5 +85,5 @@ def test_the_rivals_of_a_later_draft_are_the_setups_earlier_races_kept():
         run.method = "prompt-lookup" if run.num_draft_tokens else "baseline"
     rivals = earlier_rivals([kept_one, alone], "decode")
     assert set(rivals) == {"small mlx-lm k=1", "prompt-lookup k=3"}  # the pruned k=2 is no rival
-    assert rivals["small mlx-lm k=1"] == {(prompt, 0): 1.1 for prompt in range(4)}
-    assert rivals["prompt-lookup k=3"] == {(prompt, 0): 1.3 for prompt in range(4)}
+    assert rivals["small mlx-lm k=1"] == {prompt: 1.1 for prompt in range(4)}  # per prompt
+    assert rivals["prompt-lookup k=3"] == {prompt: 1.3 for prompt in range(4)}

@@ -118,7 +118,8 @@ def test_decide_single_clear_winner():
     assert verdict.to_dict()["estimate"]["geomean"] == pytest.approx(1.2)
 
 
-def test_decide_prefers_the_cheaper_of_two_tied_winners():
+def test_decide_a_tie_that_is_not_shown_equivalent_keeps_the_fastest():
+    # not shown different (tied), yet not shown within 3% either: the fastest is recommended, and says so
     noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0, -0.01, -0.01]  # sums to 0
     fast_big = Candidate(("big", 4), units([1.52 * math.exp(e) for e in noise]), cost=(4.0, 4))
     fast_small = Candidate(("small", 4), units([1.50 * math.exp(-e) for e in noise]), cost=(0.5, 4))
@@ -126,10 +127,36 @@ def test_decide_prefers_the_cheaper_of_two_tied_winners():
     verdict = decide([fast_big, fast_small, slow], describe=lambda key: f"{key[0]} k={key[1]}")
     assert verdict.verdict == "speculative"
     assert verdict.leader == ("big", 4) and verdict.tied == [("small", 4)]
-    assert verdict.chosen == ("small", 4)
+    assert verdict.chosen == ("big", 4) and verdict.rule == "fastest" and verdict.equivalent == []
+    assert verdict.estimate.geomean == pytest.approx(1.52, rel=1e-3) and verdict.estimate.candidates == 3
+    assert verdict.reason.startswith("big k=4 is 1.52x faster (95% interval")
+    assert verdict.reason.endswith("widened for 3 setups), the fastest setup (no cheaper setup is shown within 3% "
+                                   "of it)")
+    assert "cheapest" not in verdict.reason
+
+
+def test_decide_prefers_a_cheaper_setup_shown_within_the_margin_of_the_fastest():
+    noise = [0.002, -0.003, 0.001, 0.004, -0.002, 0.0, -0.001, -0.001]  # sums to 0
+    fast_big = Candidate(("big", 4), units([1.52 * math.exp(e) for e in noise]), cost=(4.0, 4))
+    fast_small = Candidate(("small", 4), units([1.50 * math.exp(-e) for e in noise]), cost=(0.5, 4))
+    slow = Candidate(("small", 8), units([1.05 * math.exp(e) for e in noise]), cost=(0.5, 8))
+    verdict = decide([fast_big, fast_small, slow], describe=lambda key: f"{key[0]} k={key[1]}")
+    assert verdict.verdict == "speculative" and verdict.leader == ("big", 4)
+    assert verdict.chosen == ("small", 4) and verdict.rule == "equivalent" and verdict.equivalent == [("small", 4)]
     assert verdict.estimate.geomean == pytest.approx(1.5, rel=1e-3) and verdict.estimate.candidates == 3
+    # the bound by hand: paired log differences small - big, one-sided 95% widened for the 2 cheaper setups
+    # that show a gain (small k=4 and small k=8)
+    differences = [math.log(1.50 / 1.52) - 2 * e for e in noise]
+    mean = sum(differences) / 8
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 7)
+    bound = math.exp(mean - t_quantile(1 - 0.05 / 2, 7) * sd / math.sqrt(8))
+    assert 1 / 1.03 < bound < 1
     assert verdict.reason.startswith("small k=4 is 1.50x faster (95% interval")
-    assert "widened for 3 setups" in verdict.reason and "big k=4 at 1.52x" in verdict.reason
+    assert verdict.reason.endswith(f"widened for 3 setups), the cheapest setup within 3% of the fastest, big k=4 at "
+                                   f"1.52x (equivalence test: at least {bound:.3f}x of its speed, one-sided 95%)")
+    # a margin of 1% is not shown: the fastest stays
+    strict = decide([fast_big, fast_small, slow], margin=0.01)
+    assert strict.chosen == ("big", 4) and strict.rule == "fastest"
 
 
 def test_decide_a_setup_tied_with_an_uncertain_leader_can_show_the_gain():
@@ -178,8 +205,11 @@ def test_decide_two_units_is_inconclusive_without_interval():
     verdict = decide([Candidate("a", units([1.5, 1.6])), Candidate("b", units([1.1, 1.2]))])
     assert verdict.verdict == "inconclusive" and verdict.chosen is None and verdict.leader == "a"
     assert verdict.estimate.low is None and verdict.estimate.high is None and verdict.estimate.n == 2
-    assert verdict.reason == "n=2 units: too few for an interval; run more passes (-r)"
+    assert verdict.reason == "n=2 prompts: too few for an interval; add prompts (a suite of 12 or more)"
     assert verdict.more_units_needed == 1
+    # these exact prompts: the run is the unit, and passes are what to add
+    suite = decide([Candidate("a", units([1.5, 1.6]))], estimand="suite")
+    assert suite.reason == "n=2 units: too few for an interval; run more passes (-r)"
 
 
 def test_decide_inconclusive_says_how_many_more_units():
@@ -192,7 +222,8 @@ def test_decide_inconclusive_says_how_many_more_units():
     sd = verdict.estimate.log_sd
     assert t_quantile(0.975, total - 1) * sd / math.sqrt(total) < 0.05
     assert t_quantile(0.975, total - 2) * sd / math.sqrt(total - 1) >= 0.05
-    assert f"about {verdict.more_units_needed} more units" in verdict.reason
+    assert (f"about {verdict.more_units_needed} more prompts like these (spread over the suite's categories) would "
+            "likely decide it; more passes would not") in verdict.reason
 
 
 def test_decide_tiny_difference_is_not_worth_more_runs():

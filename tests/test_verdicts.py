@@ -12,6 +12,7 @@ from synthetic import make_state
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
 from mlxdraft.reports import render_pair, render_sweep
+from mlxdraft.results import load_results
 
 DATA = Path(__file__).parent / "data"
 KS = (1, 2, 3, 4, 6, 8)
@@ -40,15 +41,26 @@ def test_everything_slower_is_no_gain():
     assert "run the target without speculative decoding" in render_sweep(state)
 
 
-def test_tie_prefers_the_cheaper_draft():
+def test_a_tie_not_shown_equivalent_keeps_the_fastest():
     speedups = {("big", "small", 4): 1.52, ("big", "tiny", 4): 1.50}
     state = make_state(speedups, noise=0.05, weights_gb={"small": 0.5, "tiny": 0.1}, seed=1)
     verdict = verdict_of(state, "decode")
     assert verdict.kind == "speculative"
-    assert verdict.leader.draft == "small"  # by noise, in this seeded sample
-    assert verdict.chosen.draft == "tiny"  # tied with the fastest, and cheaper
+    assert verdict.leader.draft == "small" and [c.draft for c in verdict.tied] == ["tiny"]
+    assert verdict.chosen.draft == "small" and verdict.verdict.rule == "fastest"  # tied, but not shown within 3%
+    assert "the fastest setup (no cheaper setup is shown within 3% of it)" in verdict.verdict.reason
     text = "\n".join(line for line in render_sweep(state, objective="decode").splitlines())
     assert "statistically tied with the fastest" in text
+
+
+def test_a_cheaper_draft_shown_within_three_percent_of_the_fastest_is_chosen():
+    speedups = {("big", "small", 4): 1.52, ("big", "tiny", 4): 1.50}
+    state = make_state(speedups, noise=0.005, weights_gb={"small": 0.5, "tiny": 0.1}, seed=1)
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "speculative" and verdict.leader.draft == "small"
+    assert verdict.chosen.draft == "tiny" and verdict.verdict.rule == "equivalent"
+    assert "the cheapest setup within 3% of the fastest, mlx-lm small k=4 at 1.52x (equivalence test" in (
+        verdict.verdict.reason)
 
 
 def test_decode_gain_lost_end_to_end_is_said_in_one_line():
@@ -65,7 +77,7 @@ def test_one_and_two_units_have_no_error_bar():
     text = render_pair({**state, "kind": "pair"})
     [speedup] = [line for line in text.splitlines() if line.startswith("Speedup")]
     assert speedup == ("Speedup         end to end 1.40x (n=2, no error bar); decode 1.50x (n=2, no error bar)")
-    assert "INCONCLUSIVE: n=2 units: too few for an interval" in text
+    assert "INCONCLUSIVE: n=2 prompts: too few for an interval" in text
 
 
 def test_temperature_note_and_commands_carry_temp():
@@ -114,8 +126,18 @@ def test_schema_1_files_still_render(name, fmt):
     if fmt == "json":
         data = json.loads(result.stdout)
         [verdict] = data["verdicts"]
-        assert verdict["n"] == 3 and verdict["verdict"] in ("speculative", "no-gain", "inconclusive")
-        assert verdict["e2e_speedup"]["low"] is not None  # recomputed from the raw samples
+        # one prompt in three passes: about prompts like it (the default) there is no interval
+        assert verdict["n"] == 1 and verdict["verdict"] == "inconclusive" and verdict["unit"] == "prompt"
+        assert verdict["e2e_speedup"]["low"] is None
+        assert verdict["scope"] == "for prompts like these 1 (n = prompts, passes averaged within each)"
+
+
+@pytest.mark.parametrize("name", ["pair-v1.json", "sweep-v1.json"])
+def test_schema_1_files_judged_on_their_exact_prompts_use_the_passes(name):
+    [verdict] = analyse_sweep(load_results(DATA / name), "e2e", estimand="suite").verdicts()
+    estimate = verdict.verdict.estimate
+    assert estimate.n == 3 and estimate.low is not None  # recomputed from the raw samples, per run
+    assert verdict.verdict.scope == "for these 1 prompts exactly (n = 3 runs, prompt x pass)"
 
 
 def test_a_pair_cut_short_after_a_lucky_run_cannot_lead():
