@@ -99,32 +99,37 @@ def find_paired_outliers(runs: dict, threshold: float = OUTLIER_THRESHOLD) -> li
     effect in one of the two runs of a unit, not a prompt that legitimately gains more or less than others.
 
     Each run's residual is its log ratio minus the mean log ratio of the other passes of its prompt (prompts
-    with one pass have none); a run is flagged when its residual is more than `threshold` robust z-scores from
-    0, the scale being 1.4826 x the median absolute residual over all prompts (the mean absolute residual x
-    1.2533 when that is 0). Nothing is flagged below MIN_VALUES_FOR_OUTLIERS residuals. Speeds themselves are
-    never judged: a long prompt is legitimately slower end to end than a short one.
+    with one pass have none). A prompt is flagged when one of its residuals is more than `threshold` robust
+    z-scores from 0, the scale being 1.4826 x the median absolute residual over all prompts (the mean absolute
+    residual x 1.2533 when that is 0), and of a flagged prompt the run with the largest residual is returned
+    (with two passes either run may be the odd one). Nothing is flagged below MIN_VALUES_FOR_OUTLIERS
+    residuals. Speeds themselves are never judged: a long prompt is legitimately slower end to end.
     """
     logs: dict = {}
     for unit, ratio in runs.items():
         value = _usable_logs([ratio])
         if value and isinstance(unit, tuple):
             logs.setdefault(unit[0], []).append((unit, value[0]))
-    residuals = []
-    for items in logs.values():
+    residuals = {}
+    for prompt, items in logs.items():
         if len(items) < 2:
             continue
         total = math.fsum(v for _, v in items)
-        for unit, value in items:
-            residuals.append((unit, value - (total - value) / (len(items) - 1)))
-    if len(residuals) < MIN_VALUES_FOR_OUTLIERS:
+        residuals[prompt] = [(unit, abs(value - (total - value) / (len(items) - 1))) for unit, value in items]
+    deviations = [r for items in residuals.values() for _, r in items]
+    if len(deviations) < MIN_VALUES_FOR_OUTLIERS:
         return []
-    deviations = [abs(r) for _, r in residuals]
     sigma = _MAD_TO_SIGMA * statistics.median(deviations)
     if sigma == 0:
         sigma = _MEAN_AD_TO_SIGMA * math.fsum(deviations) / len(deviations)
     if sigma == 0 or not math.isfinite(sigma):
         return []
-    return [unit for unit, r in residuals if abs(r) / sigma > threshold]
+    flagged = []
+    for items in residuals.values():
+        unit, largest = max(items, key=lambda item: item[1])
+        if largest / sigma > threshold:
+            flagged.append(unit)
+    return flagged
 
 
 # --- Student's t --------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from mlxdraft.stats import (
     decide,
     estimate_ratio,
     find_outliers,
+    find_paired_outliers,
     first_divergence,
+    per_prompt,
     summarize,
     t_quantile,
 )
@@ -330,3 +332,50 @@ def test_outliers_with_zero_mad_and_too_few_values():
     assert MIN_VALUES_FOR_OUTLIERS == 10
     assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 300]) == []  # 9 values: never
     assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 10.05, 300]) == [9]
+
+
+# --- the prompt as the unit, and outliers on paired ratios ---------------------------------------------------
+
+
+def test_per_prompt_takes_the_geometric_mean_of_each_prompts_passes():
+    runs = {(0, 0): 1.2, (0, 1): 1.2 * 1.21, (0, 2): 1.2 / 1.21, (1, 0): 2.0, (1, 1): 0.5, (2, 0): math.nan}
+    assert per_prompt(runs) == pytest.approx({0: 1.2, 1: 1.0})  # prompt 2 has no usable ratio
+    assert per_prompt({3: 1.5}) == {3: 1.5}  # already per prompt
+
+
+def test_passes_of_one_prompt_do_not_narrow_the_interval_about_prompts_like_it():
+    # three prompts that gain differently, each measured in 10 identical passes: about prompts like these there
+    # are 3 units, and the interval is as wide as with one pass; about these exact prompts there are 30
+    one = {(p, 0): r for p, r in enumerate([1.1, 1.4, 1.25])}
+    ten = {(p, i): r for (p, _), r in one.items() for i in range(10)}
+    workload = estimate_ratio(list(per_prompt(ten).values()))
+    assert workload.n == 3 and (workload.low, workload.high) == pytest.approx(
+        (estimate_ratio(list(one.values())).low, estimate_ratio(list(one.values())).high))
+    suite = estimate_ratio(list(ten.values()))
+    assert suite.n == 30 and suite.high - suite.low < (workload.high - workload.low) / 3
+    assert decide([Candidate("a", ten)], estimand="suite").estimate.n == 30
+    assert decide([Candidate("a", per_prompt(ten))]).prompts == 3
+
+
+def test_paired_outliers_flag_a_stalled_run_not_a_prompt_that_gains_differently():
+    rng = random.Random(5)
+    runs = {(p, i): (0.6 + 0.1 * p) * math.exp(rng.gauss(0, 0.03)) for p in range(12) for i in range(3)}
+    assert find_paired_outliers(runs) == []  # prompts from 0.6x to 1.7x: all clean
+    runs[4, 1] /= 2.5  # the speculative run of one unit stalled
+    assert find_paired_outliers(runs) == [(4, 1)]
+    assert find_paired_outliers({(p, 0): r for (p, i), r in runs.items() if i == 0}) == []  # one pass: no rule
+
+
+@pytest.mark.parametrize("passes", [2, 3])
+def test_paired_outliers_rarely_flag_clean_sweeps_and_catch_stalls(passes):
+    rng = random.Random(40 + passes)
+    samples, flagged, caught = 1000, 0, 0
+    for _ in range(samples):
+        gains = [rng.gauss(0, 0.3) for _ in range(12)]  # prompts gain differently
+        runs = {(p, i): math.exp(gains[p] + rng.gauss(0, 0.05) - rng.gauss(0, 0.05))
+                for p in range(12) for i in range(passes)}
+        flagged += bool(find_paired_outliers(runs))
+        runs[0, 0] *= 2.5
+        caught += (0, 0) in find_paired_outliers(runs)
+    assert flagged / samples <= 0.05
+    assert caught / samples >= (0.95 if passes == 3 else 0.80)

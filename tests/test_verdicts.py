@@ -2,6 +2,7 @@
 through the same analysis and rendering functions the CLI uses."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -182,3 +183,27 @@ def test_a_target_measured_alone_shows_its_baseline():
     assert ("- solo: measured alone, for its baseline (no draft other than itself and no larger than it): "
             "decode ") in text
     assert "(target alone)" in text
+
+
+def test_a_long_clean_prompt_is_no_outlier_and_a_stalled_run_is_one():
+    from synthetic import sample
+
+    from mlxdraft.analysis import compare
+
+    rng = random.Random(4)
+    baseline, speculative = [], []
+    for pass_index in range(3):
+        for prompt in range(12):
+            ttft = 2.5 if prompt == 0 else 0.5  # a long prompt: its prefill makes it ~25% slower end to end
+            baseline.append(sample(0, prompt, pass_index, 10.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft))
+            speculative.append(sample(4, prompt, pass_index, 13.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft))
+    assert baseline[0].e2e_tps < 0.8 * baseline[1].e2e_tps
+    clean = compare(baseline, speculative, 4, greedy=True)
+    assert clean.baseline_e2e_tps.outliers == clean.speculative_e2e_tps.outliers == 0
+    assert clean.outlier_runs == {"decode": [], "e2e": []}
+    assert (clean.units, clean.runs, clean.e2e_speedup.n) == (12, 36, 12)  # the prompt is the unit
+    stalled = speculative[12 + 5]  # prompt index 5, pass index 1: its decode took 2.5 times as long
+    stalled.decode_s *= 2.5
+    stalled.decode_tps /= 2.5
+    stalled.wall_s = stalled.ttft_s + stalled.decode_s
+    assert compare(baseline, speculative, 4, greedy=True).outlier_runs == {"decode": [(5, 1)], "e2e": [(5, 1)]}
