@@ -230,7 +230,7 @@ class Race:
             if estimate.high is not None and estimate.high < state.leader_low:
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"measured {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
-                    f"{estimate.n} units is below {self._leader_text(state)}")))
+                    f"{estimate.n} prompt(s) is below {self._leader_text(state)}")))
                 state.alive.remove(setup)
         tied = self._drop_tied(state, measured)
         pruned += tied
@@ -268,7 +268,7 @@ class Race:
             if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
                 name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
                 dropped.append(Pruned(*setup, state.units_done, (
-                    f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} units, {versus.geomean:.2f}x "
+                    f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} prompt(s), {versus.geomean:.2f}x "
                     f"of {name} ({geomeans[rival]:.2f}x) prompt by prompt over {versus.n}: surely not more "
                     f"than {TIE_MARGIN:.0%} faster than it")))
                 state.alive.remove(setup)

@@ -7,7 +7,7 @@ import random
 
 from synthetic import sample
 
-from mlxdraft.race import Pruned, Race, earlier_rivals
+from mlxdraft.race import Pruned, Race, earlier_rivals, leader_floor
 from mlxdraft.results import GroupRecord
 
 SETUPS = [("mlx-lm", 1), ("mlx-lm", 2), ("mlx-lm", 3)]
@@ -87,3 +87,13 @@ def test_the_rivals_of_a_later_draft_are_the_setups_earlier_races_kept():
     assert set(rivals) == {"small mlx-lm k=1", "prompt-lookup k=3"}  # the pruned k=2 is no rival
     assert rivals["small mlx-lm k=1"] == {prompt: 1.1 for prompt in range(4)}  # per prompt
     assert rivals["prompt-lookup k=3"] == {prompt: 1.3 for prompt in range(4)}
+
+
+def test_the_race_counts_prompts_not_passes():
+    # two prompts in three passes: about prompts like these there is no interval yet, so no floor for later groups
+    runs = [sample(k, prompt, pass_index, 10.0 * (1.3 if k else 1.0) * (1 + 0.01 * pass_index + 0.02 * prompt))
+            for pass_index in range(3) for prompt in range(2) for k in (0, 2)]
+    assert leader_floor([runs], "decode") == (None, None)
+    third = [sample(k, 2, pass_index, 10.0 * (1.25 if k else 1.0)) for pass_index in range(3) for k in (0, 2)]
+    low, name = leader_floor([runs + third], "decode")
+    assert name == "mlx-lm k=2" and 1.0 < low < 1.3
