@@ -141,6 +141,7 @@ class Figures:
     speculative_given_leader_best: int = 0  # of those: speculative
     within_given_leader_best: int = 0  # of those: with a recommended setup within 3% of the best
     equivalent: int = 0  # a cheaper setup shown within the margin replaced the fastest
+    speed_shares: list = field(default_factory=list)  # speculative: the recommended setup's truth / the best's
     chosen: dict = field(default_factory=dict)
 
     def rate(self, count: int, of: int | None = None) -> float:
@@ -152,7 +153,9 @@ class Figures:
                 f"within 3% of the best {self.rate(self.within_margin):.1%} (the leader is the best in "
                 f"{self.rate(self.leader_best):.1%}, then within 3% in "
                 f"{self.rate(self.within_given_leader_best, max(self.speculative_given_leader_best, 1)):.1%} of the "
-                f"speculative ones; equivalence rule {self.rate(self.equivalent):.1%})")
+                f"speculative ones; equivalence rule {self.rate(self.equivalent):.1%}; recommended at "
+                f"{sum(self.speed_shares) / max(len(self.speed_shares), 1):.1%} of the best's speed on average, "
+                f"{min(self.speed_shares, default=0.0):.1%} at worst)")
 
 
 def simulate(scenario: Scenario, truths: dict, objective: str, sweeps: int, seed: int,
@@ -181,5 +184,6 @@ def simulate(scenario: Scenario, truths: dict, objective: str, sweeps: int, seed
         if verdict.verdict == "speculative":
             figures.speculative += 1
             figures.equivalent += verdict.rule == "equivalent"
+            figures.speed_shares.append(truths[verdict.chosen] / best)
             figures.chosen[verdict.chosen] = figures.chosen.get(verdict.chosen, 0) + 1
     return figures
