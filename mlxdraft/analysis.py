@@ -362,8 +362,33 @@ class SweepAnalysis:
                                case.num_draft_tokens, asdict(self.settings),
                                {**method.defaults, **self.plan.method_params.get(case.method, {})})
 
+    def prompts_to_add(self, verdict: TargetVerdict) -> dict[str, int]:
+        """An inconclusive verdict about prompts like these: category -> prompts to add (`prompts_to_add`)."""
+        v = verdict.verdict
+        if v is None or v.verdict != "inconclusive" or v.estimand != "workload" or not v.more_units_needed:
+            return {}
+        return prompts_to_add(v.more_units_needed, [p.get("category", "custom") for p in self.plan.prompts])
+
     def verdicts(self) -> list[TargetVerdict]:
         return [self.verdict(target) for target in self.targets]
+
+
+def prompts_to_add(more: int, categories: list) -> dict[str, int]:
+    """Where `more` extra prompts should come from to decide an inconclusive verdict about prompts like these: spread
+    over the suite's categories in proportion to its prompts in each (largest remainders, ties to the category
+    listed first), so that the added prompts are like the suite's. Empty when `more` is not positive."""
+    counts: dict[str, int] = {}
+    for category in categories:
+        counts[category] = counts.get(category, 0) + 1
+    total = sum(counts.values())
+    if more <= 0 or not total:
+        return {}
+    shares = {category: more * count / total for category, count in counts.items()}
+    result = {category: math.floor(share) for category, share in shares.items()}
+    order = sorted(counts, key=lambda c: -(shares[c] - result[c]))  # stable: the first listed wins a tie
+    for category in order[: more - sum(result.values())]:
+        result[category] += 1
+    return {category: n for category, n in result.items() if n}
 
 
 def _draft_size(record: dict) -> float:

@@ -207,3 +207,23 @@ def test_a_long_clean_prompt_is_no_outlier_and_a_stalled_run_is_one():
     stalled.decode_tps /= 2.5
     stalled.wall_s = stalled.ttft_s + stalled.decode_s
     assert compare(baseline, speculative, 4, greedy=True).outlier_runs == {"decode": [(5, 1)], "e2e": [(5, 1)]}
+
+
+def test_prompts_to_add_are_spread_over_the_suites_categories():
+    from mlxdraft.analysis import prompts_to_add
+
+    suite = ["code"] * 6 + ["chat"] * 3 + ["math"] * 3
+    assert prompts_to_add(8, suite) == {"code": 4, "chat": 2, "math": 2}
+    assert prompts_to_add(5, suite) == {"code": 3, "chat": 1, "math": 1}  # 2.5, 1.25, 1.25: code's remainder
+    assert prompts_to_add(1, suite) == {"code": 1}
+    assert prompts_to_add(0, suite) == {} and prompts_to_add(3, []) == {}
+
+
+def test_an_open_verdict_about_prompts_like_these_asks_for_prompts_by_category():
+    state = make_state({("big", "small", 4): 1.06}, noise=0.08, drafts=("small",), ks=(4,), seed=3)
+    analysis = analyse_sweep(state, "decode")
+    [verdict] = [analysis.verdict("big", "decode")]
+    assert verdict.kind == "inconclusive" and verdict.verdict.more_units_needed
+    added = analysis.prompts_to_add(verdict)
+    assert sum(added.values()) == verdict.verdict.more_units_needed and set(added) == {"cat0", "cat1"}
+    assert "more prompts like these (spread over the suite's categories)" in verdict.verdict.reason
