@@ -175,3 +175,27 @@ def test_a_late_setup_is_caught_up_only_when_the_prompts_it_missed_would_decide_
     # 4 + 8 missed units, it was)
     assert next_catch_up(late_tied_state(1.10, runs=2), "big", "decode") is None
     assert next_catch_up(late_tied_state(1.15, runs=2), "big", "decode").runs == [((0, 2), [("mlx-lm", 2)])]
+
+
+def test_a_leader_with_a_run_of_every_prompt_is_not_caught_up_on_passes():
+    # two passes; k=2 (late in pass 0, on every prompt in pass 1) leads, undecided: it misses 4 units but no prompt
+    state = make_state({}, drafts=("small",), ks=(2, 6), prompts=8, runs=2)
+    record = state["groups"]["big | small"]
+    baseline = {(s["prompt_index"], s["pass_index"]): s["decode_tps"] for s in record["samples"]
+                if s["num_draft_tokens"] == 0}
+    kept = []
+    for s in record["samples"]:
+        unit, k = (s["prompt_index"], s["pass_index"]), s["num_draft_tokens"]
+        if k == 6:
+            s["decode_tps"] = baseline[unit] * 0.95 * math.exp(0.2 if unit[0] % 3 else -0.2)
+        elif k == 2:
+            if unit[1] == 0 and unit[0] < 4:
+                continue
+            s["decode_tps"] = baseline[unit] * 1.04 * math.exp(0.3 if unit[0] % 2 else -0.3)
+        kept.append(s)
+    record["samples"] = kept
+    results = Results.from_dict(state)
+    verdict = analyse_sweep(results, "decode").verdict("big", "decode", _with_other=False)
+    assert verdict.kind == "inconclusive" and verdict.leader.num_draft_tokens == 2 and verdict.verdict.estimate.n == 8
+    assert missed_units(results.groups["big | small"], ("mlx-lm", 2), passes=2) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert next_catch_up(results, "big", "decode") is None
