@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass, field
 
 from .analysis import paired_ratios, unit_of
 from .prediction import PredictedLogs, Prediction, can_still_win, combined_interval
-from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
+from .stats import EQUIVALENCE_MARGIN, MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
 
 PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
-TIE_MARGIN = 0.03  # a setup surely no more than this faster than the (predicted) best, or a rival, is pruned
+TIE_MARGIN = EQUIVALENCE_MARGIN  # a setup surely no more than this faster than the (predicted) best, or a rival,
+# is pruned: the verdict's own margin, within which a cheaper setup may replace the fastest
 MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
 BASELINE_SPEEDUP = 1.0  # the baseline's speedup over itself: every setup races against it too
 METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}

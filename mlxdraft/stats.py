@@ -347,11 +347,14 @@ class Verdict:
 
     @property
     def scope(self) -> str:
-        """What the verdict is about, for a reader: 'for prompts like these 12' or 'for these 12 prompts'."""
+        """What the verdict is about, for a reader: 'for prompts like these 12 (...)' or 'for these 12 prompts
+        exactly (...)'."""
         if self.estimand == "workload":
-            return f"for prompts like these {self.prompts} (n = prompts, passes averaged within each)"
+            about = "prompts like this one" if self.prompts == 1 else f"prompts like these {self.prompts}"
+            return f"for {about} (n = prompts, passes averaged within each)"
         n = self.estimate.n if self.estimate else 0
-        return f"for these {self.prompts} prompts exactly (n = {n} runs, prompt x pass)"
+        about = "this prompt" if self.prompts == 1 else f"these {self.prompts} prompts"
+        return f"for {about} exactly (n = {n} run{'s' if n != 1 else ''}, prompt x pass)"
 
     def to_dict(self) -> dict:
         return {

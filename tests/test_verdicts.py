@@ -130,7 +130,7 @@ def test_schema_1_files_still_render(name, fmt):
         # one prompt in three passes: about prompts like it (the default) there is no interval
         assert verdict["n"] == 1 and verdict["verdict"] == "inconclusive" and verdict["unit"] == "prompt"
         assert verdict["e2e_speedup"]["low"] is None
-        assert verdict["scope"] == "for prompts like these 1 (n = prompts, passes averaged within each)"
+        assert verdict["scope"] == "for prompts like this one (n = prompts, passes averaged within each)"
 
 
 @pytest.mark.parametrize("name", ["pair-v1.json", "sweep-v1.json"])
@@ -138,7 +138,7 @@ def test_schema_1_files_judged_on_their_exact_prompts_use_the_passes(name):
     [verdict] = analyse_sweep(load_results(DATA / name), "e2e", estimand="suite").verdicts()
     estimate = verdict.verdict.estimate
     assert estimate.n == 3 and estimate.low is not None  # recomputed from the raw samples, per run
-    assert verdict.verdict.scope == "for these 1 prompts exactly (n = 3 runs, prompt x pass)"
+    assert verdict.verdict.scope == "for this prompt exactly (n = 3 runs, prompt x pass)"
 
 
 def test_a_pair_cut_short_after_a_lucky_run_cannot_lead():
