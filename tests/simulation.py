@@ -87,17 +87,25 @@ def _decode_ratio(ratio: float, share: float, objective: str) -> float:
     return (1 - share) / (1 / ratio - share * SPEC_TTFT)  # 1 / R = share * SPEC_TTFT + (1 - share) / r
 
 
-def simulate_sweep(rng: random.Random, scenario: Scenario, truths: dict, objective: str) -> dict:
-    """One exhaustive sweep of one target: {(draft, k): (baseline runs, speculative runs)}."""
+def simulate_sweep(rng: random.Random, scenario: Scenario, truths: dict, objective: str,
+                   suite_truths: dict | None = None) -> dict:
+    """One exhaustive sweep of one target: {(draft, k): (baseline runs, speculative runs)}. `suite_truths`, when
+    given, receives each setup's truth about these exact prompts: the geometric mean of the sampled prompts' true
+    ratios for the judged objective."""
     weights = [math.sqrt(s) * scenario.spread for s in SHARES]
-    prompts = []
+    prompts, logs = [], {key: [] for key in truths}
     for _ in range(scenario.prompts):
         share = rng.uniform(*PREFILL_SHARE)
         common = rng.gauss(0, 1) * weights[0]
         per_draft = {d: rng.gauss(0, 1) * weights[1] for d in DRAFTS}
-        decode = {(d, k): _decode_ratio(truths[d, k] * math.exp(common + per_draft[d] + rng.gauss(0, 1) * weights[2]),
-                                        share, objective) for d in DRAFTS for k in KS}
+        ratios = {(d, k): truths[d, k] * math.exp(common + per_draft[d] + rng.gauss(0, 1) * weights[2])
+                  for d in DRAFTS for k in KS}
+        for key, ratio in ratios.items():
+            logs[key].append(math.log(ratio))
+        decode = {key: _decode_ratio(ratio, share, objective) for key, ratio in ratios.items()}
         prompts.append((rng.uniform(5, 20), share, decode))  # baseline decode tok/s, prefill share, decode ratios
+    if suite_truths is not None:
+        suite_truths.update({key: math.exp(sum(values) / len(values)) for key, values in logs.items()})
     total = len(DRAFTS) * scenario.passes * scenario.prompts * (1 + len(KS))
     clock = 0
     out = {}
@@ -164,26 +172,28 @@ def simulate(scenario: Scenario, truths: dict, objective: str, sweeps: int, seed
 
     rng = random.Random(seed)
     figures = Figures()
-    best = max(truths.values())
     for _ in range(sweeps):
-        verdict, ratios = judge(simulate_sweep(rng, scenario, truths, objective), objective, estimand)
+        suite: dict = {}
+        verdict, ratios = judge(simulate_sweep(rng, scenario, truths, objective, suite), objective, estimand)
+        truth = suite if estimand == "suite" else truths  # about these exact prompts, or prompts like these
+        best = max(truth.values())
         figures.sweeps += 1
         key = verdict.chosen if verdict.chosen is not None else verdict.leader
         estimate = verdict.estimate
-        figures.verdict_covered += estimate.low <= truths[key] <= estimate.high
+        figures.verdict_covered += estimate.low <= truth[key] <= estimate.high
         for setup, values in ratios.items():
             own = estimate_ratio(list(values.values()))
             figures.setups += 1
-            figures.setup_covered += own.low <= truths[setup] <= own.high
-        within = verdict.verdict == "speculative" and truths[verdict.chosen] * (1 + verdict.margin) >= best
+            figures.setup_covered += own.low <= truth[setup] <= own.high
+        within = verdict.verdict == "speculative" and truth[verdict.chosen] * (1 + verdict.margin) >= best
         figures.within_margin += within
-        if truths[verdict.leader] == best:
+        if truth[verdict.leader] == best:
             figures.leader_best += 1
             figures.speculative_given_leader_best += verdict.verdict == "speculative"
             figures.within_given_leader_best += within
         if verdict.verdict == "speculative":
             figures.speculative += 1
             figures.equivalent += verdict.rule == "equivalent"
-            figures.speed_shares.append(truths[verdict.chosen] / best)
+            figures.speed_shares.append(truth[verdict.chosen] / best)
             figures.chosen[verdict.chosen] = figures.chosen.get(verdict.chosen, 0) + 1
     return figures

@@ -84,3 +84,13 @@ def test_the_verdict_counts_prompts_and_says_so():
     assert suite.estimate.n == 36 and suite.prompts == 12 and all(len(values) == 36 for values in runs.values())
     assert suite.scope == "for these 12 prompts exactly (n = 36 runs, prompt x pass)"
     assert verdict.verdict == "speculative" and verdict.chosen == BEST
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spread", "rough"])
+def test_about_these_exact_prompts_the_runs_are_the_units_and_the_intervals_cover(name):
+    # the suite estimand's truth is the geometric mean over the sampled prompts; its interval over runs counts
+    # the prompts' spread as noise, so it is conservative (about 100% here), never too narrow
+    figures = simulate(SCENARIOS[name], GAIN, "decode", 1000, SEEDS["gain"], estimand="suite")
+    assert figures.rate(figures.verdict_covered) >= 0.93, figures.line()
+    assert figures.rate(figures.setup_covered, figures.setups) >= 0.93, figures.line()
