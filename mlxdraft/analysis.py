@@ -55,12 +55,16 @@ def paired_runs(baseline_samples, speculative_samples, metric: str) -> dict[tupl
     return ratios
 
 
+def _check_estimand(estimand: str) -> None:
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
+
+
 def paired_ratios(baseline_samples, speculative_samples, metric: str, estimand: str = "workload") -> dict:
     """The ratios every speedup interval and verdict is computed from. Under the "workload" estimand (prompts
     like these, the default): per prompt, the geometric mean of its passes' paired ratios (`stats.per_prompt`),
     since the prompt is the unit of replication. Under "suite" (these exact prompts): per run (prompt, pass)."""
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
+    _check_estimand(estimand)
     runs = paired_runs(baseline_samples, speculative_samples, metric)
     return per_prompt(runs) if estimand == "workload" else runs
 
@@ -101,8 +105,9 @@ class Comparison:
 
 
 def _unflagged(summary: Summary | None) -> Summary | None:
-    """Speeds and times legitimately differ by prompt (a long prompt is slower end to end): outliers are judged
-    on paired ratios within a prompt instead (Comparison.outlier_runs), never on raw speeds."""
+    """Speeds, times and acceptance legitimately differ by prompt (a long prompt is slower end to end, acceptance
+    ranges from 12% to 75% across prompts): outliers are judged on paired ratios within a prompt instead
+    (Comparison.outlier_runs), never on raw values."""
     if summary:
         summary.outliers = 0
     return summary
@@ -111,14 +116,14 @@ def _unflagged(summary: Summary | None) -> Summary | None:
 def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool,
             with_categories: bool = True, estimand: str = "workload") -> Comparison:
     """Derive a Comparison from the samples of one draft at one k and its group's baseline."""
+    _check_estimand(estimand)
     histogram = [0] * (num_draft_tokens + 1)
     for sample in speculative_samples:
         for accepted, count in enumerate(sample.accepted_length_counts[: num_draft_tokens + 1]):
             histogram[accepted] += count
     decode_runs = paired_runs(baseline_samples, speculative_samples, "decode_tps")
     e2e_runs = paired_runs(baseline_samples, speculative_samples, "e2e_tps")
-    decode = paired_ratios(baseline_samples, speculative_samples, "decode_tps", estimand)
-    e2e = paired_ratios(baseline_samples, speculative_samples, "e2e_tps", estimand)
+    decode, e2e = ((per_prompt(runs) if estimand == "workload" else runs) for runs in (decode_runs, e2e_runs))
     per_category = {}
     categories = sorted({s.category for s in speculative_samples})
     if with_categories and len(categories) > 1:
@@ -142,9 +147,9 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
         speculative_e2e_tps=_unflagged(summarize(s.e2e_tps for s in speculative_samples)),
         decode_speedup=estimate_ratio(list(decode.values())),
         e2e_speedup=estimate_ratio(list(e2e.values())),
-        acceptance_rate=summarize(s.acceptance_rate for s in speculative_samples),
-        draft_token_share=summarize(s.draft_token_share for s in speculative_samples),
-        tokens_per_round=summarize(s.tokens_per_round for s in speculative_samples),
+        acceptance_rate=_unflagged(summarize(s.acceptance_rate for s in speculative_samples)),
+        draft_token_share=_unflagged(summarize(s.draft_token_share for s in speculative_samples)),
+        tokens_per_round=_unflagged(summarize(s.tokens_per_round for s in speculative_samples)),
         accepted_length_counts=histogram,
         partial_rounds=sum(s.partial_rounds for s in speculative_samples),
         baseline_ttft_s=_unflagged(summarize(s.ttft_s for s in baseline_samples)),
@@ -400,8 +405,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
     """Every case's statistics and the verdicts' inputs. `results` may also be a results file's
     parsed JSON (as `json.load` gives it). `estimand` (stats.ESTIMANDS): "workload" judges prompts like these
     (the prompt is the unit, its passes averaged), "suite" these exact prompts (the run is the unit)."""
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
+    _check_estimand(estimand)
     if isinstance(results, dict):
         results = Results.from_dict(results)
     greedy = results.settings.temp == 0

@@ -196,10 +196,12 @@ def test_a_long_clean_prompt_is_no_outlier_and_a_stalled_run_is_one():
         for prompt in range(12):
             ttft = 2.5 if prompt == 0 else 0.5  # a long prompt: its prefill makes it ~25% slower end to end
             baseline.append(sample(0, prompt, pass_index, 10.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft))
-            speculative.append(sample(4, prompt, pass_index, 13.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft))
+            speculative.append(sample(4, prompt, pass_index, 13.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft,
+                                      acceptance=0.25 if prompt == 0 else 0.75))  # and a prompt drafts badly
     assert baseline[0].e2e_tps < 0.8 * baseline[1].e2e_tps
     clean = compare(baseline, speculative, 4, greedy=True)
     assert clean.baseline_e2e_tps.outliers == clean.speculative_e2e_tps.outliers == 0
+    assert clean.acceptance_rate.min == 0.25 and clean.acceptance_rate.outliers == 0
     assert clean.outlier_runs == {"decode": [], "e2e": []}
     assert (clean.units, clean.runs, clean.e2e_speedup.n) == (12, 36, 12)  # the prompt is the unit
     stalled = speculative[12 + 5]  # prompt index 5, pass index 1: its decode took 2.5 times as long
