@@ -27,6 +27,7 @@ from .stats import (
     find_paired_outliers,
     per_prompt,
     summarize,
+    within_prompt_sd,
 )
 
 OBJECTIVES = ("e2e", "decode")
@@ -96,6 +97,8 @@ class Comparison:
     # objective -> [(prompt, pass)]: runs whose paired ratio is unlike the other passes of their own prompt
     # (stats.find_paired_outliers: a stall or a cold run, not a different prompt); tok/s are never flagged
     outlier_runs: dict = field(default_factory=dict)
+    # objective -> pooled sd of log ratios between passes of a prompt (stats.within_prompt_sd); None with one pass
+    pass_log_sd: dict = field(default_factory=dict)
 
     def speedup(self, objective: str) -> RatioEstimate | None:
         return self.e2e_speedup if objective == "e2e" else self.decode_speedup
@@ -160,6 +163,7 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
         runs=len(e2e_runs),
         estimand=estimand,
         outlier_runs={"decode": find_paired_outliers(decode_runs), "e2e": find_paired_outliers(e2e_runs)},
+        pass_log_sd={"decode": within_prompt_sd(decode_runs), "e2e": within_prompt_sd(e2e_runs)},
     )
 
 

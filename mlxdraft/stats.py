@@ -300,6 +300,25 @@ def per_prompt(runs: dict) -> dict:
     return {prompt: _exp(math.fsum(values) / len(values)) for prompt, values in logs.items()}
 
 
+def within_prompt_sd(runs: dict) -> float | None:
+    """How much the passes of a prompt agree: the pooled sd of the log ratios within each prompt (degrees of
+    freedom: passes - 1, summed over prompts), from {(prompt, pass): ratio}; None without a prompt measured twice.
+    Passes make each prompt's ratio steadier (the mean of r passes varies by this / sqrt(r)) and let a stalled run
+    be seen (`find_paired_outliers`); they say nothing about how other prompts gain."""
+    logs: dict = {}
+    for unit, ratio in runs.items():
+        value = _usable_logs([ratio])
+        if value and isinstance(unit, tuple):
+            logs.setdefault(unit[0], []).append(value[0])
+    squares, df = 0.0, 0
+    for values in logs.values():
+        if len(values) > 1:
+            mean = math.fsum(values) / len(values)
+            squares += math.fsum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return math.sqrt(squares / df) if df else None
+
+
 def estimate_ratio(ratios, confidence: float = 0.95, candidates: int = 1) -> RatioEstimate | None:
     """None when there is no usable ratio (non-finite or <= 0 values are ignored). Interval: mean(log r) +-
     t_{1 - (1-confidence)/(2*candidates), n-1} * sd/sqrt(n), exponentiated; no interval below

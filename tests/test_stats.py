@@ -20,6 +20,7 @@ from mlxdraft.stats import (
     per_prompt,
     summarize,
     t_quantile,
+    within_prompt_sd,
 )
 
 # --- summaries, divergence ------------------------------------------------------------------------------
@@ -341,6 +342,14 @@ def test_per_prompt_takes_the_geometric_mean_of_each_prompts_passes():
     runs = {(0, 0): 1.2, (0, 1): 1.2 * 1.21, (0, 2): 1.2 / 1.21, (1, 0): 2.0, (1, 1): 0.5, (2, 0): math.nan}
     assert per_prompt(runs) == pytest.approx({0: 1.2, 1: 1.0})  # prompt 2 has no usable ratio
     assert per_prompt({3: 1.5}) == {3: 1.5}  # already per prompt
+
+
+def test_within_prompt_sd_pools_the_passes_of_each_prompt():
+    runs = {(0, 0): math.exp(0.1), (0, 1): math.exp(-0.1), (1, 0): math.exp(1.0), (1, 1): math.exp(1.2),
+            (1, 2): math.exp(0.8), (2, 0): 3.0}
+    # squares: 0.02 (df 1) + 0.08 (df 2), prompt 2 has one pass
+    assert within_prompt_sd(runs) == pytest.approx(math.sqrt(0.1 / 3))
+    assert within_prompt_sd({(p, 0): 1.0 + p for p in range(5)}) is None
 
 
 def test_passes_of_one_prompt_do_not_narrow_the_interval_about_prompts_like_it():

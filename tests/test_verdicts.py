@@ -204,6 +204,7 @@ def test_a_long_clean_prompt_is_no_outlier_and_a_stalled_run_is_one():
     assert clean.acceptance_rate.min == 0.25 and clean.acceptance_rate.outliers == 0
     assert clean.outlier_runs == {"decode": [], "e2e": []}
     assert (clean.units, clean.runs, clean.e2e_speedup.n) == (12, 36, 12)  # the prompt is the unit
+    assert 0.005 < clean.pass_log_sd["decode"] < 0.03  # the passes of a prompt agree (1% noise a run)
     stalled = speculative[12 + 5]  # prompt index 5, pass index 1: its decode took 2.5 times as long
     stalled.decode_s *= 2.5
     stalled.decode_tps /= 2.5
