@@ -1,5 +1,6 @@
 """What measured samples say: each (target, method, draft, k) compared with the baseline runs
-measured beside it (paired by prompt and pass), and per target a verdict that does not pick noise.
+measured beside it (paired by prompt and pass, then averaged per prompt: the prompt is the unit of
+replication, `paired_ratios`), and per target a verdict that does not pick noise and says what it is about.
 
 Derived from the raw samples of a results file every time a report is rendered; nothing here is
 measured or stored. Statistics themselves live in `stats`.
