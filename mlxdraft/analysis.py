@@ -1,5 +1,6 @@
 """What measured samples say: each (target, method, draft, k) compared with the baseline runs
-measured beside it (paired by prompt and pass), and per target a verdict that does not pick noise.
+measured beside it (paired by prompt and pass, then averaged per prompt: the prompt is the unit of
+replication, `paired_ratios`), and per target a verdict that does not pick noise and says what it is about.
 
 Derived from the raw samples of a results file every time a report is rendered; nothing here is
 measured or stored. Statistics themselves live in `stats`.
@@ -15,6 +16,7 @@ from .measure import MeasureSettings
 from .prediction import Prediction
 from .results import PlanRecord, Results
 from .stats import (
+    ESTIMANDS,
     Candidate,
     Losslessness,
     RatioEstimate,
@@ -23,7 +25,10 @@ from .stats import (
     compare_outputs,
     decide,
     estimate_ratio,
+    find_paired_outliers,
+    per_prompt,
     summarize,
+    within_prompt_sd,
 )
 
 OBJECTIVES = ("e2e", "decode")
@@ -41,8 +46,8 @@ def unit_of(sample) -> tuple[int, int]:
     return (sample.prompt_index, sample.pass_index)
 
 
-def paired_ratios(baseline_samples, speculative_samples, metric: str) -> dict[tuple[int, int], float]:
-    """Per unit, speculative / baseline of `metric` (decode_tps or e2e_tps), where both exist."""
+def paired_runs(baseline_samples, speculative_samples, metric: str) -> dict[tuple[int, int], float]:
+    """Per run (prompt, pass), speculative / baseline of `metric` (decode_tps or e2e_tps), where both exist."""
     reference = {unit_of(s): getattr(s, metric) for s in baseline_samples}
     ratios = {}
     for sample in speculative_samples:
@@ -52,12 +57,26 @@ def paired_ratios(baseline_samples, speculative_samples, metric: str) -> dict[tu
     return ratios
 
 
+def _check_estimand(estimand: str) -> None:
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
+
+
+def paired_ratios(baseline_samples, speculative_samples, metric: str, estimand: str = "workload") -> dict:
+    """The ratios every speedup interval and verdict is computed from. Under the "workload" estimand (prompts
+    like these, the default): per prompt, the geometric mean of its passes' paired ratios (`stats.per_prompt`),
+    since the prompt is the unit of replication. Under "suite" (these exact prompts): per run (prompt, pass)."""
+    _check_estimand(estimand)
+    runs = paired_runs(baseline_samples, speculative_samples, metric)
+    return per_prompt(runs) if estimand == "workload" else runs
+
+
 @dataclass
 class Comparison:
     """Everything derived from the baseline and speculative samples of one (target, draft, k)."""
 
     num_draft_tokens: int
-    units: int  # paired units (prompt x pass)
+    units: int  # replication units of the speedups: prompts ("workload"), or paired runs ("suite")
     baseline_decode_tps: Summary | None
     speculative_decode_tps: Summary | None
     baseline_e2e_tps: Summary | None
@@ -75,6 +94,13 @@ class Comparison:
     lossless: Losslessness
     generated_tokens: Summary | None = None  # tokens per answer of the speculative runs
     per_category: dict = field(default_factory=dict)  # category -> {decode/e2e speedup, acceptance}
+    runs: int = 0  # paired runs (prompt x pass) behind the speedups
+    estimand: str = "workload"  # what the speedups are about (stats.ESTIMANDS)
+    # objective -> [(prompt, pass)]: runs whose paired ratio is unlike the other passes of their own prompt
+    # (stats.find_paired_outliers: a stall or a cold run, not a different prompt); tok/s are never flagged
+    outlier_runs: dict = field(default_factory=dict)
+    # objective -> pooled sd of log ratios between passes of a prompt (stats.within_prompt_sd); None with one pass
+    pass_log_sd: dict = field(default_factory=dict)
 
     def speedup(self, objective: str) -> RatioEstimate | None:
         return self.e2e_speedup if objective == "e2e" else self.decode_speedup
@@ -83,22 +109,33 @@ class Comparison:
         return asdict(self)
 
 
+def _unflagged(summary: Summary | None) -> Summary | None:
+    """Speeds, times and acceptance legitimately differ by prompt (a long prompt is slower end to end, acceptance
+    ranges from 12% to 75% across prompts): outliers are judged on paired ratios within a prompt instead
+    (Comparison.outlier_runs), never on raw values."""
+    if summary:
+        summary.outliers = 0
+    return summary
+
+
 def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool,
-            with_categories: bool = True) -> Comparison:
+            with_categories: bool = True, estimand: str = "workload") -> Comparison:
     """Derive a Comparison from the samples of one draft at one k and its group's baseline."""
+    _check_estimand(estimand)
     histogram = [0] * (num_draft_tokens + 1)
     for sample in speculative_samples:
         for accepted, count in enumerate(sample.accepted_length_counts[: num_draft_tokens + 1]):
             histogram[accepted] += count
-    decode = paired_ratios(baseline_samples, speculative_samples, "decode_tps")
-    e2e = paired_ratios(baseline_samples, speculative_samples, "e2e_tps")
+    decode_runs = paired_runs(baseline_samples, speculative_samples, "decode_tps")
+    e2e_runs = paired_runs(baseline_samples, speculative_samples, "e2e_tps")
+    decode, e2e = ((per_prompt(runs) if estimand == "workload" else runs) for runs in (decode_runs, e2e_runs))
     per_category = {}
     categories = sorted({s.category for s in speculative_samples})
     if with_categories and len(categories) > 1:
         for category in categories:
             sub = compare([s for s in baseline_samples if s.category == category],
                           [s for s in speculative_samples if s.category == category],
-                          num_draft_tokens, greedy, with_categories=False)
+                          num_draft_tokens, greedy, with_categories=False, estimand=estimand)
             per_category[category] = {
                 "decode_speedup": sub.decode_speedup, "e2e_speedup": sub.e2e_speedup,
                 "acceptance_rate": sub.acceptance_rate,
@@ -109,23 +146,27 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
     return Comparison(
         num_draft_tokens=num_draft_tokens,
         units=len(e2e),
-        baseline_decode_tps=summarize(s.decode_tps for s in baseline_samples),
-        speculative_decode_tps=summarize(s.decode_tps for s in speculative_samples),
-        baseline_e2e_tps=summarize(s.e2e_tps for s in baseline_samples),
-        speculative_e2e_tps=summarize(s.e2e_tps for s in speculative_samples),
+        baseline_decode_tps=_unflagged(summarize(s.decode_tps for s in baseline_samples)),
+        speculative_decode_tps=_unflagged(summarize(s.decode_tps for s in speculative_samples)),
+        baseline_e2e_tps=_unflagged(summarize(s.e2e_tps for s in baseline_samples)),
+        speculative_e2e_tps=_unflagged(summarize(s.e2e_tps for s in speculative_samples)),
         decode_speedup=estimate_ratio(list(decode.values())),
         e2e_speedup=estimate_ratio(list(e2e.values())),
-        acceptance_rate=summarize(s.acceptance_rate for s in speculative_samples),
-        draft_token_share=summarize(s.draft_token_share for s in speculative_samples),
-        tokens_per_round=summarize(s.tokens_per_round for s in speculative_samples),
+        acceptance_rate=_unflagged(summarize(s.acceptance_rate for s in speculative_samples)),
+        draft_token_share=_unflagged(summarize(s.draft_token_share for s in speculative_samples)),
+        tokens_per_round=_unflagged(summarize(s.tokens_per_round for s in speculative_samples)),
         accepted_length_counts=histogram,
         partial_rounds=sum(s.partial_rounds for s in speculative_samples),
-        baseline_ttft_s=summarize(s.ttft_s for s in baseline_samples),
-        speculative_ttft_s=summarize(s.ttft_s for s in speculative_samples),
+        baseline_ttft_s=_unflagged(summarize(s.ttft_s for s in baseline_samples)),
+        speculative_ttft_s=_unflagged(summarize(s.ttft_s for s in speculative_samples)),
         speculative_peak_memory_gb=memory,
         lossless=compare_outputs(baseline_samples, speculative_samples, greedy),
         generated_tokens=summarize(s.generated_tokens for s in speculative_samples),
         per_category=per_category,
+        runs=len(e2e_runs),
+        estimand=estimand,
+        outlier_runs={"decode": find_paired_outliers(decode_runs), "e2e": find_paired_outliers(e2e_runs)},
+        pass_log_sd={"decode": within_prompt_sd(decode_runs), "e2e": within_prompt_sd(e2e_runs)},
     )
 
 
@@ -140,7 +181,7 @@ class SweepCase:
     status: str  # done, pending, skipped, failed
     reason: str | None
     comparison: Comparison | None
-    ratios: dict = field(default_factory=dict)  # objective -> {unit: ratio}, for the verdict
+    ratios: dict = field(default_factory=dict)  # objective -> {unit: ratio} (per prompt: "workload"), for the verdict
     prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
     pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
     pruned_after_units: int | None = None  # after how many units (prompt x pass) it was stopped
@@ -186,6 +227,10 @@ class TargetVerdict:
             "candidates": self.verdict.candidates if self.verdict else 0,
             "n": self.verdict.estimate.n if self.verdict and self.verdict.estimate else 0,
             "more_units_needed": self.verdict.more_units_needed if self.verdict else None,
+            "estimand": self.verdict.estimand if self.verdict else None,
+            "unit": self.verdict.unit if self.verdict else None,
+            "scope": self.verdict.scope if self.verdict else None,
+            "rule": self.verdict.rule if self.verdict else None,
             "tied": [setup(c) for c in self.tied],
             "commands": self.commands,
         }
@@ -266,6 +311,7 @@ class SweepAnalysis:
     statuses: dict[tuple[str, str | None], str]  # (target, draft) -> the group's status
     baselines: dict[tuple[str, str | None], dict]  # (target, draft) -> {decode_tps, e2e_tps} Summaries
     objective: str = "e2e"
+    estimand: str = "workload"  # stats.ESTIMANDS: prompts like these (the default), or these exact prompts
 
     @property
     def plan(self) -> PlanRecord:
@@ -395,7 +441,8 @@ class SweepAnalysis:
                                 cost=(_draft_size(models.get(case.draft, {})) if case.draft else 0.0,
                                       case.num_draft_tokens))
                       for index, case in enumerate(cases)]
-        result = decide(candidates, describe=lambda index: cases[index].label) if candidates else None
+        result = (decide(candidates, describe=lambda index: cases[index].label, estimand=self.estimand)
+                  if candidates else None)
         pick = lambda key: cases[key] if key is not None else None  # noqa: E731
         verdict = TargetVerdict(target, objective, result,
                                 chosen=pick(result.chosen) if result else None,
@@ -423,8 +470,33 @@ class SweepAnalysis:
                                case.num_draft_tokens, asdict(self.settings),
                                {**method.defaults, **self.plan.method_params.get(case.method, {})})
 
+    def prompts_to_add(self, verdict: TargetVerdict) -> dict[str, int]:
+        """An inconclusive verdict about prompts like these: category -> prompts to add (`prompts_to_add`)."""
+        v = verdict.verdict
+        if v is None or v.verdict != "inconclusive" or v.estimand != "workload" or not v.more_units_needed:
+            return {}
+        return prompts_to_add(v.more_units_needed, [p.get("category", "custom") for p in self.plan.prompts])
+
     def verdicts(self) -> list[TargetVerdict]:
         return [self.verdict(target) for target in self.targets]
+
+
+def prompts_to_add(more: int, categories: list) -> dict[str, int]:
+    """Where `more` extra prompts should come from to decide an inconclusive verdict about prompts like these: spread
+    over the suite's categories in proportion to its prompts in each (largest remainders, ties to the category
+    listed first), so that the added prompts are like the suite's. Empty when `more` is not positive."""
+    counts: dict[str, int] = {}
+    for category in categories:
+        counts[category] = counts.get(category, 0) + 1
+    total = sum(counts.values())
+    if more <= 0 or not total:
+        return {}
+    shares = {category: more * count / total for category, count in counts.items()}
+    result = {category: math.floor(share) for category, share in shares.items()}
+    order = sorted(counts, key=lambda c: -(shares[c] - result[c]))  # stable: the first listed wins a tie
+    for category in order[: more - sum(result.values())]:
+        result[category] += 1
+    return {category: n for category, n in result.items() if n}
 
 
 def _draft_size(record: dict) -> float:
@@ -432,9 +504,11 @@ def _draft_size(record: dict) -> float:
     return size if isinstance(size, (int, float)) else math.inf
 
 
-def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnalysis:
+def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str = "workload") -> SweepAnalysis:
     """Every case's statistics and the verdicts' inputs. `results` may also be a results file's
-    parsed JSON (as `json.load` gives it)."""
+    parsed JSON (as `json.load` gives it). `estimand` (stats.ESTIMANDS): "workload" judges prompts like these
+    (the prompt is the unit, its passes averaged), "suite" these exact prompts (the run is the unit)."""
+    _check_estimand(estimand)
     if isinstance(results, dict):
         results = Results.from_dict(results)
     greedy = results.settings.temp == 0
@@ -443,8 +517,8 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
         samples = record.samples
         baseline = [s for s in samples if s.is_baseline]
         baselines[(record.target, record.draft)] = {
-            "decode_tps": summarize(s.decode_tps for s in baseline),
-            "e2e_tps": summarize(s.e2e_tps for s in baseline),
+            "decode_tps": _unflagged(summarize(s.decode_tps for s in baseline)),
+            "e2e_tps": _unflagged(summarize(s.e2e_tps for s in baseline)),
         }
         setups = _setups_of(results, record)
         if not setups:
@@ -454,9 +528,9 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
             speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
             case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
             if speculative and baseline:
-                case.comparison = compare(baseline, speculative, k, greedy)
-                case.ratios = {"decode": paired_ratios(baseline, speculative, "decode_tps"),
-                               "e2e": paired_ratios(baseline, speculative, "e2e_tps")}
+                case.comparison = compare(baseline, speculative, k, greedy, estimand=estimand)
+                case.ratios = {"decode": paired_ratios(baseline, speculative, "decode_tps", estimand),
+                               "e2e": paired_ratios(baseline, speculative, "e2e_tps", estimand)}
             group_cases.append(case)
         for pruned in record.pruned:
             for case in group_cases:
@@ -470,6 +544,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e") -> SweepAnaly
         statuses={(r.target, r.draft): r.status for r in results.groups.values()},
         baselines=baselines,
         objective=objective,
+        estimand=estimand,
     )
 
 

@@ -52,9 +52,11 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_BOOTSTRAP_REPEATS = 1000  # timing resamples per model (shared by all its predictions)
 
 
-def _unit(sample) -> tuple[int, int]:
-    """The unit of pairing, as `analysis.unit_of`: one prompt in one pass."""
-    return (sample.prompt_index, sample.pass_index)
+def _unit(sample) -> int:
+    """The unit of replication, as `analysis.paired_ratios`: one prompt, its passes pooled (acceptance counts
+    summed, times and log speeds averaged), so that a prediction's interval has prompts as its n, as every
+    measured speedup's has."""
+    return sample.prompt_index
 
 
 # --- acceptance ---------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ resumed sweep replays every decision exactly and continues the race where it sto
    (adaptive, prompt lookup) stay in.
 3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
-   statistics' intervals, widened (Bonferroni) for the setups still racing; the leader is the setup
-   with the highest lower bound here, or an earlier group's of the same target (`leader_floor`), or
+   statistics' intervals (per prompt, its passes averaged), widened (Bonferroni) for the setups still
+   racing; the leader is the setup with the highest lower bound here, or an earlier group's of the same
+   target (`leader_floor`), or
    the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out. So is a
    setup that surely cannot be more than TIE_MARGIN faster than a rival showing a gain, compared prompt by
    prompt (another setup racing, or one an earlier group of the target kept): measuring it on could change
@@ -30,10 +31,11 @@ from dataclasses import asdict, dataclass, field
 
 from .analysis import paired_ratios, unit_of
 from .prediction import PredictedLogs, Prediction, can_still_win, combined_interval
-from .stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
+from .stats import EQUIVALENCE_MARGIN, MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio
 
 PROBE_UNITS = 4  # units measured at the largest k before the model is fitted
-TIE_MARGIN = 0.03  # a setup surely no more than this faster than the (predicted) best, or a rival, is pruned
+TIE_MARGIN = EQUIVALENCE_MARGIN  # a setup surely no more than this faster than the (predicted) best, or a rival,
+# is pruned: the verdict's own margin, within which a cheaper setup may replace the fastest
 MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
 BASELINE_SPEEDUP = 1.0  # the baseline's speedup over itself: every setup races against it too
 METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}
@@ -72,7 +74,9 @@ class RaceState:
 
 
 def _ratios(samples, setup: Setup, metric: str) -> dict:
-    """Per unit, `setup`'s ratio to the baseline run measured next to it."""
+    """Per prompt, `setup`'s ratio to the baseline run measured next to it (the geometric mean over the prompt's
+    passes: `analysis.paired_ratios`), so that every interval and tie test of the race has the prompt as its
+    unit of replication, as the verdict has."""
     baseline = [s for s in samples if s.is_baseline]
     return paired_ratios(baseline, [s for s in samples if (s.method, s.num_draft_tokens) == setup], metric)
 
@@ -227,7 +231,7 @@ class Race:
             if estimate.high is not None and estimate.high < state.leader_low:
                 pruned.append(Pruned(*setup, state.units_done, (
                     f"measured {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
-                    f"{estimate.n} units is below {self._leader_text(state)}")))
+                    f"{estimate.n} prompt(s) is below {self._leader_text(state)}")))
                 state.alive.remove(setup)
         tied = self._drop_tied(state, measured)
         pruned += tied
@@ -265,7 +269,7 @@ class Race:
             if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
                 name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
                 dropped.append(Pruned(*setup, state.units_done, (
-                    f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} units, {versus.geomean:.2f}x "
+                    f"measured {geomeans[setup]:.2f}x over {len(ratios[setup])} prompt(s), {versus.geomean:.2f}x "
                     f"of {name} ({geomeans[rival]:.2f}x) prompt by prompt over {versus.n}: surely not more "
                     f"than {TIE_MARGIN:.0%} faster than it")))
                 state.alive.remove(setup)

@@ -7,6 +7,9 @@ where an exhaustive sweep's is decided. When a target's verdict is inconclusive 
 setups it hangs on are measured on the units they missed, in a pass of their own, each unit with a baseline
 run of its own (the ratios stay paired with what was measured next to them):
 
+Only the prompts a setup has no run of count as missed (the prompt is the unit of replication: another pass of a
+prompt it has narrows nothing about prompts like these):
+
 - the leader, the verdict's best setup, so that its interval is as narrow as an exhaustive sweep's, with
   the other late setups of its group: each was measured on the leader's prompts only, and catching up one
   at a time would crown the next (an estimate over half the prompts is the likelier to lead the more of
@@ -83,7 +86,10 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     records = {(r.target, r.draft): (key, r) for key, r in results.groups.items() if r.status == "done"}
 
     cases = [c for c in analysis.measured(target) if c.ratios.get(objective)]
-    missing = {id(c): missed_units(records[(c.target, c.draft)][1], (c.method, c.num_draft_tokens), passes)
+    # the prompt is the unit of replication: a unit counts as missed only when the setup has no run of its prompt
+    # at all (another pass of a prompt it has would narrow nothing about prompts like these)
+    missing = {id(c): [unit for unit in missed_units(records[(c.target, c.draft)][1], (c.method, c.num_draft_tokens),
+                                                      passes) if unit[0] not in c.ratios[objective]]
                if (c.target, c.draft) in records else [] for c in cases}
 
     def missed(case: SweepCase) -> list[tuple[int, int]]:
@@ -96,7 +102,8 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     def would_show_gain(case: SweepCase) -> bool:
         widened = estimate_ratio(list(case.ratios[objective].values()), candidates=candidates)
         total = units_to_decide(widened) if widened and widened.geomean > 1.0 else None
-        return total is not None and total <= widened.n + len(missed(case))
+        gained = len({unit[0] for unit in missed(case)})  # prompts it has no run of (the ratios are per prompt)
+        return total is not None and total <= widened.n + gained
 
     def promising() -> list[SweepCase]:
         return sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),

@@ -1,6 +1,10 @@
 """Statistics on plain numbers: summaries and outliers, paired-ratio estimates with honest t intervals,
 the verdict over many candidate setups, and whether two token-id streams are identical.
 
+The prompt is the unit of replication: prompts differ in how much they gain, so the passes of one prompt are
+not independent evidence about prompts like it. `per_prompt` averages them (geometric mean) before any interval,
+and a verdict says what it is about (`ESTIMANDS`).
+
 Pure functions; nothing here is measured, read or printed. Turning RunSamples into these numbers is
 `mlxdraft.analysis`'s job.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 MIN_VALUES_FOR_OUTLIERS = 10
@@ -22,7 +26,18 @@ pure Gaussian sample of n = 10, 12, 24 or 50 values some value is flagged in und
 1.0%, 0.2% over 20,000 each), while one value 10 sigma away among 12 is flagged 98.9% of the time."""
 
 MIN_UNITS_FOR_INTERVAL = 3
-"""Fewest paired units (prompt x pass) for which a ratio gets an interval; two give a useless one."""
+"""Fewest replication units (prompts, or runs for the "suite" estimand) for which a ratio gets an interval."""
+
+ESTIMANDS = ("workload", "suite")
+"""What a speedup is about. "workload" (the default): prompts like these, the suite a sample of them; the unit
+is the prompt (its passes averaged, `per_prompt`) and n the number of prompts, so the interval includes the
+spread of the gain across prompts, and to narrow it one adds prompts. "suite": these exact prompts; the unit is
+one run (prompt x pass), so more passes narrow it, and it says nothing about other prompts."""
+
+EQUIVALENCE_MARGIN = 0.03
+"""A cheaper setup replaces the fastest only when it is shown to be at most this much slower: the one-sided
+lower bound of their paired ratio (cheaper / fastest) is above 1 / (1 + margin), i.e. the fastest is shown to be
+at most 3% faster than it (`decide`)."""
 
 _MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4): MAD -> sigma for Gaussian data
 _MEAN_AD_TO_SIGMA = 1.2533141373155003  # sqrt(pi / 2): mean absolute deviation -> sigma for Gaussian data
@@ -77,6 +92,44 @@ def find_outliers(values: list[float], threshold: float = OUTLIER_THRESHOLD) -> 
     if sigma == 0 or not math.isfinite(sigma):
         return []
     return [i for i, d in enumerate(deviations) if d / sigma > threshold]
+
+
+def find_paired_outliers(runs: dict, threshold: float = OUTLIER_THRESHOLD) -> list:
+    """Runs, {(prompt, pass): paired ratio}, unlike the other passes of their own prompt: a stall or a warm-up
+    effect in one of the two runs of a unit, not a prompt that legitimately gains more or less than others.
+
+    Each run's residual is its log ratio minus the mean log ratio of the other passes of its prompt (prompts
+    with one pass have none). A prompt is flagged when one of its residuals is more than `threshold` robust
+    z-scores from 0, the scale being 1.4826 x the median absolute residual over all prompts (the mean absolute
+    residual x 1.2533 when that is 0), and of a flagged prompt the run with the largest residual is returned
+    (with two passes either run may be the odd one). Nothing is flagged below MIN_VALUES_FOR_OUTLIERS
+    residuals. Speeds themselves are never judged: a long prompt is legitimately slower end to end.
+    """
+    logs: dict = {}
+    for unit, ratio in runs.items():
+        value = _usable_logs([ratio])
+        if value and isinstance(unit, tuple):
+            logs.setdefault(unit[0], []).append((unit, value[0]))
+    residuals = {}
+    for prompt, items in logs.items():
+        if len(items) < 2:
+            continue
+        total = math.fsum(v for _, v in items)
+        residuals[prompt] = [(unit, abs(value - (total - value) / (len(items) - 1))) for unit, value in items]
+    deviations = [r for items in residuals.values() for _, r in items]
+    if len(deviations) < MIN_VALUES_FOR_OUTLIERS:
+        return []
+    sigma = _MAD_TO_SIGMA * statistics.median(deviations)
+    if sigma == 0:
+        sigma = _MEAN_AD_TO_SIGMA * math.fsum(deviations) / len(deviations)
+    if sigma == 0 or not math.isfinite(sigma):
+        return []
+    flagged = []
+    for items in residuals.values():
+        unit, largest = max(items, key=lambda item: item[1])
+        if largest / sigma > threshold:
+            flagged.append(unit)
+    return flagged
 
 
 # --- Student's t --------------------------------------------------------------------------------------
@@ -166,7 +219,7 @@ class RatioEstimate:
     geomean: float  # exp(mean of log ratios)
     low: float | None  # interval bounds (ratio scale); None when n < MIN_UNITS_FOR_INTERVAL
     high: float | None
-    n: int  # units (prompt x pass) the estimate uses
+    n: int  # replication units the estimate uses: prompts (passes averaged within each), or runs (suite)
     confidence: float  # the nominal level asked for, e.g. 0.95
     candidates: int = 1  # the interval is widened (Bonferroni) for this many compared setups
     log_sd: float | None = None  # sample sd of the log ratios (None when n < 2)
@@ -236,13 +289,44 @@ def _check_level(confidence: float, candidates: int) -> None:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
 
 
+def per_prompt(runs: dict) -> dict:
+    """{(prompt, pass): ratio} -> {prompt: geometric mean of its passes' usable ratios}: the prompt as the unit
+    of replication. Keys that are not (prompt, pass) tuples are taken as prompts already."""
+    logs: dict = {}
+    for unit, ratio in runs.items():
+        value = _usable_logs([ratio])
+        if value:
+            logs.setdefault(unit[0] if isinstance(unit, tuple) else unit, []).append(value[0])
+    return {prompt: _exp(math.fsum(values) / len(values)) for prompt, values in logs.items()}
+
+
+def within_prompt_sd(runs: dict) -> float | None:
+    """How much the passes of a prompt agree: the pooled sd of the log ratios within each prompt (degrees of
+    freedom: passes - 1, summed over prompts), from {(prompt, pass): ratio}; None without a prompt measured twice.
+    Passes make each prompt's ratio steadier (the mean of r passes varies by this / sqrt(r)) and let a stalled run
+    be seen (`find_paired_outliers`); they say nothing about how other prompts gain."""
+    logs: dict = {}
+    for unit, ratio in runs.items():
+        value = _usable_logs([ratio])
+        if value and isinstance(unit, tuple):
+            logs.setdefault(unit[0], []).append(value[0])
+    squares, df = 0.0, 0
+    for values in logs.values():
+        if len(values) > 1:
+            mean = math.fsum(values) / len(values)
+            squares += math.fsum((v - mean) ** 2 for v in values)
+            df += len(values) - 1
+    return math.sqrt(squares / df) if df else None
+
+
 def estimate_ratio(ratios, confidence: float = 0.95, candidates: int = 1) -> RatioEstimate | None:
     """None when there is no usable ratio (non-finite or <= 0 values are ignored). Interval: mean(log r) +-
     t_{1 - (1-confidence)/(2*candidates), n-1} * sd/sqrt(n), exponentiated; no interval below
     MIN_UNITS_FOR_INTERVAL units.
 
-    `ratios` are per-unit ratios variant / baseline, each from one unit (prompt x pass) where both were
-    measured back to back, so the pairing removes the prompt's and the moment's effect on speed.
+    `ratios` are per-unit ratios variant / baseline, each from one unit where both were measured back to back
+    (so the pairing removes the prompt's and the moment's effect on speed): per prompt (`per_prompt`, the
+    default unit of replication) or per run (prompt x pass) for the "suite" estimand.
     """
     _check_level(confidence, candidates)
     return _estimate_from_logs(_usable_logs(ratios), confidence, candidates)
@@ -254,7 +338,7 @@ def estimate_ratio(ratios, confidence: float = 0.95, candidates: int = 1) -> Rat
 @dataclass
 class Candidate:
     key: object  # opaque id chosen by the caller (e.g. a tuple (draft, k))
-    ratios: dict  # unit (any hashable, e.g. (prompt_index, pass_index)) -> ratio > 0
+    ratios: dict  # unit -> ratio > 0: prompt -> ratio ("workload"), or (prompt, pass) -> ratio ("suite")
     cost: tuple = ()  # smaller is cheaper: caller passes e.g. (draft_weights_gb, k)
 
 
@@ -264,10 +348,32 @@ class Verdict:
     chosen: object | None  # key of the recommended candidate (None unless verdict == "speculative")
     leader: object | None  # key of the candidate with the highest geometric mean
     estimate: RatioEstimate | None  # of `chosen` (or of the leader when nothing is chosen), widened for all
-    tied: list  # keys statistically tied with the leader (leader itself excluded)
+    tied: list  # keys not shown different from the leader (leader itself excluded): "tied" is no equivalence
     candidates: int  # how many setups were compared
-    more_units_needed: int | None  # inconclusive only: rough extra units likely to decide it; None if hopeless
+    more_units_needed: int | None  # inconclusive only: rough extra units (prompts under "workload") likely to
+    # decide it; None if hopeless
     reason: str  # one plain-English sentence a user reads, no trailing period
+    estimand: str = "workload"  # ESTIMANDS: prompts like these, or these exact prompts ("suite")
+    prompts: int = 0  # prompts behind `estimate`
+    rule: str | None = None  # speculative only: "fastest" or "equivalent" (the cheapest shown within the margin)
+    margin: float = EQUIVALENCE_MARGIN  # of the equivalence test
+    equivalent: list = field(default_factory=list)  # keys shown within the margin of the fastest (cheaper ones)
+
+    @property
+    def unit(self) -> str:
+        """What n counts: "prompt" under the workload estimand, "run" (prompt x pass) under the suite one."""
+        return "prompt" if self.estimand == "workload" else "run"
+
+    @property
+    def scope(self) -> str:
+        """What the verdict is about, for a reader: 'for prompts like these 12 (...)' or 'for these 12 prompts
+        exactly (...)'."""
+        if self.estimand == "workload":
+            about = "prompts like this one" if self.prompts == 1 else f"prompts like these {self.prompts}"
+            return f"for {about} (n = prompts, passes averaged within each)"
+        n = self.estimate.n if self.estimate else 0
+        about = "this prompt" if self.prompts == 1 else f"these {self.prompts} prompts"
+        return f"for {about} exactly (n = {n} run{'s' if n != 1 else ''}, prompt x pass)"
 
     def to_dict(self) -> dict:
         return {
@@ -279,6 +385,13 @@ class Verdict:
             "candidates": self.candidates,
             "more_units_needed": self.more_units_needed,
             "reason": self.reason,
+            "estimand": self.estimand,
+            "unit": self.unit,
+            "prompts": self.prompts,
+            "scope": self.scope,
+            "rule": self.rule,
+            "margin": self.margin,
+            "equivalent": list(self.equivalent),
         }
 
 
@@ -315,8 +428,10 @@ def _units_to_decide(mean: float, sd: float | None, n: int, confidence: float, c
 
 
 def units_to_decide(estimate: RatioEstimate) -> int | None:
-    """The total units at which `estimate`'s interval (widened as it is) would exclude 1.0 if its log mean
-    and sd stayed as observed; None when that is more than MAX_GROWTH_FOR_MORE_UNITS x its n, or never."""
+    """The total units (the estimate's own: prompts when its ratios are per prompt) at which `estimate`'s
+    interval (widened as it is) would exclude 1.0 if its log mean and sd stayed as observed; None when that is
+    more than MAX_GROWTH_FOR_MORE_UNITS x its n, or never. Under the workload estimand the sd is the spread
+    across prompts, which only more prompts average away: passes do not."""
     if estimate.log_sd is None or estimate.geomean <= 0:
         return None
     return _units_to_decide(math.log(estimate.geomean), estimate.log_sd, estimate.n, estimate.confidence,
@@ -350,11 +465,14 @@ def _percent(ratio: float) -> str:
     return f"{abs(change):.{digits}f}% {'faster' if change >= 0 else 'slower'}"
 
 
+def _paired_log_differences(logs: dict, other_logs: dict) -> list[float]:
+    return [logs[unit] - other_logs[unit] for unit in logs if unit in other_logs]
+
+
 def _tied(leader_logs: dict, other_logs: dict, leader_est: RatioEstimate, other_est: RatioEstimate | None,
           confidence: float, comparisons: int) -> bool:
-    common = [unit for unit in leader_logs if unit in other_logs]
-    if len(common) >= MIN_UNITS_FOR_INTERVAL:
-        differences = [leader_logs[unit] - other_logs[unit] for unit in common]
+    differences = _paired_log_differences(leader_logs, other_logs)
+    if len(differences) >= MIN_UNITS_FOR_INTERVAL:
         mean, sd = _mean_sd(differences)
         half_width = _widened_quantile(confidence, comparisons, len(differences)) * sd / math.sqrt(len(differences))
         return mean - half_width <= 0.0 <= mean + half_width
@@ -363,11 +481,32 @@ def _tied(leader_logs: dict, other_logs: dict, leader_est: RatioEstimate, other_
     return other_est.low <= leader_est.high and leader_est.low <= other_est.high
 
 
+def equivalence_bound(logs: dict, fastest_logs: dict, confidence: float = 0.95, comparisons: int = 1) -> float | None:
+    """The one-sided lower confidence bound (at `confidence`, Bonferroni-widened for `comparisons` tests) of
+    the geometric-mean paired ratio of a setup to the fastest, over their common units (log ratios to the
+    baseline given per unit); None below MIN_UNITS_FOR_INTERVAL common units. The setup is shown to be within
+    a margin of the fastest when this bound is above 1 / (1 + margin)."""
+    differences = _paired_log_differences(logs, fastest_logs)
+    n = len(differences)
+    if n < MIN_UNITS_FOR_INTERVAL:
+        return None
+    mean, sd = _mean_sd(differences)
+    quantile = t_quantile(1.0 - (1.0 - confidence) / comparisons, n - 1)
+    return _exp(mean - quantile * sd / math.sqrt(n))
+
+
+def _prompt_count(units) -> int:
+    return len({unit[0] if isinstance(unit, tuple) else unit for unit in units})
+
+
 def decide(candidates: list[Candidate], confidence: float = 0.95,
-           describe: Callable[[object], str] = str) -> Verdict | None:
+           describe: Callable[[object], str] = str, estimand: str = "workload",
+           margin: float = EQUIVALENCE_MARGIN) -> Verdict | None:
     """Say whether speculative decoding beats the baseline, and with which candidate setup.
 
-    Each candidate carries per-unit ratios speculative / baseline (a unit is one prompt x pass). Rules:
+    Each candidate carries per-unit ratios speculative / baseline: per prompt under the "workload" estimand
+    (prompts like these, the default: the caller averages each prompt's passes, `per_prompt`), per run
+    (prompt x pass) under "suite" (these exact prompts). Rules:
 
     - Only candidates with at least MIN_UNITS_FOR_INTERVAL usable ratios compete (one cut short after a
       lucky run cannot lead); when none has that many, all candidates with a usable ratio do.
@@ -378,12 +517,16 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     - A candidate is tied with the leader when the interval of the mean paired difference of their log
       ratios over their common units, widened for m - 1 comparisons, includes 0. With fewer than
       MIN_UNITS_FOR_INTERVAL common units it is tied when the two widened intervals overlap (or when
-      either has no interval).
+      either has no interval). Tied means "not shown different", not "as fast": it never chooses a setup.
     - "speculative" when the widened lower bound of the leader, or of a candidate tied with it, is above 1
       (the m intervals hold together, so any one of them shows a gain; a leader measured on fewer units may
-      be the one that cannot). The chosen candidate is then the cheapest (smallest `cost`, then first in
-      the given order) of the leader and those tied with it whose widened lower bound is above 1;
-      `estimate` is the chosen one's widened estimate.
+      be the one that cannot). The fastest setup shown faster is the leader when its bound is above 1, else
+      the highest geometric mean among the tied ones whose bound is. It is recommended (rule "fastest")
+      unless a cheaper setup (smaller `cost`) whose widened lower bound is above 1 too is shown equivalent
+      to it: the one-sided lower bound, at `confidence` and Bonferroni-widened for the cheaper setups
+      tested, of their paired ratio (cheaper / fastest) over their common units is above 1 / (1 + margin),
+      i.e. the fastest is shown to be at most `margin` faster. Then the cheapest such setup is recommended
+      (rule "equivalent"). `estimate` is the chosen one's widened estimate.
     - "no-gain" when every candidate's own upper bound is below 1: no setup beats the baseline (a claim
       about all of them at once, which each one's interval at the confidence level establishes: an
       intersection-union test needs no widening).
@@ -392,11 +535,17 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
       mean log ratio and sd as they are, more_units_needed is the total n at which the widened interval
       would exclude 1, minus the current n; None when that total is above MAX_GROWTH_FOR_MORE_UNITS x
       the current n: the difference is then too small for more runs to settle. The leader's observed mean
-      is biased upwards by its selection, so read this number as optimistic.
+      is biased upwards by its selection, so read this number as optimistic. Under "workload" the units
+      are prompts, and the advice is to add prompts (spread over the suite's categories), not passes.
 
     `describe` turns a key into the name used in `reason`.
     """
     _check_level(confidence, 1)
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    workload = estimand == "workload"
     usable = []  # (index, candidate, {unit: log ratio})
     for index, candidate in enumerate(candidates):
         logs = {}
@@ -414,6 +563,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     if m == 0:
         return None
     estimates = {index: _estimate_from_logs(list(logs.values()), confidence, m) for index, _, logs in usable}
+    units_of = {index: logs for index, _, logs in usable}
     leader_index, leader, leader_logs = max(usable, key=lambda item: (estimates[item[0]].geomean, -item[0]))
     leader_est = estimates[leader_index]
     tied = [
@@ -424,16 +574,22 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     ]
     tied_keys = [candidate.key for _, candidate in tied]
     name = describe(leader.key)
+    unit_word = "prompt" if workload else "unit"
 
-    def verdict(kind: str, reason: str, chosen=None, estimate=leader_est, more=None) -> Verdict:
+    def verdict(kind: str, reason: str, chosen=None, estimate=leader_est, more=None, index=leader_index,
+                rule=None, equivalent=()) -> Verdict:
         return Verdict(verdict=kind, chosen=chosen, leader=leader.key, estimate=estimate, tied=tied_keys,
-                       candidates=m, more_units_needed=more, reason=reason)
+                       candidates=m, more_units_needed=more, reason=reason, estimand=estimand,
+                       prompts=_prompt_count(units_of[index]), rule=rule, margin=margin,
+                       equivalent=list(equivalent))
 
     if leader_est.low is None:
         n = leader_est.n
+        advice = ("add prompts (a suite of 12 or more)" if workload
+                  else "run more passes (-r)")
         return verdict(
             "inconclusive",
-            f"n={n} unit{'s' if n != 1 else ''}: too few for an interval; run more passes (-r)",
+            f"n={n} {unit_word}{'s' if n != 1 else ''}: too few for an interval; {advice}",
             more=MIN_UNITS_FOR_INTERVAL - n,
         )
     # Surely faster than the baseline: the leader, or a setup tied with it (the leader may have fewer units
@@ -441,15 +597,40 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     pool = [(index, candidate) for index, candidate in [(leader_index, leader)] + tied
             if estimates[index].low is not None and estimates[index].low > 1.0]
     if pool:
-        chosen_index, chosen = min(pool, key=lambda item: (item[1].cost, item[0]))
-        chosen_est = estimates[chosen_index]
-        reason = f"{describe(chosen.key)} is {_x(chosen_est.geomean)} faster ({_format_interval(chosen_est)})"
-        if chosen_index != leader_index and leader_est.low > 1.0:
-            reason += f"; the cheapest setup tied with the fastest, {name} at {leader_est.geomean:.2f}x"
-        elif chosen_index != leader_index:
-            reason += (f"; the fastest, {name} at {leader_est.geomean:.2f}x ({_format_interval(leader_est)}), "
-                       f"is tied with it but less certain (n={leader_est.n})")
-        return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est)
+        fastest_index, fastest = max(pool, key=lambda item: (estimates[item[0]].geomean, -item[0]))
+        fastest_est = estimates[fastest_index]
+        # a cheaper setup replaces it only when shown within the margin of it (one-sided, widened for the tests)
+        cheaper = [(index, candidate) for index, candidate, _ in usable
+                   if index != fastest_index and candidate.cost < fastest.cost
+                   and estimates[index].low is not None and estimates[index].low > 1.0]
+        bounds = {index: equivalence_bound(units_of[index], units_of[fastest_index], confidence, len(cheaper))
+                  for index, _ in cheaper}
+        floor = 1.0 / (1.0 + margin)
+        equivalent = [(index, candidate) for index, candidate in cheaper
+                      if bounds[index] is not None and bounds[index] > floor]
+        fastest_name = describe(fastest.key)
+        if fastest_index == leader_index:
+            fastest_text = "the fastest setup"
+        else:
+            fastest_text = (f"the fastest setup shown faster than the baseline; the fastest, {name} at "
+                            f"{_x(leader_est.geomean)} ({_format_interval(leader_est)}), is tied with it but "
+                            f"less certain (n={leader_est.n})")
+        if equivalent:
+            chosen_index, chosen = min(equivalent, key=lambda item: (item[1].cost, item[0]))
+            chosen_est = estimates[chosen_index]
+            reason = (f"{describe(chosen.key)} is {_x(chosen_est.geomean)} faster ({_format_interval(chosen_est)}), "
+                      f"the cheapest setup within {margin:.0%} of the fastest, {fastest_name} at "
+                      f"{_x(fastest_est.geomean)} (equivalence test: at least {bounds[chosen_index]:.3f}x of its "
+                      f"speed, one-sided {confidence:.0%})")
+            return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est, index=chosen_index,
+                           rule="equivalent", equivalent=[c.key for _, c in equivalent])
+        reason = f"{fastest_name} is {_x(fastest_est.geomean)} faster ({_format_interval(fastest_est)})"
+        if m > 1:
+            reason += f", {fastest_text}"
+            if cheaper:
+                reason += f" (no cheaper setup is shown within {margin:.0%} of it)"
+        return verdict("speculative", reason, chosen=fastest.key, estimate=fastest_est, index=fastest_index,
+                       rule="fastest")
     # "every setup is slower" is an intersection of claims: it holds at the confidence level when each
     # setup's own (not widened) interval says so (an intersection-union test), unlike "this one is faster"
     own = {index: _estimate_from_logs(list(logs.values()), confidence, 1) for index, _, logs in usable}
@@ -458,7 +639,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         if ahead:
             return verdict(
                 "inconclusive",
-                f"no setup with enough runs beats the baseline (the best, {name}, is {leader_est.geomean:.2f}x), "
+                f"no setup with enough runs beats the baseline (the best, {name}, is {_x(leader_est.geomean)}), "
                 f"but {describe(ahead[0].key)} has too few runs to judge and is not slower; finish measuring it",
             )
         return verdict(
@@ -475,11 +656,15 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             f"({_format_interval(leader_est)}): too close to call, and more runs are unlikely to make it matter",
         )
     more = max(total - leader_est.n, 1)
+    if workload:
+        advice = (f"about {more} more prompt{'s' if more != 1 else ''} like these (spread over the suite's "
+                  "categories) would likely decide it; more passes would not")
+    else:
+        advice = f"about {more} more run{'s' if more != 1 else ''} of these prompts (passes, -r) would likely decide it"
     return verdict(
         "inconclusive",
-        f"the best setup, {name}, is {leader_est.geomean:.2f}x ({_format_interval(leader_est)}), not clearly "
-        f"different from the baseline; about {more} more unit{'s' if more != 1 else ''} (prompts x passes) "
-        "would likely decide it",
+        f"the best setup, {name}, is {_x(leader_est.geomean)} ({_format_interval(leader_est)}), not clearly "
+        f"different from the baseline; {advice}",
         more=more,
     )
 

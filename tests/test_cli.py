@@ -21,7 +21,7 @@ def test_pair_end_to_end_human(tiny):
     assert "± 0.0" not in result.stdout
     assert lines["Acceptance"] == "Acceptance      100.0 % (n=1, one run) of proposed draft tokens accepted"
     assert lines["Lossless"] == "Lossless        yes: identical token ids in 1 of 1 runs"
-    assert lines["Verdict"].startswith("Verdict         INCONCLUSIVE: n=1 unit")
+    assert lines["Verdict"].startswith("Verdict         INCONCLUSIVE: n=1 prompt")
     assert "loading target" in result.stderr
 
 
@@ -32,7 +32,8 @@ def test_pair_json_parses_and_saves(tiny, tmp_path):
     report = json.loads(result.stdout)
     [verdict] = report["verdicts"]
     assert verdict["verdict"] in ("speculative", "no-gain", "inconclusive")
-    assert verdict["n"] == 3 and set(verdict) >= {"e2e_speedup", "decode_speedup", "tied", "candidates"}
+    # one prompt in three passes: n counts prompts (the unit of replication), not passes
+    assert verdict["n"] == 1 and set(verdict) >= {"e2e_speedup", "decode_speedup", "tied", "candidates"}
     saved = json.loads(out.read_text())
     assert saved["schema_version"] == 2 and saved["kind"] == "pair"
     [group] = saved["groups"].values()

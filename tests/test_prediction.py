@@ -169,6 +169,19 @@ def test_fewer_than_three_units_give_no_interval():
     assert without_baseline.e2e_speedup is None and without_baseline.low == three.low
 
 
+def test_passes_of_one_prompt_are_one_unit():
+    # two prompts in three passes: the prompt is the unit of replication, so still no interval
+    rng = random.Random(8)
+    samples = [made_sample(4, p, r, [rng.randrange(5) for _ in range(30)]) for r in range(3) for p in range(2)]
+    baseline = [dataclasses.replace(s, num_draft_tokens=0, method="baseline", ttft_s=0.3) for s in samples]
+    costs = VerifyCosts({n: [0.02 + 0.002 * n + 0.0005 * r for r in range(5)] for n in range(1, 6)},
+                        [0.003, 0.0031, 0.0029])
+    model = fit_model(samples, costs, baseline)
+    assert sorted(model.profile.counts) == [0, 1]  # each prompt's rounds pooled over its passes
+    prediction = model.predict(3)
+    assert prediction.units == 2 and (prediction.low, prediction.high) == (None, None)
+
+
 def test_costs_validation_and_interpolation():
     costs = VerifyCosts({1: [0.01], 3: [0.02], 5: [0.05]}, 0.001)
     assert costs.target_s(2) == pytest.approx(0.015) and costs.target_s(4) == pytest.approx(0.035)

@@ -7,7 +7,7 @@ import random
 
 from synthetic import sample
 
-from mlxdraft.race import Pruned, Race, earlier_rivals
+from mlxdraft.race import Pruned, Race, earlier_rivals, leader_floor
 from mlxdraft.results import GroupRecord
 
 SETUPS = [("mlx-lm", 1), ("mlx-lm", 2), ("mlx-lm", 3)]
@@ -58,7 +58,7 @@ def test_without_a_gain_no_setup_leaves_for_being_tied():
 
 
 def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_the_race():
-    rival = {(prompt, 0): 1.5 for prompt in range(8)}  # an earlier draft's setup kept by its race, at 1.5x everywhere
+    rival = {prompt: 1.5 for prompt in range(8)}  # an earlier draft's setup kept by its race, at 1.5x everywhere
     state = run_race({1: 1.20, 2: 1.25, 3: 1.30}, baseline_noise=0.05, setup_noise=0.005,
                      rivals={"small mlx-lm k=2": rival})
     assert state.alive == [] and state.units_done == 6  # k=1 and k=2, admitted after the probe, go after 3 units
@@ -69,7 +69,7 @@ def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_t
 
 
 def test_an_earlier_drafts_setup_without_a_gain_drops_nothing():
-    rival = {(prompt, 0): 0.95 for prompt in range(8)}
+    rival = {prompt: 0.95 for prompt in range(8)}
     state = run_race({1: 0.80, 2: 0.85, 3: 0.90}, baseline_noise=0.05, setup_noise=0.005,
                      rivals={"small mlx-lm k=2": rival})
     assert not any("(an earlier draft)" in p.reason for p in state.pruned)
@@ -85,5 +85,15 @@ def test_the_rivals_of_a_later_draft_are_the_setups_earlier_races_kept():
         run.method = "prompt-lookup" if run.num_draft_tokens else "baseline"
     rivals = earlier_rivals([kept_one, alone], "decode")
     assert set(rivals) == {"small mlx-lm k=1", "prompt-lookup k=3"}  # the pruned k=2 is no rival
-    assert rivals["small mlx-lm k=1"] == {(prompt, 0): 1.1 for prompt in range(4)}
-    assert rivals["prompt-lookup k=3"] == {(prompt, 0): 1.3 for prompt in range(4)}
+    assert rivals["small mlx-lm k=1"] == {prompt: 1.1 for prompt in range(4)}  # per prompt
+    assert rivals["prompt-lookup k=3"] == {prompt: 1.3 for prompt in range(4)}
+
+
+def test_the_race_counts_prompts_not_passes():
+    # two prompts in three passes: about prompts like these there is no interval yet, so no floor for later groups
+    runs = [sample(k, prompt, pass_index, 10.0 * (1.3 if k else 1.0) * (1 + 0.01 * pass_index + 0.02 * prompt))
+            for pass_index in range(3) for prompt in range(2) for k in (0, 2)]
+    assert leader_floor([runs], "decode") == (None, None)
+    third = [sample(k, 2, pass_index, 10.0 * (1.25 if k else 1.0)) for pass_index in range(3) for k in (0, 2)]
+    low, name = leader_floor([runs + third], "decode")
+    assert name == "mlx-lm k=2" and 1.0 < low < 1.3

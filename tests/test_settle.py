@@ -137,10 +137,10 @@ def test_missed_units_are_the_plan_units_measured_without_the_setup_nor_its_catc
     assert drop_unpaired_baselines(record, passes=1) == 0  # a plan unit's baseline is never dropped
 
 
-def late_tied_state(late_ratio: float) -> Results:
-    """One group, 8 prompts: k=6 (the probe's setup) on all of them, a wide 1.19x; k=2 admitted after the probe,
-    on prompts 5-8 only, `late_ratio` +-10%: behind the leader, tied with it."""
-    state = make_state({}, drafts=("small",), ks=(2, 6), prompts=8)
+def late_tied_state(late_ratio: float, runs: int = 1) -> Results:
+    """One group, 8 prompts in `runs` passes: k=6 (the probe's setup) on all of them, a wide 1.19x; k=2 admitted
+    after the probe, on prompts 5-8 only, `late_ratio` +-10%: behind the leader, tied with it."""
+    state = make_state({}, drafts=("small",), ks=(2, 6), prompts=8, runs=runs)
     record = state["groups"]["big | small"]
     baseline = {s["prompt_index"]: s["decode_tps"] for s in record["samples"] if s["num_draft_tokens"] == 0}
     kept = []
@@ -167,3 +167,35 @@ def test_a_late_setup_tied_with_an_undecided_leader_is_caught_up_when_it_would_s
     assert "(tied with the leader, and as measured so far they would show a gain on every unit)" in catch_up.reason
     # one that would stay undecided on every unit is not worth the runs
     assert next_catch_up(late_tied_state(1.04), "big", "decode") is None
+
+
+def test_a_late_setup_is_caught_up_only_when_the_prompts_it_missed_would_decide_it():
+    # two passes: k=2 missed 8 units but only 4 prompts, and passes of a prompt add nothing about prompts like
+    # it; at 1.10x +-10% it would need 11 prompts to show the gain, so it is not worth the runs (counting runs,
+    # 4 + 8 missed units, it was)
+    assert next_catch_up(late_tied_state(1.10, runs=2), "big", "decode") is None
+    assert next_catch_up(late_tied_state(1.15, runs=2), "big", "decode").runs == [((0, 2), [("mlx-lm", 2)])]
+
+
+def test_a_leader_with_a_run_of_every_prompt_is_not_caught_up_on_passes():
+    # two passes; k=2 (late in pass 0, on every prompt in pass 1) leads, undecided: it misses 4 units but no prompt
+    state = make_state({}, drafts=("small",), ks=(2, 6), prompts=8, runs=2)
+    record = state["groups"]["big | small"]
+    baseline = {(s["prompt_index"], s["pass_index"]): s["decode_tps"] for s in record["samples"]
+                if s["num_draft_tokens"] == 0}
+    kept = []
+    for s in record["samples"]:
+        unit, k = (s["prompt_index"], s["pass_index"]), s["num_draft_tokens"]
+        if k == 6:
+            s["decode_tps"] = baseline[unit] * 0.95 * math.exp(0.2 if unit[0] % 3 else -0.2)
+        elif k == 2:
+            if unit[1] == 0 and unit[0] < 4:
+                continue
+            s["decode_tps"] = baseline[unit] * 1.04 * math.exp(0.3 if unit[0] % 2 else -0.3)
+        kept.append(s)
+    record["samples"] = kept
+    results = Results.from_dict(state)
+    verdict = analyse_sweep(results, "decode").verdict("big", "decode", _with_other=False)
+    assert verdict.kind == "inconclusive" and verdict.leader.num_draft_tokens == 2 and verdict.verdict.estimate.n == 8
+    assert missed_units(results.groups["big | small"], ("mlx-lm", 2), passes=2) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert next_catch_up(results, "big", "decode") is None

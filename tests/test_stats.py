@@ -15,9 +15,12 @@ from mlxdraft.stats import (
     decide,
     estimate_ratio,
     find_outliers,
+    find_paired_outliers,
     first_divergence,
+    per_prompt,
     summarize,
     t_quantile,
+    within_prompt_sd,
 )
 
 # --- summaries, divergence ------------------------------------------------------------------------------
@@ -118,7 +121,8 @@ def test_decide_single_clear_winner():
     assert verdict.to_dict()["estimate"]["geomean"] == pytest.approx(1.2)
 
 
-def test_decide_prefers_the_cheaper_of_two_tied_winners():
+def test_decide_a_tie_that_is_not_shown_equivalent_keeps_the_fastest():
+    # not shown different (tied), yet not shown within 3% either: the fastest is recommended, and says so
     noise = [0.02, -0.03, 0.01, 0.04, -0.02, 0.0, -0.01, -0.01]  # sums to 0
     fast_big = Candidate(("big", 4), units([1.52 * math.exp(e) for e in noise]), cost=(4.0, 4))
     fast_small = Candidate(("small", 4), units([1.50 * math.exp(-e) for e in noise]), cost=(0.5, 4))
@@ -126,10 +130,36 @@ def test_decide_prefers_the_cheaper_of_two_tied_winners():
     verdict = decide([fast_big, fast_small, slow], describe=lambda key: f"{key[0]} k={key[1]}")
     assert verdict.verdict == "speculative"
     assert verdict.leader == ("big", 4) and verdict.tied == [("small", 4)]
-    assert verdict.chosen == ("small", 4)
+    assert verdict.chosen == ("big", 4) and verdict.rule == "fastest" and verdict.equivalent == []
+    assert verdict.estimate.geomean == pytest.approx(1.52, rel=1e-3) and verdict.estimate.candidates == 3
+    assert verdict.reason.startswith("big k=4 is 1.52x faster (95% interval")
+    assert verdict.reason.endswith("widened for 3 setups), the fastest setup (no cheaper setup is shown within 3% "
+                                   "of it)")
+    assert "cheapest" not in verdict.reason
+
+
+def test_decide_prefers_a_cheaper_setup_shown_within_the_margin_of_the_fastest():
+    noise = [0.002, -0.003, 0.001, 0.004, -0.002, 0.0, -0.001, -0.001]  # sums to 0
+    fast_big = Candidate(("big", 4), units([1.52 * math.exp(e) for e in noise]), cost=(4.0, 4))
+    fast_small = Candidate(("small", 4), units([1.50 * math.exp(-e) for e in noise]), cost=(0.5, 4))
+    slow = Candidate(("small", 8), units([1.05 * math.exp(e) for e in noise]), cost=(0.5, 8))
+    verdict = decide([fast_big, fast_small, slow], describe=lambda key: f"{key[0]} k={key[1]}")
+    assert verdict.verdict == "speculative" and verdict.leader == ("big", 4)
+    assert verdict.chosen == ("small", 4) and verdict.rule == "equivalent" and verdict.equivalent == [("small", 4)]
     assert verdict.estimate.geomean == pytest.approx(1.5, rel=1e-3) and verdict.estimate.candidates == 3
+    # the bound by hand: paired log differences small - big, one-sided 95% widened for the 2 cheaper setups
+    # that show a gain (small k=4 and small k=8)
+    differences = [math.log(1.50 / 1.52) - 2 * e for e in noise]
+    mean = sum(differences) / 8
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 7)
+    bound = math.exp(mean - t_quantile(1 - 0.05 / 2, 7) * sd / math.sqrt(8))
+    assert 1 / 1.03 < bound < 1
     assert verdict.reason.startswith("small k=4 is 1.50x faster (95% interval")
-    assert "widened for 3 setups" in verdict.reason and "big k=4 at 1.52x" in verdict.reason
+    assert verdict.reason.endswith(f"widened for 3 setups), the cheapest setup within 3% of the fastest, big k=4 at "
+                                   f"1.52x (equivalence test: at least {bound:.3f}x of its speed, one-sided 95%)")
+    # a margin of 1% is not shown: the fastest stays
+    strict = decide([fast_big, fast_small, slow], margin=0.01)
+    assert strict.chosen == ("big", 4) and strict.rule == "fastest"
 
 
 def test_decide_a_setup_tied_with_an_uncertain_leader_can_show_the_gain():
@@ -178,8 +208,11 @@ def test_decide_two_units_is_inconclusive_without_interval():
     verdict = decide([Candidate("a", units([1.5, 1.6])), Candidate("b", units([1.1, 1.2]))])
     assert verdict.verdict == "inconclusive" and verdict.chosen is None and verdict.leader == "a"
     assert verdict.estimate.low is None and verdict.estimate.high is None and verdict.estimate.n == 2
-    assert verdict.reason == "n=2 units: too few for an interval; run more passes (-r)"
+    assert verdict.reason == "n=2 prompts: too few for an interval; add prompts (a suite of 12 or more)"
     assert verdict.more_units_needed == 1
+    # these exact prompts: the run is the unit, and passes are what to add
+    suite = decide([Candidate("a", units([1.5, 1.6]))], estimand="suite")
+    assert suite.reason == "n=2 units: too few for an interval; run more passes (-r)"
 
 
 def test_decide_inconclusive_says_how_many_more_units():
@@ -192,7 +225,8 @@ def test_decide_inconclusive_says_how_many_more_units():
     sd = verdict.estimate.log_sd
     assert t_quantile(0.975, total - 1) * sd / math.sqrt(total) < 0.05
     assert t_quantile(0.975, total - 2) * sd / math.sqrt(total - 1) >= 0.05
-    assert f"about {verdict.more_units_needed} more units" in verdict.reason
+    assert (f"about {verdict.more_units_needed} more prompts like these (spread over the suite's categories) would "
+            "likely decide it; more passes would not") in verdict.reason
 
 
 def test_decide_tiny_difference_is_not_worth_more_runs():
@@ -299,3 +333,58 @@ def test_outliers_with_zero_mad_and_too_few_values():
     assert MIN_VALUES_FOR_OUTLIERS == 10
     assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 300]) == []  # 9 values: never
     assert find_outliers([10, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1, 10.0, 10.05, 300]) == [9]
+
+
+# --- the prompt as the unit, and outliers on paired ratios ---------------------------------------------------
+
+
+def test_per_prompt_takes_the_geometric_mean_of_each_prompts_passes():
+    runs = {(0, 0): 1.2, (0, 1): 1.2 * 1.21, (0, 2): 1.2 / 1.21, (1, 0): 2.0, (1, 1): 0.5, (2, 0): math.nan}
+    assert per_prompt(runs) == pytest.approx({0: 1.2, 1: 1.0})  # prompt 2 has no usable ratio
+    assert per_prompt({3: 1.5}) == {3: 1.5}  # already per prompt
+
+
+def test_within_prompt_sd_pools_the_passes_of_each_prompt():
+    runs = {(0, 0): math.exp(0.1), (0, 1): math.exp(-0.1), (1, 0): math.exp(1.0), (1, 1): math.exp(1.2),
+            (1, 2): math.exp(0.8), (2, 0): 3.0}
+    # squares: 0.02 (df 1) + 0.08 (df 2), prompt 2 has one pass
+    assert within_prompt_sd(runs) == pytest.approx(math.sqrt(0.1 / 3))
+    assert within_prompt_sd({(p, 0): 1.0 + p for p in range(5)}) is None
+
+
+def test_passes_of_one_prompt_do_not_narrow_the_interval_about_prompts_like_it():
+    # three prompts that gain differently, each measured in 10 identical passes: about prompts like these there
+    # are 3 units, and the interval is as wide as with one pass; about these exact prompts there are 30
+    one = {(p, 0): r for p, r in enumerate([1.1, 1.4, 1.25])}
+    ten = {(p, i): r for (p, _), r in one.items() for i in range(10)}
+    workload = estimate_ratio(list(per_prompt(ten).values()))
+    assert workload.n == 3 and (workload.low, workload.high) == pytest.approx(
+        (estimate_ratio(list(one.values())).low, estimate_ratio(list(one.values())).high))
+    suite = estimate_ratio(list(ten.values()))
+    assert suite.n == 30 and suite.high - suite.low < (workload.high - workload.low) / 3
+    assert decide([Candidate("a", ten)], estimand="suite").estimate.n == 30
+    assert decide([Candidate("a", per_prompt(ten))]).prompts == 3
+
+
+def test_paired_outliers_flag_a_stalled_run_not_a_prompt_that_gains_differently():
+    rng = random.Random(5)
+    runs = {(p, i): (0.6 + 0.1 * p) * math.exp(rng.gauss(0, 0.03)) for p in range(12) for i in range(3)}
+    assert find_paired_outliers(runs) == []  # prompts from 0.6x to 1.7x: all clean
+    runs[4, 1] /= 2.5  # the speculative run of one unit stalled
+    assert find_paired_outliers(runs) == [(4, 1)]
+    assert find_paired_outliers({(p, 0): r for (p, i), r in runs.items() if i == 0}) == []  # one pass: no rule
+
+
+@pytest.mark.parametrize("passes", [2, 3])
+def test_paired_outliers_rarely_flag_clean_sweeps_and_catch_stalls(passes):
+    rng = random.Random(40 + passes)
+    samples, flagged, caught = 1000, 0, 0
+    for _ in range(samples):
+        gains = [rng.gauss(0, 0.3) for _ in range(12)]  # prompts gain differently
+        runs = {(p, i): math.exp(gains[p] + rng.gauss(0, 0.05) - rng.gauss(0, 0.05))
+                for p in range(12) for i in range(passes)}
+        flagged += bool(find_paired_outliers(runs))
+        runs[0, 0] *= 2.5
+        caught += (0, 0) in find_paired_outliers(runs)
+    assert flagged / samples <= 0.05
+    assert caught / samples >= (0.95 if passes == 3 else 0.80)

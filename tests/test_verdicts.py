@@ -2,6 +2,7 @@
 through the same analysis and rendering functions the CLI uses."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from synthetic import make_state
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
 from mlxdraft.reports import render_pair, render_sweep
+from mlxdraft.results import load_results
 
 DATA = Path(__file__).parent / "data"
 KS = (1, 2, 3, 4, 6, 8)
@@ -40,15 +42,26 @@ def test_everything_slower_is_no_gain():
     assert "run the target without speculative decoding" in render_sweep(state)
 
 
-def test_tie_prefers_the_cheaper_draft():
+def test_a_tie_not_shown_equivalent_keeps_the_fastest():
     speedups = {("big", "small", 4): 1.52, ("big", "tiny", 4): 1.50}
     state = make_state(speedups, noise=0.05, weights_gb={"small": 0.5, "tiny": 0.1}, seed=1)
     verdict = verdict_of(state, "decode")
     assert verdict.kind == "speculative"
-    assert verdict.leader.draft == "small"  # by noise, in this seeded sample
-    assert verdict.chosen.draft == "tiny"  # tied with the fastest, and cheaper
+    assert verdict.leader.draft == "small" and [c.draft for c in verdict.tied] == ["tiny"]
+    assert verdict.chosen.draft == "small" and verdict.verdict.rule == "fastest"  # tied, but not shown within 3%
+    assert "the fastest setup (no cheaper setup is shown within 3% of it)" in verdict.verdict.reason
     text = "\n".join(line for line in render_sweep(state, objective="decode").splitlines())
     assert "statistically tied with the fastest" in text
+
+
+def test_a_cheaper_draft_shown_within_three_percent_of_the_fastest_is_chosen():
+    speedups = {("big", "small", 4): 1.52, ("big", "tiny", 4): 1.50}
+    state = make_state(speedups, noise=0.005, weights_gb={"small": 0.5, "tiny": 0.1}, seed=1)
+    verdict = verdict_of(state, "decode")
+    assert verdict.kind == "speculative" and verdict.leader.draft == "small"
+    assert verdict.chosen.draft == "tiny" and verdict.verdict.rule == "equivalent"
+    assert "the cheapest setup within 3% of the fastest, mlx-lm small k=4 at 1.52x (equivalence test" in (
+        verdict.verdict.reason)
 
 
 def test_decode_gain_lost_end_to_end_is_said_in_one_line():
@@ -65,7 +78,7 @@ def test_one_and_two_units_have_no_error_bar():
     text = render_pair({**state, "kind": "pair"})
     [speedup] = [line for line in text.splitlines() if line.startswith("Speedup")]
     assert speedup == ("Speedup         end to end 1.40x (n=2, no error bar); decode 1.50x (n=2, no error bar)")
-    assert "INCONCLUSIVE: n=2 units: too few for an interval" in text
+    assert "INCONCLUSIVE: n=2 prompts: too few for an interval" in text
 
 
 def test_temperature_note_and_commands_carry_temp():
@@ -114,8 +127,18 @@ def test_schema_1_files_still_render(name, fmt):
     if fmt == "json":
         data = json.loads(result.stdout)
         [verdict] = data["verdicts"]
-        assert verdict["n"] == 3 and verdict["verdict"] in ("speculative", "no-gain", "inconclusive")
-        assert verdict["e2e_speedup"]["low"] is not None  # recomputed from the raw samples
+        # one prompt in three passes: about prompts like it (the default) there is no interval
+        assert verdict["n"] == 1 and verdict["verdict"] == "inconclusive" and verdict["unit"] == "prompt"
+        assert verdict["e2e_speedup"]["low"] is None
+        assert verdict["scope"] == "for prompts like this one (n = prompts, passes averaged within each)"
+
+
+@pytest.mark.parametrize("name", ["pair-v1.json", "sweep-v1.json"])
+def test_schema_1_files_judged_on_their_exact_prompts_use_the_passes(name):
+    [verdict] = analyse_sweep(load_results(DATA / name), "e2e", estimand="suite").verdicts()
+    estimate = verdict.verdict.estimate
+    assert estimate.n == 3 and estimate.low is not None  # recomputed from the raw samples, per run
+    assert verdict.verdict.scope == "for this prompt exactly (n = 3 runs, prompt x pass)"
 
 
 def test_a_pair_cut_short_after_a_lucky_run_cannot_lead():
@@ -160,3 +183,50 @@ def test_a_target_measured_alone_shows_its_baseline():
     assert ("- solo: measured alone, for its baseline (no draft other than itself and no larger than it): "
             "decode ") in text
     assert "(target alone)" in text
+
+
+def test_a_long_clean_prompt_is_no_outlier_and_a_stalled_run_is_one():
+    from synthetic import sample
+
+    from mlxdraft.analysis import compare
+
+    rng = random.Random(4)
+    baseline, speculative = [], []
+    for pass_index in range(3):
+        for prompt in range(12):
+            ttft = 2.5 if prompt == 0 else 0.5  # a long prompt: its prefill makes it ~25% slower end to end
+            baseline.append(sample(0, prompt, pass_index, 10.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft))
+            speculative.append(sample(4, prompt, pass_index, 13.0 * math.exp(rng.gauss(0, 0.01)), ttft_s=ttft,
+                                      acceptance=0.25 if prompt == 0 else 0.75))  # and a prompt drafts badly
+    assert baseline[0].e2e_tps < 0.8 * baseline[1].e2e_tps
+    clean = compare(baseline, speculative, 4, greedy=True)
+    assert clean.baseline_e2e_tps.outliers == clean.speculative_e2e_tps.outliers == 0
+    assert clean.acceptance_rate.min == 0.25 and clean.acceptance_rate.outliers == 0
+    assert clean.outlier_runs == {"decode": [], "e2e": []}
+    assert (clean.units, clean.runs, clean.e2e_speedup.n) == (12, 36, 12)  # the prompt is the unit
+    assert 0.005 < clean.pass_log_sd["decode"] < 0.03  # the passes of a prompt agree (1% noise a run)
+    stalled = speculative[12 + 5]  # prompt index 5, pass index 1: its decode took 2.5 times as long
+    stalled.decode_s *= 2.5
+    stalled.decode_tps /= 2.5
+    stalled.wall_s = stalled.ttft_s + stalled.decode_s
+    assert compare(baseline, speculative, 4, greedy=True).outlier_runs == {"decode": [(5, 1)], "e2e": [(5, 1)]}
+
+
+def test_prompts_to_add_are_spread_over_the_suites_categories():
+    from mlxdraft.analysis import prompts_to_add
+
+    suite = ["code"] * 6 + ["chat"] * 3 + ["math"] * 3
+    assert prompts_to_add(8, suite) == {"code": 4, "chat": 2, "math": 2}
+    assert prompts_to_add(5, suite) == {"code": 3, "chat": 1, "math": 1}  # 2.5, 1.25, 1.25: code's remainder
+    assert prompts_to_add(1, suite) == {"code": 1}
+    assert prompts_to_add(0, suite) == {} and prompts_to_add(3, []) == {}
+
+
+def test_an_open_verdict_about_prompts_like_these_asks_for_prompts_by_category():
+    state = make_state({("big", "small", 4): 1.06}, noise=0.08, drafts=("small",), ks=(4,), seed=3)
+    analysis = analyse_sweep(state, "decode")
+    [verdict] = [analysis.verdict("big", "decode")]
+    assert verdict.kind == "inconclusive" and verdict.verdict.more_units_needed
+    added = analysis.prompts_to_add(verdict)
+    assert sum(added.values()) == verdict.verdict.more_units_needed and set(added) == {"cat0", "cat1"}
+    assert "more prompts like these (spread over the suite's categories)" in verdict.verdict.reason
