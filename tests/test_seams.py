@@ -217,8 +217,9 @@ def test_speedup_model_predicts_the_measured_speedups_on_the_fake_engine(tmp_pat
     assert "Decode speedup of big, predicted by the speedup model / measured (k=4: the anchor, measured, " in text
     assert "    speedup model: " in text
     columns = cli_report(out, "csv").splitlines()[0].split(",")
-    assert columns[-5:] == ["predicted_is_anchor", "predicted_decode_speedup", "predicted_decode_speedup_low_unadjusted",
-                            "predicted_decode_speedup_high_unadjusted", "predicted_e2e_speedup"]
+    assert columns[-5:] == ["predicted_is_anchor", "predicted_decode_speedup",
+                            "predicted_decode_speedup_low_unadjusted", "predicted_decode_speedup_high_unadjusted",
+                            "predicted_e2e_speedup"]
 
 
 def smart_args(tmp_path, out, *extra):

@@ -63,6 +63,7 @@ def format_estimate(estimate: RatioEstimate | None, unit: str = "") -> str:
     says what n counts."""
     if estimate is None:
         return "n/a"
+    unit = unit.removesuffix("s") if estimate.n == 1 else unit
     n = f"n={estimate.n}" + (f" {unit}" if unit else "")
     if estimate.low is None:
         return f"{format_ratio(estimate.geomean)} ({n}, no error bar)"
@@ -227,7 +228,7 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
                       else f"the one setup measured was slower {words} ({best})."))
     elif e.cause == "too-few":
         n = own.n if own else 0
-        counted = f"{n} prompt(s)" if v.estimand == "workload" else f"{n} run(s)"
+        counted = f"{n} {'prompt' if v.estimand == 'workload' else 'run'}{'s' if n != 1 else ''}"
         return (f"No answer yet: {setup_phrase(case)} has {counted}, too few for an interval; "
                 + _next_step(verdict, analysis) + "." + memory_note)
     else:
@@ -679,7 +680,7 @@ DEFINITIONS = [
                  "'these exact prompts' (--estimand suite): n counts runs, more passes narrow it, and nothing is "
                  "said about other prompts"),
     ("n", "the units an interval rests on: prompts (prompts like these) or runs (these exact prompts); beside a "
-          "'± sd' figure, the runs it summarises"),
+          "mean and its sd, the runs it summarises"),
     ("[low, high]", "95% interval of the speedup; '?' marks one that spans 1.00x (not clearly faster or "
                     "slower); none below 3 units"),
     ("unadjusted", "an interval computed for its own cell alone: with many cells shown, some exclude 1.00x by "
@@ -758,10 +759,11 @@ def estimand_line(analysis: SweepAnalysis) -> str:
     prompts = len(analysis.plan.prompts)
     if analysis.estimand == "suite":
         return (f"Estimand: these exact prompts (--estimand suite): n counts runs (prompt x pass) of these {prompts} "
-                "prompt(s) and more passes narrow an interval, but nothing is said about other prompts.")
-    return (f"Estimand: prompts like these {prompts} (the default, --estimand workload): the prompt is the unit of "
+                "prompt(s), so passes narrow an interval, but nothing is said about other prompts.")
+    these = "prompts like this one" if prompts == 1 else f"prompts like these {prompts}"
+    return (f"Estimand: {these} (the default, --estimand workload): the prompt is the unit of "
             "replication, its passes averaged; n counts prompts and an interval includes how much the gain differs "
-            "from prompt to prompt, so to narrow it add prompts, not passes.")
+            "from prompt to prompt (prompts narrow it, passes do not).")
 
 
 def header_lines(analysis: SweepAnalysis) -> list[str]:
