@@ -288,3 +288,15 @@ def test_a_prediction_below_the_anchor_names_the_anchor_it_comes_from():
     assert re.search(r"\n    speedup model: decode \d\.\d\dx \[\d\.\d\d, \d\.\d\d\], end to end \d\.\d\dx \[\d\.\d\d, "
                      r"\d\.\d\d\] predicted from the runs at k=4 \(anchor: measured\) and the timed forward passes\n",
                      render_sweep(state))
+
+
+@pytest.mark.parametrize("command", ["sweep", "pair"])
+def test_pair_and_sweep_render_about_these_exact_prompts_when_asked(tmp_path, command):
+    fake_engine.install()
+    models = ["--targets", "big", "--drafts", "small"] if command == "sweep" else ["big", "small"]
+    args = [command, *models, "--engine", "fake", "-k", "2", "--max-tokens", "8", "-w", "0", "--prompt", "Hello",
+            "-r", "3", "-o", str(tmp_path / "r.json"), "--estimand", "suite"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "scope: for this prompt exactly (n = 3 runs, prompt x pass)" in result.stdout
+    assert "these exact prompts (--estimand suite)" in result.stdout

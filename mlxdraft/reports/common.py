@@ -631,7 +631,7 @@ def pruned_lines(analysis: SweepAnalysis) -> list[str]:
     lines = []
     for c in analysis.pruned():
         measured = (f"; its figures until then: end to end {format_cell(c.comparison.e2e_speedup)}, decode "
-                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units}"
+                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units} {n_unit(analysis)}"
                     if c.comparison else "; never run")
         after = f"after {c.pruned_after_units} unit(s): " if c.pruned_after_units is not None else ""
         lines.append(f"{label(c.target)} + {c.label}: {after}{c.pruned}{measured}")
@@ -659,7 +659,7 @@ def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
         rows.append([label(case.target), case.label, format_cell(c.e2e_speedup), format_cell(c.decode_speedup),
                      ttft(c.baseline_ttft_s), ttft(c.speculative_ttft_s), _percent(c.acceptance_rate),
                      f"{added:+.2f} GB" if added is not None else "n/a",
-                     pruned_text(case, analysis) if case.pruned else f"measured, n={c.units}"])
+                     pruned_text(case, analysis) if case.pruned else f"measured, n={c.units} {n_unit(analysis)}"])
     return rows
 
 
