@@ -15,7 +15,6 @@ from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict,
 from ..errors import InvalidInputError
 from ..stats import RatioEstimate
 from .common import (
-    BEST_K_UNADJUSTED,
     CAUGHT_UP_TITLE,
     DEFINITIONS,
     METRIC_TITLES,
@@ -226,7 +225,7 @@ def _heatmap_legend() -> str:
                     for ratio in (0.5, 0.75, 1.0, 1.5, 2.0))
     return (f'<p class="legend">{scale} Colour: geometric-mean speedup, red below 1x, white at 1x, green above '
             f"(saturating at {1 / SATURATION:g}x and {SATURATION:g}x). Brackets: 95% interval, "
-            f"{UNADJUSTED} (at a pair's best k {BEST_K_UNADJUSTED.removeprefix('each ')}): with many cells shown, "
+            f"{UNADJUSTED} (at a pair's best k, widened for that setup's k values only): with many cells shown, "
             "some exclude 1.0x by chance; only the verdicts are adjusted for every setup compared.</p>"
             '<p class="legend"><span class="swatch inconclusive">1.02x [0.97, 1.08] ?</span> '
             "Hatched with a dashed border and '?': inconclusive, the 95% interval spans 1.0x, so the setup may "
