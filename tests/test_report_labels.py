@@ -100,6 +100,8 @@ def test_an_open_verdict_about_prompts_like_these_asks_for_prompts_by_category_n
         assert "-r " not in text.replace("-r 2", "") and "(-r)" not in text and "more passes (" not in text
     table = render_sweep(state, objective="decode")
     assert f"    {advice}\n" in table
+    [verdict] = json.loads(render_sweep(state, "json", objective="decode"))["verdicts"]
+    assert verdict["advice"] == advice
     assert f"about {more} more prompts like these would likely decide it (below)." in table
 
 
@@ -144,6 +146,8 @@ def test_a_sweep_left_unfinished_gives_only_the_advice_to_finish_it():
         assert "prompts file" not in text and "more prompts like these" not in text and "-r " not in text
     sentence = render_sweep(state, objective="decode").split("\n- big: ", 1)[1].splitlines()[0]
     assert sentence.endswith("the measurement stopped early: finish it first (below).")
+    [verdict] = json.loads(render_sweep(state, "json", objective="decode"))["verdicts"]
+    assert verdict["advice"].startswith("unfinished: 1 pair(s) still pending, 46 of their 48 runs measured; continue")
 
 
 # --- '±' is a standard deviation, and says so ---------------------------------------------------------------
