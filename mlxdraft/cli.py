@@ -113,6 +113,7 @@ ESTIMAND_HELP = ("What verdicts and intervals are about (rendering only, the run
 
 
 def estimand_option(function):
+    """--estimand, on every command that renders a verdict (`report`, `pair`, `sweep`)."""
     return click.option("--estimand", type=click.Choice(["workload", "suite"]), default="workload",
                         show_default=True, help=ESTIMAND_HELP)(function)
 
@@ -152,8 +153,7 @@ def measure_options(function):
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
         click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub."),
         click.option("--force", is_flag=True, help="Replace an existing --output file."),
-        click.option("--estimand", type=click.Choice(["workload", "suite"]), default="workload",
-                     show_default=True, help=ESTIMAND_HELP),
+        estimand_option,
     ]
     for option in reversed(options):
         function = option(function)
