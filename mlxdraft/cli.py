@@ -107,6 +107,17 @@ def choose_prompts(prompt_text: str | None, prompts_file: str | None):
     return load_default_prompts()
 
 
+ESTIMAND_HELP = ("What verdicts and intervals are about (rendering only, the runs are the same): workload, prompts "
+                 "like these (n = prompts, each prompt's passes averaged; more prompts narrow it), or suite, these "
+                 "exact prompts (n = runs; more passes narrow it; nothing is said about other prompts).")
+
+
+def estimand_option(function):
+    """--estimand, on every command that renders a verdict (`report`, `pair`, `sweep`)."""
+    return click.option("--estimand", type=click.Choice(["workload", "suite"]), default="workload",
+                        show_default=True, help=ESTIMAND_HELP)(function)
+
+
 def measure_options(function):
     """Options shared by `pair` and `sweep`."""
     options = [
@@ -142,6 +153,7 @@ def measure_options(function):
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
         click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub."),
         click.option("--force", is_flag=True, help="Replace an existing --output file."),
+        estimand_option,
     ]
     for option in reversed(options):
         function = option(function)
@@ -336,7 +348,7 @@ def run_measurement(sweep_run) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
 def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
          top_p, top_k, min_p, seed, fixed_length, memory_gb, methods_text, param_texts, engine, objective,
-         no_download, force, output, as_json):
+         no_download, force, estimand, output, as_json):
     """Measure whether DRAFT makes TARGET faster, by how much, and whether the output is unchanged.
 
     TARGET and DRAFT are model folders, Hub repo ids or short names such as smollm2:fp16. DRAFT
@@ -360,14 +372,14 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
         lock.acquire()  # held until the result is saved: no other mlxdraft writes this file meanwhile
     try:
         _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
-                      as_json, methods, params, engine)
+                      as_json, methods, params, engine, estimand)
     finally:
         if lock:
             lock.release()
 
 
 def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
-                  as_json, methods, params, engine):
+                  as_json, methods, params, engine, estimand="workload"):
     from . import files
     from .reports import render_pair, render_sweep
     from .sweep import SweepPlan, SweepRun, choice_for_name
@@ -392,7 +404,8 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
             raise SystemExit(EXIT_INTERRUPTED)
         why = "Interrupted" if interrupted else "Stopped by an error"
         progress(f"{why} after {measured()} of {plan.total_runs()} runs; the result below is from those.")
-    click.echo(render_sweep(results, "json", objective=objective) if as_json else render_pair(results, objective))
+    click.echo(render_sweep(results, "json", objective=objective, estimand=estimand) if as_json
+               else render_pair(results, objective, estimand))
     if path is not None:
         try:
             if path.exists() and not force:
@@ -519,8 +532,8 @@ def retry_command() -> str:
                    "and race what can still win, prompt by prompt; exhaustive: every setup on every prompt.")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
           draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, top_p, top_k, min_p, seed,
-          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, output, resume,
-          strategy):
+          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, estimand, output,
+          resume, strategy):
     """Measure every sensible target x draft x method x number of draft tokens; a verdict per target.
 
     Saved after every run; exits 3 when some pairs failed (everything else is saved, and
@@ -565,7 +578,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
                  f"continue with: {retry_command()}")
         raise SystemExit(EXIT_INTERRUPTED)
     results = sweep_run.results
-    click.echo(render_sweep(results, objective=objective))
+    click.echo(render_sweep(results, objective=objective, estimand=estimand))
     progress(f"Saved {output}; render it as a web page with: {render_command(output)}")
     failed = [r for r in results.groups.values() if r.status == "failed"]
     if failed:
@@ -587,8 +600,9 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
               default="speedup", show_default=True, help="What the matrix cells show (table, markdown).")
 @click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
               help="What the verdict optimises: end-to-end time of the workload, or decode speed alone.")
+@estimand_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def report(results_file, fmt, metric, objective, output):
+def report(results_file, fmt, metric, objective, estimand, output):
     """Render a results file (sweep or pair): verdicts, speedup matrices, mlx-lm commands."""
     from . import files
     from .reports import render_sweep
@@ -602,7 +616,7 @@ def report(results_file, fmt, metric, objective, output):
         if files.is_results_file(output):
             raise InvalidInputError(f"-o {output} holds mlxdraft results; choose another output file "
                                     "(report never overwrites measurements)")
-    text = render_sweep(load_results(Path(results_file)), fmt, metric, objective)
+    text = render_sweep(load_results(Path(results_file)), fmt, metric, objective, estimand)
     if output:
         files.write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n")
         progress(f"Wrote {output}")

@@ -180,6 +180,12 @@ def test_interrupted_pair_gives_one_piece_of_advice_that_works(tmp_path, fake):
     assert "--resume" not in result.output  # the report's advice too
     [command] = printed_commands(result.stderr)[-1:]
     assert f"run the pair again: {command}" in result.stdout  # the report says the same (and `report` would)
+    # and nothing else: no more passes, no more prompts beside it (its verdict is open, on one prompt of three passes)
+    assert "INCONCLUSIVE" in result.stdout
+    for advice in ("(-r)", "-r 4", "-r 5", "more passes", "more prompts like", "add prompts", "prompts file"):
+        assert advice not in result.stdout, advice
+    rendered = CliRunner().invoke(cli, ["report", str(out)])
+    assert f"run the pair again: {command}" in rendered.stdout and "(-r)" not in rendered.stdout
     assert result.stderr.splitlines()[-1] == f"To measure all 6 runs, run it again: {command}"
     assert command == shlex.join(["mlxdraft", *args]) + " --force"
     again = run_printed(command)

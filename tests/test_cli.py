@@ -17,7 +17,7 @@ def test_pair_end_to_end_human(tiny):
     assert result.exit_code == 0, result.output
     lines = {line.split("  ", 1)[0]: line for line in result.stdout.splitlines()}
     assert lines["Speedup"].startswith("Speedup         end to end ")
-    assert "(n=1, no error bar)" in lines["Speedup"]  # one run: no error bar, never ± 0.00
+    assert "(n=1 prompt, no error bar)" in lines["Speedup"]  # one run: no error bar, never ± 0.00
     assert "± 0.0" not in result.stdout
     assert lines["Acceptance"] == "Acceptance      100.0 % (n=1, one run) of proposed draft tokens accepted"
     assert lines["Lossless"] == "Lossless        yes: identical token ids in 1 of 1 runs"

@@ -214,11 +214,12 @@ def test_speedup_model_predicts_the_measured_speedups_on_the_fake_engine(tmp_pat
     errors = sorted(abs(c.prediction.decode_speedup / c.comparison.decode_speedup.geomean - 1) for c in predicted)
     assert errors[len(errors) // 2] <= 0.10 and errors[-1] <= 0.15, errors  # issue 12: median error <= 10%
     text = cli_report(out, "table")
-    assert "Decode speedup of big, predicted by the speedup model / measured:" in text
-    assert "    speedup model: decode " in text
+    assert "Decode speedup of big, predicted by the speedup model / measured (k=4: the anchor, measured, " in text
+    assert "    speedup model: " in text
     columns = cli_report(out, "csv").splitlines()[0].split(",")
-    assert columns[-4:] == ["predicted_decode_speedup", "predicted_decode_speedup_low",
-                            "predicted_decode_speedup_high", "predicted_e2e_speedup"]
+    assert columns[-5:] == ["predicted_is_anchor", "predicted_decode_speedup",
+                            "predicted_decode_speedup_low_unadjusted", "predicted_decode_speedup_high_unadjusted",
+                            "predicted_e2e_speedup"]
 
 
 def smart_args(tmp_path, out, *extra):

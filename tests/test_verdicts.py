@@ -50,8 +50,10 @@ def test_a_tie_not_shown_equivalent_keeps_the_fastest():
     assert verdict.leader.draft == "small" and [c.draft for c in verdict.tied] == ["tiny"]
     assert verdict.chosen.draft == "small" and verdict.verdict.rule == "fastest"  # tied, but not shown within 3%
     assert "the fastest setup (no cheaper setup is shown within 3% of it)" in verdict.verdict.reason
-    text = "\n".join(line for line in render_sweep(state, objective="decode").splitlines())
-    assert "statistically tied with the fastest" in text
+    text = render_sweep(state, objective="decode")
+    # said by the rule that chose: the fastest was, so nothing says the cheapest was
+    assert "    not shown different from the fastest (and not shown within 3% of it): mlx-lm tiny k=4\n" in text
+    assert "cheapest" not in text and "statistically tied" not in text
 
 
 def test_a_cheaper_draft_shown_within_three_percent_of_the_fastest_is_chosen():
@@ -62,6 +64,9 @@ def test_a_cheaper_draft_shown_within_three_percent_of_the_fastest_is_chosen():
     assert verdict.chosen.draft == "tiny" and verdict.verdict.rule == "equivalent"
     assert "the cheapest setup within 3% of the fastest, mlx-lm small k=4 at 1.52x (equivalence test" in (
         verdict.verdict.reason)
+    text = render_sweep(state, objective="decode")
+    assert "    chosen: the cheapest within 3% of the fastest (equivalence test)\n" in text
+    assert "not shown within 3%" not in text
 
 
 def test_decode_gain_lost_end_to_end_is_said_in_one_line():
@@ -77,7 +82,8 @@ def test_one_and_two_units_have_no_error_bar():
     state = make_state({("big", "small", 4): 1.5}, prompts=2, drafts=("small",), ks=(4,))
     text = render_pair({**state, "kind": "pair"})
     [speedup] = [line for line in text.splitlines() if line.startswith("Speedup")]
-    assert speedup == ("Speedup         end to end 1.40x (n=2, no error bar); decode 1.50x (n=2, no error bar)")
+    assert speedup == ("Speedup         end to end 1.40x (n=2 prompts, no error bar); "
+                       "decode 1.50x (n=2 prompts, no error bar)")
     assert "INCONCLUSIVE: n=2 prompts: too few for an interval" in text
 
 

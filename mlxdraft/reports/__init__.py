@@ -25,8 +25,10 @@ FORMATS = {
 __all__ = ["FORMATS", "METRICS", "render_pair", "render_sweep"]
 
 
-def render_sweep(results: Results, fmt: str = "table", metric: str = "speedup", objective: str = "e2e") -> str:
-    """A results file rendered in one of FORMATS; statistics are derived here, once."""
+def render_sweep(results: Results, fmt: str = "table", metric: str = "speedup", objective: str = "e2e",
+                 estimand: str = "workload") -> str:
+    """A results file rendered in one of FORMATS; statistics are derived here, once. `estimand` (stats.ESTIMANDS):
+    what the verdicts and intervals are about, prompts like these (the default) or these exact prompts."""
     if fmt not in FORMATS:
         raise ValueError(fmt)
-    return FORMATS[fmt](analyse_sweep(results, objective), metric)
+    return FORMATS[fmt](analyse_sweep(results, objective, estimand), metric)

@@ -3,6 +3,10 @@ the matrices (drafts as rows, targets as columns) and the header. Formats import
 
 from __future__ import annotations
 
+import math
+import shlex
+from pathlib import Path
+
 from ..analysis import (
     LOW_ACCEPTANCE,
     OBJECTIVE_NAMES,
@@ -18,22 +22,19 @@ from ..results import command_line
 from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
 
 
-def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0,
-                   outliers: bool = True) -> str:
-    """'12.3 ± 0.4 tok/s (11.9 … 12.8, n=12)'; one run is shown as one run, never '± 0.0'."""
+def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0) -> str:
+    """'12.3 tok/s ± 0.4 sd (11.9 … 12.8, n=12 runs)': mean ± the standard deviation across runs (never an
+    interval: the word says so wherever it stands beside one); one run is shown as one run, never '± 0.0'.
+    Raw values are never flagged as outliers: they legitimately differ by prompt (`outlier_lines`)."""
     if summary is None:
         return "n/a"
     unit = f" {unit}" if unit else ""
     if summary.n == 1:
         return f"{summary.mean * scale:.{digits}f}{unit} (n=1, one run)"
-    text = (
-        f"{summary.mean * scale:.{digits}f} ± {summary.stdev * scale:.{digits}f}{unit} "
-        f"({summary.min * scale:.{digits}f} … {summary.max * scale:.{digits}f}, n={summary.n})"
+    return (
+        f"{summary.mean * scale:.{digits}f}{unit} ± {summary.stdev * scale:.{digits}f} sd "
+        f"({summary.min * scale:.{digits}f} … {summary.max * scale:.{digits}f}, n={summary.n} runs)"
     )
-    if outliers and summary.outliers:
-        text += (f", {summary.outliers} outlier{'s' if summary.outliers > 1 else ''} "
-                 "(warm up more or quiet the machine)")
-    return text
 
 
 def format_ratio(value: float) -> str:
@@ -57,15 +58,23 @@ def format_bracket(estimate: RatioEstimate | None) -> str:
     return f"{point}x [{low}, {high}], n={estimate.n}"
 
 
-def format_estimate(estimate: RatioEstimate | None) -> str:
-    """'1.42x (95% CI 1.31–1.55, n=12)', or 'n=2, no error bar' below three units."""
+def format_estimate(estimate: RatioEstimate | None, unit: str = "") -> str:
+    """'1.42x (95% CI 1.31–1.55, n=12)', or 'n=2, no error bar' below three units; `unit` ("prompts", "runs")
+    says what n counts."""
     if estimate is None:
         return "n/a"
+    unit = unit.removesuffix("s") if estimate.n == 1 else unit
+    n = f"n={estimate.n}" + (f" {unit}" if unit else "")
     if estimate.low is None:
-        return f"{format_ratio(estimate.geomean)} (n={estimate.n}, no error bar)"
+        return f"{format_ratio(estimate.geomean)} ({n}, no error bar)"
     widened = f", widened for {estimate.candidates} setups" if estimate.candidates > 1 else ""
     point, low, high = _bounds(estimate)
-    return f"{point}x ({estimate.confidence * 100:g}% CI {low}–{high}{widened}, n={estimate.n})"
+    return f"{point}x ({estimate.confidence * 100:g}% CI {low}–{high}{widened}, {n})"
+
+
+def n_unit(analysis: SweepAnalysis) -> str:
+    """What n counts under the report's estimand: prompts (prompts like these) or runs (these exact prompts)."""
+    return "prompts" if analysis.estimand == "workload" else "runs"
 
 
 def format_prediction(prediction, objective: str = "decode") -> str:
@@ -86,16 +95,17 @@ def prediction_matrix(analysis: SweepAnalysis, target: str) -> tuple[list[str], 
     if not cases:
         return None
     ks = analysis.plan.num_draft_tokens
+    anchor = anchor_k(analysis)
     rows = []
     for setup in dict.fromkeys(c.setup for c in cases):
         row = [setup_label(*setup)]
         for k in ks:
             case = next((c for c in cases if c.setup == setup and c.num_draft_tokens == k), None)
             measured = case.comparison.decode_speedup if case and case.comparison else None
-            row.append(f"{case.prediction.decode_speedup:.2f}x / "
-                       + (f"{measured.geomean:.2f}x" if measured else "n/a") if case else "")
+            predicted = "anchor" if k == anchor else f"{case.prediction.decode_speedup:.2f}x" if case else ""
+            row.append(f"{predicted} / " + (f"{measured.geomean:.2f}x" if measured else "n/a") if case else "")
         rows.append(row)
-    return ["setup \\ k"] + [f"k={k}" for k in ks], rows
+    return ["setup \\ k"] + [f"k={k} (anchor: measured)" if k == anchor else f"k={k}" for k in ks], rows
 
 
 def spans_one(estimate: RatioEstimate | None) -> bool:
@@ -171,9 +181,10 @@ OBJECTIVE_WORDS = {"e2e": "end to end", "decode": "in decoding"}
 
 
 def _runs_to(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
-    """The -r that would likely decide an inconclusive verdict, or ''."""
+    """The -r that would likely decide an inconclusive verdict about these exact prompts, or '' (about prompts
+    like these, passes do not decide it: `prompts_advice`)."""
     v = verdict.verdict
-    if not (v and v.verdict == "inconclusive" and v.more_units_needed and v.estimate):
+    if not (v and v.verdict == "inconclusive" and v.more_units_needed and v.estimate and v.estimand == "suite"):
         return ""
     prompts = max(len(analysis.plan.prompts), 1)
     return str(max(-(-(v.estimate.n + v.more_units_needed) // prompts), analysis.settings.runs + 1))
@@ -216,15 +227,90 @@ def plain_sentence(verdict: TargetVerdict, analysis: SweepAnalysis,
                    + (f"every measured setup was slower {words} (best: {best})." if v.candidates > 1
                       else f"the one setup measured was slower {words} ({best})."))
     elif e.cause == "too-few":
-        return (f"No answer yet: {setup_phrase(case)} has {own.n if own else 0} run(s), too few for an interval; "
-                "measure more passes (-r)." + memory_note)
+        n = own.n if own else 0
+        counted = f"{n} {'prompt' if v.estimand == 'workload' else 'run'}{'s' if n != 1 else ''}"
+        return (f"No answer yet: {setup_phrase(case)} has {counted}, too few for an interval; "
+                + _next_step(verdict, analysis) + "." + memory_note)
     else:
-        runs = _runs_to(verdict, analysis)
         opening = (f"No clear answer yet: the best setup, {setup_phrase(case)}, runs at {format_bracket(v.estimate)} "
-                   f"{words}, not clearly faster or slower than the target alone"
-                   + (f"; measure again with -r {runs} to decide." if runs else
-                      "; more runs are unlikely to make the difference matter."))
+                   f"{words}, not clearly faster or slower than the target alone; "
+                   + _next_step(verdict, analysis) + ".")
     return " ".join(part for part in (opening, _because(verdict, e), memory_note.strip()) if part)
+
+
+def _next_step(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
+    """What would decide an open verdict, in a few words that agree with the evidence's advice line: nothing but
+    the unfinished line's advice when the measurement stopped early; prompts about prompts like these (the
+    default), passes about these exact prompts."""
+    v = verdict.verdict
+    if unfinished_line(analysis, verdict.target):
+        return "the measurement stopped early: finish it first (below)"
+    if v.estimand == "suite":
+        runs = _runs_to(verdict, analysis)
+        if runs:
+            return f"measure again with -r {runs} to decide"
+        return ("measure more passes (-r)" if v.estimate is None or v.estimate.low is None
+                else "more runs are unlikely to make the difference matter")
+    added = analysis.prompts_to_add(verdict)
+    more = sum(added.values())
+    prompts = f"{more} more prompt{'s' if more != 1 else ''} like these"
+    if added and (v.estimate is None or v.estimate.low is None):
+        return f"measure at least {prompts} (below)"
+    if added:
+        return f"about {prompts} would likely decide it (below)"
+    return "more prompts are unlikely to make the difference matter"
+
+
+def _categories(added: dict[str, int]) -> str:
+    """' (code 4, json 2)', or '' for prompts of one category."""
+    return f" ({', '.join(f'{category} {n}' for category, n in added.items())})" if len(added) > 1 else ""
+
+
+def more_prompts_command(analysis: SweepAnalysis) -> str | None:
+    """The command that made the file, measuring into a new results file from a prompts file (--prompts) instead
+    of its prompts, or None when the file does not record its command. The prompts file is named after the
+    results file (its -o), else prompts.jsonl; a sweep writes to NAME-more-prompts.json."""
+    argv = analysis.results.command
+    if not argv or len(argv) < 2:
+        return None
+    args, output, rest = [], None, list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--prompt", "--prompts", "-o", "--output"):
+            value = rest.pop(0) if rest else None
+            output = value if arg in ("-o", "--output") else output
+        elif arg.startswith(("--prompt=", "--prompts=")) or arg in ("--force", "--resume"):
+            continue
+        elif arg.startswith("--output="):
+            output = arg.split("=", 1)[1]
+        elif arg.startswith("-o") and not arg.startswith("--"):
+            output = arg[2:]
+        else:
+            args.append(arg)
+    if output:
+        path = Path(output)
+        prompts = path.with_name(f"{path.stem}-prompts.jsonl")
+        new_output = path.with_name(f"{path.stem}-more-prompts.json")
+    else:
+        prompts = Path("prompts.jsonl")
+        new_output = Path("results/sweep-more-prompts.json") if args[1:2] == ["sweep"] else None
+    return shlex.join(args + ["--prompts", str(prompts)] + (["-o", str(new_output)] if new_output else []))
+
+
+def prompts_advice(verdict: TargetVerdict, analysis: SweepAnalysis) -> str | None:
+    """How to decide an open verdict about prompts like these: about N more prompts like them, spread over the
+    suite's categories (`SweepAnalysis.prompts_to_add`), measured with the suite's own into a new file; None when
+    prompts would not decide it, or the verdict is about these exact prompts."""
+    added = analysis.prompts_to_add(verdict)
+    if not added:
+        return None
+    more, prompts = sum(added.values()), len(analysis.plan.prompts)
+    suite = "this prompt" if prompts == 1 else f"these {prompts} prompts"
+    like = "it" if prompts == 1 else "them"
+    command = more_prompts_command(analysis)
+    how = f": {command}" if command else " with --prompts FILE"
+    return (f"to decide it, measure again on a prompts file (JSONL with 'prompt' and 'category') holding {suite} and "
+            f"about {more} more like {like}{_categories(added)}, into a new file{how}")
 
 
 def _alone_text(verdict: TargetVerdict, analysis: SweepAnalysis) -> str | None:
@@ -284,36 +370,139 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
     return lines
 
 
+def advice_line(verdict: TargetVerdict, analysis: SweepAnalysis) -> str | None:
+    """The one thing to do next, or None: when the measurement stopped early, finish it (the unfinished line);
+    else, for an open verdict, more prompts like these (the default estimand) or more passes (these exact
+    prompts)."""
+    unfinished = unfinished_line(analysis, verdict.target)
+    if unfinished:
+        return unfinished.strip()
+    runs = _runs_to(verdict, analysis)
+    if runs:
+        return f"to decide it, measure again with -r {runs} (into a new file)"
+    return prompts_advice(verdict, analysis)
+
+
+def verdict_reason(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
+    """The statistical reason of a verdict. When the measurement stopped early an open verdict keeps only its
+    finding, not its advice (more prompts, more passes): the unfinished line's is the one thing to do."""
+    v = verdict.verdict
+    if v is None:
+        return "no speculative setup was measured"
+    if v.verdict == "inconclusive" and unfinished_line(analysis, verdict.target):
+        return v.reason.split("; ", 1)[0]
+    return v.reason
+
+
+def tie_lines(verdict: TargetVerdict) -> list[str]:
+    """The setups not shown different from the fastest, said by the rule that chose: "fastest" keeps the
+    fastest (the others are not shown within the margin of it), "equivalent" chose the cheapest shown within
+    the margin (an equivalence test). "Not shown different" is never "as fast"."""
+    v = verdict.verdict
+    if v is None:
+        return []
+    margin = f"{v.margin:.0%}"
+    lines = []
+    if v.rule == "equivalent":
+        lines.append(f"chosen: the cheapest within {margin} of the fastest (equivalence test)")
+    others = [c.label for c in verdict.tied if c is not verdict.chosen]
+    if not others:
+        return lines
+    if v.verdict != "speculative":
+        best = "the best setup"
+    elif verdict.chosen is verdict.leader or v.rule == "equivalent":
+        best = "the fastest"
+    else:
+        best = f"the fastest measured, {verdict.leader.label}"
+    if v.rule == "fastest":
+        lines.append(f"not shown different from {best} (and not shown within {margin} of it): " + ", ".join(others))
+    else:
+        lines.append(f"not shown different from {best}: " + ", ".join(others))
+    return lines
+
+
+def anchor_k(analysis: SweepAnalysis) -> int:
+    """The k the speedup model is fitted to (the plan's largest): its figure there is the measurement itself."""
+    return max(analysis.plan.num_draft_tokens)
+
+
+def is_anchor(case: SweepCase, analysis: SweepAnalysis) -> bool:
+    return bool(case.prediction) and case.num_draft_tokens == anchor_k(analysis)
+
+
+def prediction_line(case: SweepCase, analysis: SweepAnalysis) -> str | None:
+    """The speedup model's figures for a setup; at the anchor k it says so instead of showing the measurement it
+    was fitted to as a prediction that confirms it."""
+    if not case.prediction:
+        return None
+    k = anchor_k(analysis)
+    if is_anchor(case, analysis):
+        return (f"speedup model: k={k} (anchor: measured): the model is fitted to these runs, so its figure here "
+                "is the measurement, not a check of it")
+    return (f"speedup model: decode {format_prediction(case.prediction)}, end to end "
+            f"{format_prediction(case.prediction, 'e2e')} predicted from the runs at k={k} (anchor: measured) and "
+            "the timed forward passes")
+
+
+def outlier_lines(case: SweepCase, analysis: SweepAnalysis) -> list[str]:
+    """The runs whose paired speedup is unlike the other passes of their own prompt (Comparison.outlier_runs), with
+    the advice their cause calls for. A prompt that gains more or less than others is never flagged."""
+    c = case.comparison
+    if not c:
+        return []
+    runs: dict[tuple, list[str]] = {}
+    for objective, words in (("e2e", "end-to-end"), ("decode", "decode")):
+        for unit in c.outlier_runs.get(objective, []):
+            runs.setdefault(tuple(unit), []).append(words)
+    either = " (with two passes, either may be the odd one)" if analysis.settings.runs == 2 else ""
+    lines = []
+    for (prompt, pass_index), objectives in sorted(runs.items()):
+        what = " and ".join(objectives) + f" speedup{'s' if len(objectives) > 1 else ''}"
+        lines.append(f"outlier: prompt {prompt + 1}, pass {pass_index + 1}: a run unlike the other passes of its "
+                     f"prompt (its {what}; a stall?){either}: warm up more (-w) or quiet the machine")
+    return lines
+
+
+def pass_spread(comparison) -> str | None:
+    """'end to end ± 2.1% sd, decode ± 1.8% sd between the passes of a prompt': how well passes agree
+    (Comparison.pass_log_sd), or None with one pass."""
+    parts = [f"{words} ± {(math.exp(sd) - 1) * 100:.1f}% sd" for objective, words in (("e2e", "end to end"),
+                                                                                   ("decode", "decode"))
+             if (sd := comparison.pass_log_sd.get(objective)) is not None]
+    return ", ".join(parts) + " between the passes of a prompt (a run's speedup)" if parts else None
+
+
 def evidence_lines(verdict: TargetVerdict, analysis: SweepAnalysis) -> list[str]:
-    """The statistics under a verdict's plain sentence (no indent, no commands)."""
+    """The statistics under a verdict's plain sentence (no indent, no commands): the verdict with what it is
+    about, the setup's figures, outliers, advice that agrees with the verdict's estimand, ties by the rule that
+    chose. A measurement that stopped early gets one piece of advice: its unfinished line's."""
     unfinished = unfinished_line(analysis, verdict.target)
     unfinished = [unfinished.strip()] if unfinished else []
     if verdict.verdict is None:
         return ([] if _alone_text(verdict, analysis) else ["not measured"]) + unfinished
     v = verdict.verdict
-    lines = [f"verdict: {v.verdict.upper()}: {v.reason}"] + unfinished
+    lines = [f"verdict: {v.verdict.upper()}: {verdict_reason(verdict, analysis)}", f"scope: {v.scope}"] + unfinished
     case = verdict.chosen or verdict.leader
     if case is not None:
         comparison = case.comparison
         pruned = f" ({pruned_text(case, analysis)})" if case.pruned else ""
-        lines.append(f"{case.label}{pruned}: end to end {format_estimate(comparison.e2e_speedup)}; "
-                     f"decode {format_estimate(comparison.decode_speedup)}; time to first token "
+        unit = n_unit(analysis)
+        lines.append(f"{case.label}{pruned}: end to end {format_estimate(comparison.e2e_speedup, unit)}; "
+                     f"decode {format_estimate(comparison.decode_speedup, unit)}; time to first token "
                      f"{ttft_text(case)}")
-        if case.prediction:
-            lines.append(f"speedup model: decode {format_prediction(case.prediction)}, end to end "
-                         f"{format_prediction(case.prediction, 'e2e')} predicted from the runs at "
-                         f"k={max(analysis.plan.num_draft_tokens)} and the timed forward passes")
-    runs = _runs_to(verdict, analysis)
-    if runs and not unfinished:
-        lines.append(f"to decide it, measure again with -r {runs} (into a new file)")
-    if verdict.tied:
-        lines.append("statistically tied with the fastest: " + ", ".join(c.label for c in verdict.tied)
-                     + ("; the cheapest was chosen" if verdict.chosen else ""))
+        lines += outlier_lines(case, analysis)
+        prediction = prediction_line(case, analysis)
+        if prediction:
+            lines.append(prediction)
+    advice = None if unfinished else advice_line(verdict, analysis)
+    if advice:
+        lines.append(advice)
+    lines += tie_lines(verdict)
     other = verdict.other
     if other and other.verdict and (other.kind != verdict.kind or _setup(other) != _setup(verdict)):
         lines.append(f"by {OBJECTIVE_NAMES[other.objective]} alone: {other.kind}"
                      + (f", {other.chosen.label}" if other.chosen else "")
-                     + f" ({other.verdict.reason})")
+                     + f" ({verdict_reason(other, analysis)})")
     if v.verdict == "no-gain":
         lines.append("run the target without speculative decoding")
     return lines
@@ -442,15 +631,18 @@ def pruned_lines(analysis: SweepAnalysis) -> list[str]:
     lines = []
     for c in analysis.pruned():
         measured = (f"; its figures until then: end to end {format_cell(c.comparison.e2e_speedup)}, decode "
-                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units}"
+                    f"{format_cell(c.comparison.decode_speedup)}, n={c.comparison.units} {n_unit(analysis)}"
                     if c.comparison else "; never run")
         after = f"after {c.pruned_after_units} unit(s): " if c.pruned_after_units is not None else ""
         lines.append(f"{label(c.target)} + {c.label}: {after}{c.pruned}{measured}")
     return lines
 
 
+UNADJUSTED = "each on its own, not adjusted for the cells shown"
+"""Said once in the title or legend of every table whose cells carry their own intervals."""
+BEST_K_UNADJUSTED = "each widened for its own setup's k values only, not adjusted for the cells shown"
 SETUPS_TITLE = ("Every measured setup: end to end against decode, and time to first token (TTFT), "
-                "mean of each variant")
+                f"mean of each variant (speedups {UNADJUSTED})")
 SETUP_HEADERS = ["target", "setup", "end-to-end speedup", "decode speedup", "TTFT alone", "TTFT speculative",
                  "acceptance", "memory added", "status"]
 
@@ -467,7 +659,7 @@ def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
         rows.append([label(case.target), case.label, format_cell(c.e2e_speedup), format_cell(c.decode_speedup),
                      ttft(c.baseline_ttft_s), ttft(c.speculative_ttft_s), _percent(c.acceptance_rate),
                      f"{added:+.2f} GB" if added is not None else "n/a",
-                     pruned_text(case, analysis) if case.pruned else f"measured, n={c.units}"])
+                     pruned_text(case, analysis) if case.pruned else f"measured, n={c.units} {n_unit(analysis)}"])
     return rows
 
 
@@ -481,12 +673,26 @@ DEFINITIONS = [
     ("TTFT", "time to first token: from the call to the first token (prefill, and for speculative runs the "
              "draft's prefill and the first round); a later first token can cancel a faster decode on short "
              "answers"),
-    ("unit", "one prompt in one pass, measured for the target alone and every setup back to back; n counts "
-             "units, and with one pass a unit is a prompt"),
+    ("run", "one prompt in one pass, measured for the target alone and every setup back to back (a pair of runs "
+            "gives one paired ratio)"),
+    ("estimand", "what a verdict is about. 'prompts like these' (the default, --estimand workload): the prompt is "
+                 "the unit, its passes averaged, n counts prompts, and to narrow an interval one adds prompts. "
+                 "'these exact prompts' (--estimand suite): n counts runs, more passes narrow it, and nothing is "
+                 "said about other prompts"),
+    ("n", "the units an interval rests on: prompts (prompts like these) or runs (these exact prompts); beside a "
+          "mean and its sd, the runs it summarises"),
     ("[low, high]", "95% interval of the speedup; '?' marks one that spans 1.00x (not clearly faster or "
                     "slower); none below 3 units"),
+    ("unadjusted", "an interval computed for its own cell alone: with many cells shown, some exclude 1.00x by "
+                   "chance even when no setup is faster, so read a single cell as a lead, not a finding; only a "
+                   "verdict's intervals are widened for every setup compared (CSV bounds: *_unadjusted columns)"),
     ("widened", "an interval made wider because the figure is the best of several setups (or k values) "
                 "compared, so that picking the best does not overstate it; a setup's own figures are not widened"),
+    ("sd", "'12.3 ± 0.4 sd' is a mean with the standard deviation across runs: how much single runs vary (prompts "
+           "included), not an interval and not the uncertainty of the mean"),
+    ("outlier", "a run whose paired speedup is unlike the other passes of its own prompt (a stall or a cold run), "
+                "judged on speedups within a prompt and never on raw tok/s, which legitimately differ between "
+                "prompts; flagged only with 10 or more runs; warm up more (-w) or quiet the machine"),
     ("pruned", "a setup the smart sweep stopped measuring once it could no longer win; its figures so far "
                "are shown marked (pruned), and it takes no part in the verdict unless nothing else was measured"),
     ("acceptance rate", "accepted / proposed draft tokens, over complete verify rounds; below "
@@ -496,6 +702,9 @@ DEFINITIONS = [
     ("memory added", "peak memory of the speculative runs minus the target's peak with no draft loaded"),
     ("speedup model", "a prediction of the speedup from the acceptance per draft position at the largest k "
                       "and the timed forward passes of target and draft"),
+    ("anchor", "the largest k, whose measured runs the speedup model is fitted to: its figure there is the "
+               "measurement itself, marked (anchor: measured), not a prediction that confirms it; only the "
+               "predictions at smaller k can be checked against their measurements"),
 ]
 
 
@@ -527,12 +736,34 @@ def problem_lines(analysis: SweepAnalysis) -> list[str]:
             for r in analysis.problems()]
 
 
+def verdict_title(analysis: SweepAnalysis) -> str:
+    """'Verdict per target (objective: end-to-end speed; about prompts like these)'."""
+    return (f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]}; about "
+            f"{ESTIMAND_LABELS[analysis.estimand]})")
+
+
 def report_title(analysis: SweepAnalysis) -> str:
     """What the file is: one target with its drafts (`mlxdraft pair`) or a sweep."""
     if analysis.results.kind == "pair":
         target = label(analysis.targets[0]) if analysis.targets else "?"
         return f"mlxdraft pair: {target}"
     return "mlxdraft sweep"
+
+
+ESTIMAND_LABELS = {"workload": "prompts like these", "suite": "these exact prompts"}
+"""How each estimand (stats.ESTIMANDS, `--estimand`) is named wherever a report shows it."""
+
+
+def estimand_line(analysis: SweepAnalysis) -> str:
+    """What every verdict and interval of the report is about, and what narrows it."""
+    prompts = len(analysis.plan.prompts)
+    if analysis.estimand == "suite":
+        return (f"Estimand: these exact prompts (--estimand suite): n counts runs (prompt x pass) of these {prompts} "
+                "prompt(s), so passes narrow an interval, but nothing is said about other prompts.")
+    these = "prompts like this one" if prompts == 1 else f"prompts like these {prompts}"
+    return (f"Estimand: {these} (the default, --estimand workload): the prompt is the unit of "
+            "replication, its passes averaged; n counts prompts and an interval includes how much the gain differs "
+            "from prompt to prompt (prompts narrow it, passes do not).")
 
 
 def header_lines(analysis: SweepAnalysis) -> list[str]:
@@ -544,10 +775,13 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
         f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, "
         f"engine {results.plan.engine}",
         f"Objective: {objective_text(analysis)}",
+        estimand_line(analysis),
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "
-        "runs. At a pair's best k the interval is widened for the k values tried, and a verdict's for every "
-        "setup compared, so choosing the best does not overstate it.",
+        f"{'prompts' if analysis.estimand == 'workload' else 'runs'}. At a pair's best k the interval is widened "
+        "for the k values tried, and a verdict's for every setup compared, so choosing the best does not overstate "
+        "it; every other interval is a cell's own, not adjusted for the cells shown. '± x sd' is the standard "
+        "deviation across runs, never an interval.",
     ]
     if analysis.settings.temp > 0:
         lines.append(f"Note: {TEMPERATURE_NOTE}.")

@@ -23,6 +23,7 @@ from .common import (
     SETUP_HEADERS,
     SETUPS_TITLE,
     SPEEDUP_TITLES,
+    UNADJUSTED,
     baseline_matrix,
     caught_up_lines,
     evidence_lines,
@@ -37,6 +38,8 @@ from .common import (
     report_title,
     setup_rows,
     spans_one,
+    verdict_reason,
+    verdict_title,
 )
 
 STYLE = """
@@ -148,7 +151,7 @@ def _case_samples(analysis: SweepAnalysis, case: SweepCase) -> list:
 
 
 def _verdict_section(analysis: SweepAnalysis) -> str:
-    title = f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})"
+    title = verdict_title(analysis)
     blocks = [_verdict_block(verdict, analysis) for verdict in analysis.verdicts()]
     return f'<section id="verdicts">\n<h2>{escape(title)}</h2>\n' + "\n".join(blocks) + "\n</section>"
 
@@ -156,7 +159,7 @@ def _verdict_section(analysis: SweepAnalysis) -> str:
 def _verdict_block(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
     """The verdict word styled by kind, the plain sentence, then the evidence of `evidence_lines`: the
     statistical reason, the figures and notes; the commands."""
-    reason = verdict.verdict.reason if verdict.verdict else "no speculative setup was measured"
+    reason = verdict_reason(verdict, analysis)
     details = evidence_lines(verdict, analysis)[1 if verdict.verdict else 0:]
     kind = verdict.kind.replace(" ", "-")
     return "".join([
@@ -221,7 +224,9 @@ def _heatmap_legend() -> str:
     scale = "".join(f'<span class="swatch" style="background-color:{_colour(ratio)}">{ratio:g}x</span>'
                     for ratio in (0.5, 0.75, 1.0, 1.5, 2.0))
     return (f'<p class="legend">{scale} Colour: geometric-mean speedup, red below 1x, white at 1x, green above '
-            f"(saturating at {1 / SATURATION:g}x and {SATURATION:g}x). Brackets: 95% interval.</p>"
+            f"(saturating at {1 / SATURATION:g}x and {SATURATION:g}x). Brackets: 95% interval, "
+            f"{UNADJUSTED} (at a pair's best k, widened for that setup's k values only): with many cells shown, "
+            "some exclude 1.0x by chance; only the verdicts are adjusted for every setup compared.</p>"
             '<p class="legend"><span class="swatch inconclusive">1.02x [0.97, 1.08] ?</span> '
             "Hatched with a dashed border and '?': inconclusive, the 95% interval spans 1.0x, so the setup may "
             "be no faster (or slower) than the baseline. Hover a cell for its full figures.</p>")

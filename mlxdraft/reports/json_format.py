@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..analysis import SweepAnalysis
-from .common import DEFINITIONS, plain_sentence, pruned_text
+from .common import DEFINITIONS, ESTIMAND_LABELS, advice_line, is_anchor, plain_sentence, pruned_text
 
 
 def render_json(analysis: SweepAnalysis, metric: str = "speedup") -> str:
@@ -23,6 +23,8 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
         "plan": results.plan.to_dict(),
         "models": results.models,
         "objective": analysis.objective,
+        "estimand": analysis.estimand,  # what verdicts and intervals are about (stats.ESTIMANDS)
+        "estimand_label": ESTIMAND_LABELS[analysis.estimand],
         "verdicts": [_verdict(v, analysis) for v in analysis.verdicts()],
         "baselines": [{"target": t, "draft": d, "decode_tps": b["decode_tps"].to_dict() if b["decode_tps"] else None,
                        "e2e_tps": b["e2e_tps"].to_dict() if b["e2e_tps"] else None,
@@ -33,6 +35,8 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
              "status": c.status,
              "reason": c.reason, "summary": c.comparison.to_dict() if c.comparison else None,
              "prediction": c.prediction.to_dict() if c.prediction else None,
+             # the speedup model is fitted to the runs at the largest k: its figures there are the measurement
+             "prediction_is_anchor": is_anchor(c, analysis) if c.prediction else None,
              "pruned": {"after_units": c.pruned_after_units, "reason": c.pruned,
                         "text": pruned_text(c, analysis)} if c.pruned else None}
             for c in analysis.cases
@@ -45,4 +49,4 @@ def _verdict(verdict, analysis: SweepAnalysis) -> dict:
     """A verdict with its plain sentence and what decided it."""
     explanation = analysis.explain(verdict)
     return {**verdict.to_dict(), "headline": plain_sentence(verdict, analysis, explanation),
-            "explanation": explanation.to_dict()}
+            "advice": advice_line(verdict, analysis), "explanation": explanation.to_dict()}

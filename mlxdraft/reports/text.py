@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..analysis import OBJECTIVE_NAMES, TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
+from ..analysis import TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
 from ..methods import get_method
 from ..results import Results
 from .common import (
+    BEST_K_UNADJUSTED,
     CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
     SETUP_HEADERS,
     SETUPS_TITLE,
     SPEEDUP_TITLES,
+    UNADJUSTED,
     _model_line,
     _number,
     _percent,
+    anchor_k,
     baseline_matrix,
     caught_up_lines,
     definition_lines,
+    estimand_line,
     evidence_lines,
     format_cell,
     format_estimate,
@@ -27,8 +31,11 @@ from .common import (
     format_prediction,
     format_summary,
     header_lines,
+    is_anchor,
     matrix,
+    n_unit,
     objective_text,
+    pass_spread,
     plain_sentence,
     prediction_matrix,
     problem_lines,
@@ -39,12 +46,13 @@ from .common import (
     setup_rows,
     ttft_text,
     verdict_lines,
+    verdict_title,
 )
 
 
-def render_pair(results: Results | dict, objective: str = "e2e") -> str:
+def render_pair(results: Results | dict, objective: str = "e2e", estimand: str = "workload") -> str:
     """The compact human block printed by `mlxdraft pair` (a results file of one group)."""
-    analysis = analyse_sweep(results, objective)
+    analysis = analyse_sweep(results, objective, estimand)
     target = analysis.targets[0]
     models = analysis.results.models
     verdict = analysis.verdict(target)
@@ -64,13 +72,14 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         memory = (f"target alone {alone:.2f} GB; with the draft {peak.max:.2f} GB "
                   f"({peak.max - alone:+.2f} GB for the draft)")
     else:
-        memory = f"with the draft {format_summary(peak, 'GB', 2, outliers=False)}"
+        memory = f"with the draft {format_summary(peak, 'GB', 2)}"
     rows = [
         ("Target", _model_line(models.get(target, {"name": target}))),
         ("Method", f"{case.method} ({get_method(case.method).summary})"),
         ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
+        ("Estimand", estimand_line(analysis).removeprefix("Estimand: ")),
         ("Verdict", "\n".join([line.removeprefix("verdict: ") for line in evidence_lines(verdict, analysis)]
                                + verdict.commands)),
         ("Shown", f"k={case.num_draft_tokens}"),
@@ -78,11 +87,15 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
                      f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
         ("Speculative", f"decode {format_summary(c.speculative_decode_tps, 'tok/s')}; "
                         f"end to end {format_summary(c.speculative_e2e_tps, 'tok/s')}"),
-        ("Speedup", f"end to end {format_estimate(c.e2e_speedup)}; decode {format_estimate(c.decode_speedup)}"),
-        *([("Predicted", f"end to end {format_prediction(case.prediction, 'e2e')}; decode "
+        ("Speedup", f"end to end {format_estimate(c.e2e_speedup, n_unit(analysis))}; "
+                    f"decode {format_estimate(c.decode_speedup, n_unit(analysis))}"),
+        *([("Predicted", f"k={anchor_k(analysis)} (anchor: measured): the speedup model is fitted to these runs, "
+                         "so it predicts only the smaller k")] if is_anchor(case, analysis) else
+          [("Predicted", f"end to end {format_prediction(case.prediction, 'e2e')}; decode "
                          f"{format_prediction(case.prediction)} (speedup model: acceptance per draft position at "
-                         f"k={max(analysis.plan.num_draft_tokens)}, timed forward passes)")]
+                         f"k={anchor_k(analysis)} (anchor: measured), timed forward passes)")]
           if case.prediction else []),
+        *([("Passes", spread)] if (spread := pass_spread(c)) else []),
         ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
         ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
         ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
@@ -106,15 +119,17 @@ def render_pair(results: Results | dict, objective: str = "e2e") -> str:
         lines += [" " * (width + 2) + line for line in rest]
     if len(cases) > 1:
         table = [(f"{setup_label(x.method, x.draft)} k={x.num_draft_tokens}", format_cell(x.comparison.e2e_speedup),
-                  format_cell(x.comparison.decode_speedup), ttft_text(x), format_prediction(x.prediction),
+                  format_cell(x.comparison.decode_speedup), ttft_text(x),
+                  "anchor (measured)" if is_anchor(x, analysis) else format_prediction(x.prediction),
                   _percent(x.comparison.acceptance_rate), _number(x.comparison.tokens_per_round, 2)) for x in cases]
-        lines += ["", tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "time to first token",
-                                               "predicted decode", "acceptance", "tokens/round"],
-                               disable_numparse=True)]
+        lines += ["", f"Every setup measured (speedups {UNADJUSTED}):",
+                  tabulate(table, headers=["setup", "end-to-end speedup", "decode speedup", "time to first token",
+                                           "predicted decode", "acceptance", "tokens/round"],
+                           disable_numparse=True)]
     if c.per_category:
         table = [(category, format_cell(values["e2e_speedup"]), format_cell(values["decode_speedup"]),
                   _percent(values["acceptance_rate"])) for category, values in c.per_category.items()]
-        lines += ["", f"Per category ({case.label}):",
+        lines += ["", f"Per category ({case.label}; {UNADJUSTED}):",
                   tabulate(table, headers=["category", "end-to-end speedup", "decode speedup", "acceptance"],
                            disable_numparse=True)]
     return "\n".join(lines)
@@ -125,14 +140,14 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     section = (lambda title: ["", f"## {title}", ""]) if markdown else (lambda title: ["", f"{title}:"])
     lines = ([f"# {report_title(analysis)}", ""] + [f"- {line}" for line in header_lines(analysis)]) if markdown \
         else header_lines(analysis)
-    lines += section(f"Verdict per target (objective: {OBJECTIVE_NAMES[analysis.objective]})")
+    lines += section(verdict_title(analysis))
     for index, verdict in enumerate(analysis.verdicts()):
         lines += ([""] if markdown and index else []) + verdict_lines(verdict, analysis, markdown)
     if metric == "speedup":
         other = "decode" if analysis.objective == "e2e" else "e2e"
         tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
-                   "(rows: setups, columns: targets)", matrix(analysis, metric)),
-                  (f"{SPEEDUP_TITLES[other]} at each pair's best k",
+                   f"(rows: setups, columns: targets; {BEST_K_UNADJUSTED})", matrix(analysis, metric)),
+                  (f"{SPEEDUP_TITLES[other]} at each pair's best k ({BEST_K_UNADJUSTED})",
                    matrix(analysis, metric, other)),
                   ("Baseline tok/s measured beside each pair (decode / end to end)", baseline_matrix(analysis))]
     else:
@@ -141,7 +156,8 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     for target in analysis.targets:
         predicted = prediction_matrix(analysis, target)
         if predicted:
-            tables.append((f"Decode speedup of {label(target)}, predicted by the speedup model / measured",
+            tables.append((f"Decode speedup of {label(target)}, predicted by the speedup model / measured "
+                           f"(k={anchor_k(analysis)}: the anchor, measured, not predicted)",
                            predicted))
     setups = setup_rows(analysis)
     if setups:
