@@ -80,8 +80,10 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
     min(num_draft_tokens, tokens left), as mlx-lm does, so k may exceed max_tokens. `on_text`
     receives the text as it is produced; `on_token(text, from_draft)` each token's piece of it and
     whether it was an accepted draft token (the last round's tokens come when the run ends, since
-    only then is it known whether that round was cut short). The sampling draws from the
-    generation's own random stream (`seed`): MLX's global generator is left alone. Returns the
+    only then is it known whether that round was cut short). The generation is seeded with
+    `seed` (mlx-lm's loops through MLX's global generator, as `mlx_lm.generate`; the own loops
+    through their own stream), and the global generator's state is given back afterwards, model
+    loading included. Returns the
     token ids, the text and the per-round statistics."""
     chosen = get_method(method)
     if chosen.needs_draft and draft is None:

@@ -209,6 +209,19 @@ def test_generate_leaves_the_callers_random_stream_alone(loaded, method):
     assert mlxdraft.generate(pair, "Hi", seed=4, **options).token_ids != first.token_ids
 
 
+@pytest.mark.parametrize("method", ["baseline", "draft"])
+def test_generate_from_model_folders_leaves_the_callers_random_stream_alone(tiny, method):
+    """Loading builds the model, which draws initial weights from MLX's global generator: that is
+    given back too, so the usual call (names or folders) leaves the caller's stream as it was."""
+    import mlx.core as mx
+
+    mx.random.seed(7)
+    expected = mx.random.uniform(shape=(4,)).tolist()
+    mx.random.seed(7)
+    mlxdraft.generate(str(tiny.target), "Hi", method=method, draft=str(tiny.draft), temp=1.0, max_tokens=6, seed=3)
+    assert mx.random.uniform(shape=(4,)).tolist() == expected
+
+
 @pytest.mark.parametrize("method", ["baseline", "mlx-lm", "draft"])
 def test_top_k_at_or_above_the_vocabulary_is_off(tiny, method):
     draft = [] if method == "baseline" else ["--draft", tiny.target]

@@ -4,6 +4,7 @@ loaded, runs a method's rounds and reads the clock after each, and describes the
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shlex
 import time
@@ -98,7 +99,8 @@ class MlxLmEngine:
         import mlx_lm
 
         try:
-            model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True)
+            with callers_random_state():  # building the model draws initial weights from the global generator
+                model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True)
         except MlxdraftError:
             raise
         except Exception as exc:  # mlx-lm raises ValueError/KeyError/OSError for unusable folders
@@ -146,34 +148,33 @@ class MlxLmEngine:
         rounds: list[VerifyRound] = []
         draft_s, target_s = 0.0, 0.0
         finish_reason = "length"
-        high, low = mx.random.state[0].tolist()  # the caller's key, given back below
-        mx.random.seed(settings.seed)  # mlx-lm's loops draw from the global generator, as mlx_lm.generate does
-        mx.reset_peak_memory()
-        start = time.perf_counter()
-        steps = iter(method.run(inputs))
-        try:
-            for step in steps:
-                now = time.perf_counter()
-                emitted = step.tokens[: max_tokens - len(tokens)]
-                stop = next((i for i, token in enumerate(emitted) if token in eos), None)
-                if stop is not None:
-                    emitted = emitted[: stop + 1]
-                    finish_reason = "stop"
-                tokens += emitted
-                sizes.append(len(emitted))
-                ends.append(now - start)
-                if method.uses_k:
-                    complete = not step.limited and len(emitted) == step.accepted + 1
-                    rounds.append(VerifyRound(step.proposed, min(step.accepted, len(emitted)), complete))
-                draft_s = None if draft_s is None or step.draft_s is None else draft_s + step.draft_s
-                target_s = None if target_s is None or step.target_s is None else target_s + step.target_s
-                if on_round is not None:
-                    on_round(emitted)
-                if finish_reason == "stop" or len(tokens) >= max_tokens:
-                    break
-        finally:
-            getattr(steps, "close", lambda: None)()  # a generator left early releases its caches now
-            mx.random.seed((high << 32) | low)  # a key is the seed's two 32-bit halves: the same state
+        with callers_random_state():
+            mx.random.seed(settings.seed)  # mlx-lm's loops draw from the global generator, as mlx_lm.generate does
+            mx.reset_peak_memory()
+            start = time.perf_counter()
+            steps = iter(method.run(inputs))
+            try:
+                for step in steps:
+                    now = time.perf_counter()
+                    emitted = step.tokens[: max_tokens - len(tokens)]
+                    stop = next((i for i, token in enumerate(emitted) if token in eos), None)
+                    if stop is not None:
+                        emitted = emitted[: stop + 1]
+                        finish_reason = "stop"
+                    tokens += emitted
+                    sizes.append(len(emitted))
+                    ends.append(now - start)
+                    if method.uses_k:
+                        complete = not step.limited and len(emitted) == step.accepted + 1
+                        rounds.append(VerifyRound(step.proposed, min(step.accepted, len(emitted)), complete))
+                    draft_s = None if draft_s is None or step.draft_s is None else draft_s + step.draft_s
+                    target_s = None if target_s is None or step.target_s is None else target_s + step.target_s
+                    if on_round is not None:
+                        on_round(emitted)
+                    if finish_reason == "stop" or len(tokens) >= max_tokens:
+                        break
+            finally:
+                getattr(steps, "close", lambda: None)()  # a generator left early releases its caches now
         peak_memory_gb = mx.get_peak_memory() / 1e9
         return Trace(tokens, sizes, ends, rounds, peak_memory_gb, finish_reason,
                      draft_s if method.uses_k else None, target_s if method.uses_k else None,
@@ -241,6 +242,19 @@ class TokenPieces:
         """The text still held back, which belongs to the last token."""
         self.detokenizer.finalize()
         return self.detokenizer.last_segment
+
+
+@contextlib.contextmanager
+def callers_random_state():
+    """Give MLX's global random state back as it was on entry, whatever draws from it meanwhile
+    (model loading initialises weights from it; mlx-lm's samplers draw from it)."""
+    import mlx.core as mx
+
+    high, low = mx.random.state[0].tolist()
+    try:
+        yield
+    finally:
+        mx.random.seed((high << 32) | low)  # a key is its seed's two 32-bit halves: this restores the state
 
 
 def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
