@@ -203,6 +203,12 @@ def parse_params(texts, methods) -> dict[str, dict]:
             raise InvalidInputError(f"{method.key} has no parameter {parameter!r}"
                                     f"{did_you_mean(parameter, method.defaults, ' ')}(it has: {known})")
         params.setdefault(method.key, {})[parameter] = _param_value(text, value, method.defaults[parameter])
+    for method in methods:  # values a method cannot run are refused now, not after the models load
+        if method.key in params:
+            try:
+                method.checked_params(params[method.key])
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"--param: {method.key}: {exc}") from None
     return params
 
 

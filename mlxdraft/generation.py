@@ -98,6 +98,7 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
     if unknown:
         known = ", ".join(chosen.defaults) or "none"
         raise InvalidInputError(f"{method} has no parameter {unknown[0]!r} (it has: {known})")
+    chosen.checked_params(params)  # before anything loads
     backend = get_engine(engine)
     loaded_target = as_loaded(target, backend, "target", allow_download, progress)
     loaded_draft = as_loaded(draft, backend, "draft", allow_download, progress) if chosen.needs_draft else None

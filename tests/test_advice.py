@@ -191,3 +191,19 @@ def test_interrupted_pair_gives_one_piece_of_advice_that_works(tmp_path, fake):
     again = run_printed(command)
     assert again.exit_code == 0, again.output
     assert sum(len(g["samples"]) for g in json.loads(out.read_text())["groups"].values()) == 6
+
+
+@pytest.mark.parametrize("param, message", [
+    ("draft-adaptive.calibrate=2", "Error: --param: draft-adaptive: calibrate must be true or false, 1 or 0 (got 2.0)"),
+    ("draft-adaptive.threshold=1.5", "Error: --param: draft-adaptive: threshold must be between 0 and 1 (got 1.5)"),
+    ("prompt-lookup.ngram_min=4",
+     "Error: --param: prompt-lookup: need 1 <= ngram_min <= ngram_max (got ngram_min=4, ngram_max=3)"),
+])
+def test_param_values_a_method_cannot_run_are_refused_before_anything_loads(tmp_path, fake, param, message):
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(cli, ["pair", "big", "small", "--engine", "fake", "--methods",
+                                      "draft-adaptive,prompt-lookup", "--param", param, "--prompt", "Hi",
+                                      "-o", str(out)])
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert result.output.strip().splitlines() == [message]  # no progress line: nothing loaded, nothing measured
+    assert not out.exists()

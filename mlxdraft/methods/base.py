@@ -92,6 +92,14 @@ class Method:
     by_mlx_lm: bool = False  # mlx-lm runs it itself, so mlx_lm.generate can be recommended
     lossless_at_temp_0: bool = True  # greedy output equals the target's own greedy output
     fixed_k: bool = True  # every round proposes k (when enough tokens are left): the speedup model applies
+    check_params: Callable[[dict], None] | None = None  # raises InvalidInputError for values it cannot run
+
+    def checked_params(self, params: dict | None) -> dict:
+        """The defaults with `params` over them, checked before anything loads or runs."""
+        values = {**self.defaults, **(params or {})}
+        if self.check_params is not None:
+            self.check_params(values)
+        return values
 
     @property
     def speculative(self) -> bool:

@@ -124,16 +124,20 @@ def as_flag(value) -> bool:
     raise InvalidInputError(f"calibrate must be true or false, 1 or 0 (got {value!r})")
 
 
-def adaptive_proposer(inputs: GenerationInputs) -> AdaptiveDraftModel:
-    params = {**DEFAULTS, **inputs.params}
+def calibration_of(params: dict) -> Calibration:
+    """The stopping rule's settings from the parameters, or an InvalidInputError saying what is wrong."""
+    params = {**DEFAULTS, **params}
     try:
         threshold = float(params["threshold"])
     except (TypeError, ValueError):
         raise InvalidInputError(f"threshold must be a number between 0 and 1 (got {params['threshold']!r})")
     if not 0.0 <= threshold <= 1.0:
         raise InvalidInputError(f"threshold must be between 0 and 1 (got {threshold:g})")
-    calibration = Calibration(threshold, as_flag(params["calibrate"]))
-    return draft_proposer(inputs, METHOD.key, AdaptiveDraftModel, calibration=calibration)
+    return Calibration(threshold, as_flag(params["calibrate"]))
+
+
+def adaptive_proposer(inputs: GenerationInputs) -> AdaptiveDraftModel:
+    return draft_proposer(inputs, METHOD.key, AdaptiveDraftModel, calibration=calibration_of(inputs.params))
 
 
 def run(inputs: GenerationInputs, accept=speculative_accept) -> Iterator[Round]:
@@ -152,4 +156,5 @@ METHOD = Method(
     defaults=dict(DEFAULTS),
     by_mlx_lm=False,
     fixed_k=False,
+    check_params=calibration_of,
 )

@@ -114,4 +114,5 @@ METHOD = Method(
     defaults=dict(DEFAULTS),
     by_mlx_lm=False,
     fixed_k=False,
+    check_params=ngram_sizes,
 )
