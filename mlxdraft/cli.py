@@ -421,9 +421,9 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
             raise MlxdraftError(f"{exc} (the result above was not saved)") from None
         progress(f"Saved {path}; render it again with: mlxdraft report {shlex.quote(str(path))}")
     if interrupted or failure:
-        from .results import command_line
+        from .results import measure_again_command
 
-        again = command_line(invoked_argv()) + (" --force" if path is not None else "")
+        again = measure_again_command(invoked_argv())  # into a new file: the runs saved above stay
         progress(f"To measure all {plan.total_runs()} runs{', after fixing the error' if failure else ''}, "
                  f"run it again: {again}")
     if failure:

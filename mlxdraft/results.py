@@ -200,6 +200,45 @@ def command_line(argv: list[str], resume: bool = False) -> str:
     return shlex.join(args + (["--resume"] if resume else []))
 
 
+FREE_TEXT_OPTIONS = ("--prompt", "--param")  # options whose value is free text
+
+
+def split_output(argv: list[str], drop: tuple[str, ...] = ()) -> tuple[list[str], str | None]:
+    """A recorded argv without its output option (-o F, -oF, --output F, --output=F), --force, --resume and
+    the options in `drop` (with their values), and the output it named (None when it named none)."""
+    args, output, rest = [], None, list(argv)
+    while rest:
+        arg = rest.pop(0)
+        name = arg.split("=", 1)[0]
+        if arg in ("--force", "--resume"):
+            continue
+        if arg in ("-o", "--output") or arg in drop:
+            value = rest.pop(0) if rest else None
+            output = value if arg in ("-o", "--output") else output
+        elif arg in FREE_TEXT_OPTIONS:  # its value may start with anything, "-o" included
+            args += [arg] + rest[:1]
+            del rest[:1]
+        elif name == "--output" or name in drop:
+            output = arg.split("=", 1)[1] if name == "--output" else output
+        elif arg.startswith("-o") and not arg.startswith("--"):
+            output = arg[2:]
+        else:
+            args.append(arg)
+    return args, output
+
+
+def measure_again_command(argv: list[str]) -> str:
+    """The recorded command, measuring everything again into a new file beside the old one (never over it:
+    what was measured stays), or to no file when it wrote none."""
+    args, output = split_output(argv)
+    if output is None:
+        return shlex.join(args)
+    path, number = Path(output), 2
+    while path.with_name(f"{path.stem}-{number}{path.suffix}").exists():
+        number += 1
+    return shlex.join(args + ["-o", str(path.with_name(f"{path.stem}-{number}{path.suffix}"))])
+
+
 def load_results(path: Path) -> Results:
     """A results file written by mlxdraft (either schema), checked field by field, as typed
     records: pair files of schema 1 are converted to a one-group sweep in memory."""

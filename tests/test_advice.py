@@ -187,10 +187,13 @@ def test_interrupted_pair_gives_one_piece_of_advice_that_works(tmp_path, fake):
     rendered = CliRunner().invoke(cli, ["report", str(out)])
     assert f"run the pair again: {command}" in rendered.stdout and "(-r)" not in rendered.stdout
     assert result.stderr.splitlines()[-1] == f"To measure all 6 runs, run it again: {command}"
-    assert command == shlex.join(["mlxdraft", *args]) + " --force"
+    again_out = tmp_path / "p-2.json"  # a new file beside it: what was measured stays
+    assert command == shlex.join(["mlxdraft", *args[:-1], str(again_out)])
+    partial = out.read_text()
     again = run_printed(command)
     assert again.exit_code == 0, again.output
-    assert sum(len(g["samples"]) for g in json.loads(out.read_text())["groups"].values()) == 6
+    assert out.read_text() == partial
+    assert sum(len(g["samples"]) for g in json.loads(again_out.read_text())["groups"].values()) == 6
 
 
 @pytest.mark.parametrize("param, message", [

@@ -18,7 +18,7 @@ from ..analysis import (
     label,
     setup_label,
 )
-from ..results import command_line
+from ..results import command_line, measure_again_command, split_output
 from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
 
 
@@ -273,20 +273,7 @@ def more_prompts_command(analysis: SweepAnalysis) -> str | None:
     argv = analysis.results.command
     if not argv or len(argv) < 2:
         return None
-    args, output, rest = [], None, list(argv)
-    while rest:
-        arg = rest.pop(0)
-        if arg in ("--prompt", "--prompts", "-o", "--output"):
-            value = rest.pop(0) if rest else None
-            output = value if arg in ("-o", "--output") else output
-        elif arg.startswith(("--prompt=", "--prompts=")) or arg in ("--force", "--resume"):
-            continue
-        elif arg.startswith("--output="):
-            output = arg.split("=", 1)[1]
-        elif arg.startswith("-o") and not arg.startswith("--"):
-            output = arg[2:]
-        else:
-            args.append(arg)
+    args, output = split_output(argv, drop=("--prompt", "--prompts"))
     if output:
         path = Path(output)
         prompts = path.with_name(f"{path.stem}-prompts.jsonl")
@@ -538,10 +525,8 @@ def unfinished_line(analysis: SweepAnalysis, target: str) -> str | None:
     planned = sum(analysis.settings.runs * len(analysis.plan.prompts) * (1 + len(_setups_in(analysis, g)))
                   for g in groups)
     measured = f"{done} of their {planned} runs measured"
-    if analysis.results.kind == "pair":  # a pair cannot be continued: it is measured again, whole
-        command = analysis.results.command
-        writes = command and any(arg.startswith(("-o", "--output")) for arg in command)
-        again = f": {command_line(command)}{' --force' if writes else ''}" if command else ""
+    if analysis.results.kind == "pair":  # a pair cannot be continued: it is measured again, whole, into a new file
+        again = f": {measure_again_command(analysis.results.command)}" if analysis.results.command else ""
         return (f"    unfinished: stopped after {measured.replace(' of their ', ' of ')}; this verdict rests on those "
                 f"runs only; to measure all of them, run the pair again{again}")
     again = f": {command_line(analysis.results.command, resume=True)}" if analysis.results.command else " --resume"
