@@ -2,15 +2,23 @@
 (method, k) are still worth measuring, decided only from the samples measured so far, so that a
 resumed sweep replays every decision exactly and continues the race where it stopped.
 
-1. Probe: the first PROBE_UNITS units (prompt x pass) measure the baseline and each method at its
-   largest k (fewer when every one of them is surely slower than the baseline sooner).
-2. Prediction: the speedup model (`prediction`) predicts every other k of the fixed-k methods; a
-   setup whose predicted upper bound is below the leader's lower bound is pruned without a run, and
-   (decode objective) so is one that surely cannot beat the predicted best by more than TIE_MARGIN; where
-   the model predicts a gain, that holds for the probe's setups too (they race no further; where it does
-   not, they stay, as "no gain" needs each one measured surely slower). Setups the model cannot predict
-   (adaptive, prompt lookup) stay in.
-3. Race: every following unit measures the baseline and the setups still in; after each unit a setup
+The race takes its units (prompt x pass) in `SweepPlan.race_units` order: each pass's prompts stratified by
+category (seeded), so that its first units are spread over the categories, never the first prompts in file order.
+Within a unit the baseline and the setups run in a seeded random order (module `order`).
+
+1. Probe: the first PROBE_UNITS units measure the baseline and each method at its largest k (fewer when every one
+   of them is surely slower than the baseline sooner).
+2. Check: the speedup model (`prediction`) is fitted; each fixed-k method's predicted best k (the next best when
+   that is the probe's own k) joins the race and is measured for CHECK_UNITS units, next to the probe's k: nothing
+   is pruned on a prediction before the prediction at one k has been measured. Measured against predicted, prompt
+   by prompt, it gives the model's own error (`Race.model_errors`: |mean| plus its 95% half-width, on the log
+   scale), which widens every prediction's interval, in proportion to the distance from k_max.
+3. Prediction: a setup whose widened predicted upper bound is below the leader's lower bound is pruned without a
+   run, and (decode objective) so is one that surely cannot beat the predicted best by more than TIE_MARGIN, the
+   model's error included; where the model predicts a gain, that holds for the measured setups too (where it does
+   not, they stay, as "no gain" needs each one measured surely slower). Setups the model cannot predict (adaptive,
+   prompt lookup) stay in.
+4. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
    statistics' intervals (per prompt, its passes averaged), widened (Bonferroni) for the setups still
    racing; the leader is the setup with the highest lower bound here, or an earlier group's of the same
@@ -19,9 +27,9 @@ resumed sweep replays every decision exactly and continues the race where it sto
    setup that surely cannot be more than TIE_MARGIN faster than a rival showing a gain, compared prompt by
    prompt (another setup racing, or one an earlier group of the target kept): measuring it on could change
    the choice by less than a tie.
-The group ends when every unit is measured or no setup is left. The setups admitted in step 2 miss the
+The group ends when every unit is measured or no setup is left. The setups admitted in step 3 miss the
 probe's units; once every group of the target is measured, `settle` measures them there where the target's
-verdict hangs on them.
+verdict hangs on them. The verdict (`analysis`) is widened for every setup compared, pruned ones included.
 """
 
 from __future__ import annotations

@@ -248,6 +248,8 @@ def test_smart_sweep_measures_less_and_picks_the_exhaustive_winner(tmp_path):
     speedup = {(c.draft, c.num_draft_tokens): c.comparison.decode_speedup.geomean for c in exhaustive.measured("big")}
     best = speedup[verdicts["all"]["draft"], verdicts["all"]["num_draft_tokens"]]
     assert verdicts["smart"]["verdict"] == verdicts["all"]["verdict"] == "speculative"
+    # widened for every setup compared, the pruned ones too, as the exhaustive sweep's verdict is
+    assert verdicts["smart"]["candidates"] == verdicts["all"]["candidates"] == 10
     assert speedup[verdicts["smart"]["draft"], verdicts["smart"]["num_draft_tokens"]] * 1.03 >= best
     report = cli_report(tmp_path / "smart.json", "table")
     assert "Pruned by the smart sweep (left out of the verdicts, unless a target has nothing else):" in report
