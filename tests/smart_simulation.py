@@ -12,7 +12,7 @@ import contextlib
 import math
 import random
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 
 from fake_engine import FakeEngine, FakeModel
 
@@ -171,7 +171,7 @@ def replayed(world: World, objective: str, seed: int, recorded):
     return run_sweep(world, "smart", objective, seed, ReplayEngine(recorded, plan.prompts, SimEngine(world=world)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def truths(world: World, objective: str, population: int = 240) -> dict:
     """{(draft, k): true speedup} for prompts like the sweeps': noise-free runs over a population of prompts."""
     calm = replace(world, noise=0.0, stall_rate=0.0, first_run=0.0, drift=0.0)

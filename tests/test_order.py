@@ -141,7 +141,7 @@ def runs_with_first_run_effect(effect: float, seed: int = 0, positions: bool = T
     for prompt in range(40):
         base = 10.0 * rng.lognormvariate(0, 0.3)
         order = unit_order(seed, "g", (prompt, 0), VARIANTS)
-        for position, (method, k) in enumerate(order):
+        for position, (_, k) in enumerate(order):
             speed = base * (1.2 if k else 1.0) * rng.lognormvariate(0, 0.01) * ((1 - effect) if position == 0 else 1)
             run = sample(k, prompt, 0, speed)
             run.position = position if positions else None
