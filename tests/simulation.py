@@ -122,7 +122,9 @@ def simulate_sweep(rng: random.Random, scenario: Scenario, truths: dict, objecti
         baseline, speculative = [], {k: [] for k in KS}
         for pass_index in range(scenario.passes):
             for prompt, (base_tps, share, decode) in enumerate(prompts):
-                first = rng.randrange(1 + len(KS))  # the unit's variants in a random order (module `order`)
+                # the unit's variants in a random order (module `order`); drawn only where it matters, so that the
+                # other scenarios' random streams stay as they were
+                first = rng.randrange(1 + len(KS)) if scenario.first_run else -1
                 baseline.append(run(prompt, pass_index, base_tps, share, 1.0, first == 0))
                 for index, k in enumerate(KS, start=1):
                     speculative[k].append(run(prompt, pass_index, base_tps * decode[d, k], share, SPEC_TTFT,

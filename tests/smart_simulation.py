@@ -281,3 +281,26 @@ def simulate_paired(world: World, objective: str, sweeps: int, seed: int) -> Pai
             kinds.append(kind)
         paired.opposite += set(kinds) == {"speculative", "no-gain"}
     return paired
+
+
+def figures(sweeps: int, seed: int = 7) -> None:
+    """Print every scenario's figures for both strategies and objectives (the README's; about 15 minutes at 200)."""
+    import time
+
+    for name, best in (("spread", 1.0), ("rough", 1.0), ("cost-miss", 1.0), ("cost-miss", 1.1), ("passes", 1.0)):
+        for objective in ("e2e", "decode"):
+            started = time.time()
+            world = null_world(name, objective, best)
+            top = max(truths(world, objective).values())
+            if world.passes == 1:
+                line = simulate_paired(world, objective, sweeps, seed).line()
+            else:  # several passes cannot be replayed: each strategy measures its own sweeps
+                line = (f"exhaustive {simulate(world, 'exhaustive', objective, sweeps, seed).line()}; "
+                        f"smart {simulate(world, 'smart', objective, sweeps, seed).line()}")
+            print(f"{name} {objective} (best {top:.3f}x): {line} [{time.time() - started:.0f} s]", flush=True)
+
+
+if __name__ == "__main__":  # PYTHONPATH=.:tests python tests/smart_simulation.py [sweeps]
+    import sys
+
+    figures(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
