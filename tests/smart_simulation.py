@@ -258,9 +258,11 @@ class Paired:
     exhaustive: Tally = field(default_factory=Tally)
     smart: Tally = field(default_factory=Tally)
     opposite: int = 0  # one says speculative where the other says no-gain
+    bolder: int = 0  # the smart sweep says speculative where the exhaustive one is inconclusive
 
     def line(self) -> str:
-        return f"exhaustive {self.exhaustive.line()}; smart {self.smart.line()}; opposite {self.opposite}"
+        return (f"exhaustive {self.exhaustive.line()}; smart {self.smart.line()}; opposite {self.opposite}; "
+                f"smart speculative where exhaustive inconclusive {self.bolder}")
 
 
 def simulate_paired(world: World, objective: str, sweeps: int, seed: int) -> Paired:
@@ -280,6 +282,7 @@ def simulate_paired(world: World, objective: str, sweeps: int, seed: int) -> Pai
             tally.runs += runs
             kinds.append(kind)
         paired.opposite += set(kinds) == {"speculative", "no-gain"}
+        paired.bolder += kinds == ["inconclusive", "speculative"]
     return paired
 
 
