@@ -61,17 +61,22 @@ def _welch(first: list[float], later: list[float], confidence: float) -> tuple[f
 
 
 def order_effect(samples, metric: str = "decode_tps", confidence: float = 0.95) -> dict:
-    """Per variant ((method, k), the baseline ("baseline", 0)) and for all pooled (("all", 0)), an OrderEffect:
+    """`samples`: one group's runs (a list of RunSamples, as `GroupRecord.samples`), or several groups' (a list of
+    such lists: a unit is a prompt and pass within its group). Per variant ((method, k), the baseline
+    ("baseline", 0)) and for all pooled (("all", 0)), an OrderEffect:
     its runs in the first position of their unit against its runs in later positions, each run's log speed taken
     relative to the mean log speed of its unit (which removes the prompt and the moment; under a random order the
     variants' own speeds cancel out too, and a first-run slowdown of d shows as about 1 - d). Only runs with a
     recorded position count, in units of two runs or more; a variant never (or always) first has no entry."""
+    samples = list(samples)
+    groups = samples if samples and isinstance(samples[0], (list, tuple)) else [samples]
     units: dict = {}
-    for sample in samples:
-        value = getattr(sample, metric, None)
-        if getattr(sample, "position", None) is None or not value or value <= 0 or not math.isfinite(value):
-            continue
-        units.setdefault((sample.prompt_index, sample.pass_index), []).append(sample)
+    for group, runs in enumerate(groups):
+        for sample in runs:
+            value = getattr(sample, metric, None)
+            if getattr(sample, "position", None) is None or not value or value <= 0 or not math.isfinite(value):
+                continue
+            units.setdefault((group, sample.prompt_index, sample.pass_index), []).append(sample)
     residuals: dict = {}  # key -> ([first], [later])
     for runs in units.values():
         if len(runs) < 2:

@@ -46,3 +46,21 @@ def test_a_model_that_misses_a_cost_per_draft_token_never_makes_the_smart_sweep_
     # k slower than they are: they may be pruned only on measured evidence
     paired = simulate_paired(null_world("cost-miss", "decode"), "decode", 3, SEED)
     assert paired.opposite == 0 and paired.smart.no_gain == 0 and paired.smart.speculative == 0, paired.line()
+
+
+def test_the_order_effect_check_sees_a_cold_first_run_in_a_real_sweep():
+    from dataclasses import replace
+
+    from smart_simulation import WORLDS, run_sweep
+
+    from mlxdraft.order import order_effect
+
+    world = replace(WORLDS["spread"], noise=0.02, first_run=0.10, passes=2)
+    results = run_sweep(world, "exhaustive", "decode", seed=1)
+    groups = [group.samples for group in results.groups.values()]
+    effects = order_effect(groups, "e2e_tps")  # each group's units apart: a unit is a prompt and pass in a group
+    pooled = effects[("all", 0)]
+    assert pooled.first_runs == 2 * 2 * 12 and pooled.low < 1 / 1.10 < pooled.high, pooled
+    assert set(effects) == {("all", 0), ("baseline", 0), *(("mlx-lm", k) for k in (1, 2, 3, 4, 6))}
+    one = order_effect(groups[0], "e2e_tps")[("all", 0)]  # one group's runs alone
+    assert one.first_runs == 2 * 12 and one.low < 1 / 1.10 < one.high, one
