@@ -441,8 +441,11 @@ class SweepAnalysis:
                                 cost=(_draft_size(models.get(case.draft, {})) if case.draft else 0.0,
                                       case.num_draft_tokens))
                       for index, case in enumerate(cases)]
-        result = (decide(candidates, describe=lambda index: cases[index].label, estimand=self.estimand)
-                  if candidates else None)
+        # widened for every setup compared, as an exhaustive sweep's: a smart sweep's pruned setups were compared too
+        compared = sum(1 for c in self.cases if c.target == target and c.method != "baseline"
+                       and (c.comparison or c.pruned))
+        result = (decide(candidates, describe=lambda index: cases[index].label, estimand=self.estimand,
+                         compared=compared) if candidates else None)
         pick = lambda key: cases[key] if key is not None else None  # noqa: E731
         verdict = TargetVerdict(target, objective, result,
                                 chosen=pick(result.chosen) if result else None,

@@ -116,6 +116,9 @@ class RunSample:
     # show which tokens the draft supplied without a tokenizer (accepted.sample_segments). Kept
     # for the first pass of speculative runs only, to keep files small; None in older files.
     token_texts: list[str] | None = None
+    # 0 for the first run of its unit (prompt x pass), 1 for the next, ...: the order the unit's variants ran in
+    # (module `order`); None in files from before the order was randomised (the baseline ran first)
+    position: int | None = None
 
     def __post_init__(self):
         if not self.method:  # files written before methods existed: k = 0 was the baseline
@@ -250,9 +253,11 @@ class Variant:
 
 def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list[Prompt],
                           encoded: list[list[int]], settings: MeasureSettings, skip: int = 0,
-                          params: dict[str, dict] | None = None, watch=None) -> Iterator[RunSample]:
+                          params: dict[str, dict] | None = None, watch=None, order=None) -> Iterator[RunSample]:
     """Yield RunSamples: warmups first (not yielded), then for every pass and prompt one run of each
-    variant in turn (A B C A B C ...), so slow drift of the machine hits all of them alike.
+    variant in turn (A B C A B C ...), so slow drift of the machine hits all of them alike. `order(unit,
+    variants)`, when given, returns the variants in the order to run them in that unit (`order.unit_order`), and
+    each sample records its position there; without it every unit runs them as given.
     `skip` leaves out the first runs of that order (already measured, when resuming); `params`
     holds each method's parameters by key; `watch(what)`, when given, returns a callback for the
     engine to call after every round of the generation described by `what` (progress)."""
@@ -261,12 +266,15 @@ def iter_interleaved_runs(engine, target, variants: list[Variant], prompts: list
     slot = 0
     for pass_index in range(settings.runs):
         for prompt_index, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
-            for variant in variants:
+            ordered = order((prompt_index, pass_index), variants) if order else variants
+            for position, variant in enumerate(ordered):
                 slot += 1
                 if slot <= skip:
                     continue
-                yield measure_run(engine, target, variant, prompt, prompt_ids, prompt_index, pass_index, settings,
-                                  params.get(variant.method.key), watch)
+                sample = measure_run(engine, target, variant, prompt, prompt_ids, prompt_index, pass_index, settings,
+                                     params.get(variant.method.key), watch)
+                sample.position = position if order else None
+                yield sample
 
 
 def warm_up(engine, target, variants: list[Variant], prompt_ids: list[int], settings: MeasureSettings,

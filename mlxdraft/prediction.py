@@ -32,7 +32,9 @@ repeats r). Seeded simulations (tests/test_prediction.py) put the coverage of th
 0.94-0.98 with 3 to 30 units and 1 to 5 repeats of 1-5% noise. Below
 stats.MIN_UNITS_FOR_INTERVAL units there is no interval. Timings with one repeat have no spread and add
 nothing. The interval covers the sampling uncertainty of the model's inputs, not the model's own error
-(loop overheads that forward-pass timings miss): compare a prediction with a measured k to see that.
+(loop overheads that forward-pass timings miss): compare a prediction with a measured k to see that. The smart
+sweep's race does so before it prunes anything on a prediction (`race.Race.model_errors`: it measures each draft's
+predicted best k, and widens every prediction by the error found there).
 
 Pure Python: nothing here is measured, loaded or printed.
 """

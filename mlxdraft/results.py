@@ -89,10 +89,15 @@ class PlanRecord:
     strategy: str = "exhaustive"  # or "smart": a race per group that measures only what can still win
     objective: str = "e2e"  # what the smart strategy races on ("e2e" or "decode")
     memory_budget_gb: float | None = None  # not part of the fingerprint: a larger one retries skips
+    # the order of the variants within each unit: "random" (seeded per unit, each run's position recorded:
+    # module `order`), or "fixed" (older files: the baseline first, then k ascending). Not part of the fingerprint:
+    # an older file resumes, its new units in random order
+    order: str = "fixed"
 
     def fingerprint(self) -> dict:
         data = self.to_dict()
         data.pop("memory_budget_gb")
+        data.pop("order")
         if self.strategy == "exhaustive":  # the objective only steers a race; reports choose their own
             data.pop("objective")
         return data

@@ -186,6 +186,7 @@ SAMPLE = table({  # measure.RunSample
     "draft_s": Optional(nullable(number(0))),
     "target_s": Optional(nullable(number(0))),
     "token_texts": Optional(nullable(list_of(text))),  # after 0.2.0; read by accepted.sample_segments
+    "position": Optional(nullable(whole(0))),  # the run's place in its unit (order.unit_order); older files: none
 })
 
 SETTINGS = table({  # measure.MeasureSettings
@@ -246,6 +247,7 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "engine": Optional(text),
         "strategy": Optional(one_of("exhaustive", "smart")),
         "objective": Optional(one_of("e2e", "decode")),
+        "order": Optional(one_of("fixed", "random")),  # within each unit; older files: fixed (baseline first)
     }),
     "models": Optional(mapping_of(MODEL)),
     "groups": mapping_of(GROUP),

@@ -61,10 +61,14 @@ def missed_units(record: GroupRecord, setup: Setup, passes: int) -> list[tuple[i
 
 
 def drop_unpaired_baselines(record: GroupRecord, passes: int) -> int:
-    """Remove catch-up baseline runs with nothing measured next to them (a sweep stopped between a
-    catch-up unit's baseline run and its setups'); returns how many."""
-    paired = {unit_of(s) for s in record.samples if not s.is_baseline}
-    keep = [s for s in record.samples if not (s.is_baseline and s.pass_index >= passes and unit_of(s) not in paired)]
+    """Remove catch-up runs left unpaired by a sweep stopped mid-unit: a baseline run with nothing measured next
+    to it, or (the order within a unit is random, module `order`) setups' runs whose unit has no baseline run yet;
+    returns how many. The unit is then measured again."""
+    late = [s for s in record.samples if s.pass_index >= passes]
+    with_setup = {unit_of(s) for s in late if not s.is_baseline}
+    with_baseline = {unit_of(s) for s in late if s.is_baseline}
+    keep = [s for s in record.samples
+            if s.pass_index < passes or (unit_of(s) in with_setup and unit_of(s) in with_baseline)]
     dropped = len(record.samples) - len(keep)
     record.samples[:] = keep
     return dropped
@@ -80,7 +84,11 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     missed a unit."""
     analysis = analyse_sweep(results, objective)
     verdict = analysis.verdict(target, objective, _with_other=False)
-    if verdict.kind != "inconclusive":
+    # a "speculative" verdict that chose a setup other than the fastest, because the fastest (tied with it) was
+    # measured on fewer prompts, is settled too: its choice hangs on the late leader
+    recommends_slower = (verdict.kind == "speculative" and verdict.leader is not None
+                         and verdict.chosen is not verdict.leader)
+    if verdict.kind != "inconclusive" and not recommends_slower:
         return None
     passes = results.plan.settings.runs
     records = {(r.target, r.draft): (key, r) for key, r in results.groups.items() if r.status == "done"}
@@ -113,6 +121,8 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
         # with the leader, its group's other late setups: measured on the same prompts as the leader, any
         # of them may lead once all are (one at a time, each catch-up would crown the next one)
         here = [c for c in cases if (c.target, c.draft) == (leader.target, leader.draft) and missed(c)]
+    elif recommends_slower:
+        here = []
     elif tied_late := promising():
         here = [c for c in tied_late if (c.target, c.draft) == (tied_late[0].target, tied_late[0].draft)]
         why = "tied with the leader, and as measured so far they would show a gain on every unit"
@@ -131,9 +141,10 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     while (unit[0], block + unit[1]) in used:
         block += passes
     setups = [(c.method, c.num_draft_tokens) for c in here if unit in missed(c)]
+    state = "open" if verdict.kind == "inconclusive" else "speculative, on a slower setup than the fastest"
     lead = (f"{leader.label} leads at {estimate.geomean:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}] over "
             f"{estimate.n} unit(s)" if leader and estimate and estimate.low is not None else "no setup leads yet")
-    reason = (f"the {objective} verdict is open ({lead}); measuring {', '.join(c.label for c in here)}"
+    reason = (f"the {objective} verdict is {state} ({lead}); measuring {', '.join(c.label for c in here)}"
               f"{f' ({why})' if why else ''} on prompt {unit[0] + 1} (1 of the {left} unit(s) missed after the "
               "race's probe), next to a baseline run")
     return CatchUp(key, [((unit[0], block + unit[1]), setups)], reason)

@@ -501,7 +501,7 @@ def _prompt_count(units) -> int:
 
 def decide(candidates: list[Candidate], confidence: float = 0.95,
            describe: Callable[[object], str] = str, estimand: str = "workload",
-           margin: float = EQUIVALENCE_MARGIN) -> Verdict | None:
+           margin: float = EQUIVALENCE_MARGIN, compared: int = 0) -> Verdict | None:
     """Say whether speculative decoding beats the baseline, and with which candidate setup.
 
     Each candidate carries per-unit ratios speculative / baseline: per prompt under the "workload" estimand
@@ -538,7 +538,10 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
       is biased upwards by its selection, so read this number as optimistic. Under "workload" the units
       are prompts, and the advice is to add prompts (spread over the suite's categories), not passes.
 
-    `describe` turns a key into the name used in `reason`.
+    `describe` turns a key into the name used in `reason`. `compared`, when larger than m, is the number of setups
+    the intervals are widened for instead: every setup the sweep compared, including those a smart sweep's race
+    stopped measuring (they were compared too, on fewer prompts or on predictions), so that a smart verdict is
+    widened as much as an exhaustive sweep's of the same setups.
     """
     _check_level(confidence, 1)
     if estimand not in ESTIMANDS:
@@ -562,7 +565,8 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     m = len(usable)
     if m == 0:
         return None
-    estimates = {index: _estimate_from_logs(list(logs.values()), confidence, m) for index, _, logs in usable}
+    widened = max(m, compared)  # the setups the intervals hold for together
+    estimates = {index: _estimate_from_logs(list(logs.values()), confidence, widened) for index, _, logs in usable}
     units_of = {index: logs for index, _, logs in usable}
     leader_index, leader, leader_logs = max(usable, key=lambda item: (estimates[item[0]].geomean, -item[0]))
     leader_est = estimates[leader_index]
@@ -570,7 +574,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         (index, candidate)
         for index, candidate, logs in usable
         if index != leader_index
-        and _tied(leader_logs, logs, leader_est, estimates[index], confidence, max(m - 1, 1))
+        and _tied(leader_logs, logs, leader_est, estimates[index], confidence, max(widened - 1, 1))
     ]
     tied_keys = [candidate.key for _, candidate in tied]
     name = describe(leader.key)
@@ -579,7 +583,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     def verdict(kind: str, reason: str, chosen=None, estimate=leader_est, more=None, index=leader_index,
                 rule=None, equivalent=()) -> Verdict:
         return Verdict(verdict=kind, chosen=chosen, leader=leader.key, estimate=estimate, tied=tied_keys,
-                       candidates=m, more_units_needed=more, reason=reason, estimand=estimand,
+                       candidates=widened, more_units_needed=more, reason=reason, estimand=estimand,
                        prompts=_prompt_count(units_of[index]), rule=rule, margin=margin,
                        equivalent=list(equivalent))
 
@@ -648,7 +652,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             f"{_x(leader_est.geomean)} ({_format_interval(own[leader_index])})",
         )
     mean, sd = math.log(leader_est.geomean), leader_est.log_sd
-    total = _units_to_decide(mean, sd, leader_est.n, confidence, m)
+    total = _units_to_decide(mean, sd, leader_est.n, confidence, widened)
     if total is None:
         return verdict(
             "inconclusive",

@@ -5,6 +5,7 @@ kill -9. `mlxdraft pair` is a sweep of one group. Models are reached only throug
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import threading
 import time
@@ -20,6 +21,8 @@ from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
 from .methods import METHODS, Method, get_method
+from .order import DESIGN as ORDER_DESIGN
+from .order import unit_order
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
@@ -194,6 +197,7 @@ class SweepPlan:
             strategy=self.strategy,
             objective=self.objective,
             memory_budget_gb=round(self.budget.gb, 3),
+            order=ORDER_DESIGN,
         )
 
     def predicts(self) -> bool:
@@ -203,6 +207,24 @@ class SweepPlan:
     def units(self) -> list[tuple[int, int]]:
         """(prompt_index, pass_index) of every unit, in measuring order."""
         return [(prompt, run) for run in range(self.settings.runs) for prompt in range(len(self.prompts))]
+
+    def race_units(self) -> list[tuple[int, int]]:
+        """(prompt_index, pass_index) of every unit in a race's measuring order: each pass takes the prompts in one
+        order stratified by category (seeded by the plan), so that the race's probe, its first units, spreads over
+        the categories in proportion to their prompts instead of taking the first prompts in file order (the
+        built-in suite is sorted by category, and acceptance differs by category)."""
+        rng = random.Random(f"probe|{self.settings.seed}")
+        by_category: dict[str, list[int]] = {}
+        for index, prompt in enumerate(self.prompts):
+            by_category.setdefault(prompt.category, []).append(index)
+        keys = {}
+        for members in by_category.values():
+            rng.shuffle(members)
+            offset = rng.random()
+            for rank, index in enumerate(members):  # systematic sampling: evenly through the order
+                keys[index] = ((rank + offset) / len(members), rng.random())
+        order = sorted(range(len(self.prompts)), key=lambda index: keys[index])
+        return [(prompt, run) for run in range(self.settings.runs) for prompt in order]
 
     def races(self, group: Group) -> bool:
         """Whether this group is measured as a race (smart strategy, enough units to gain from one)."""
@@ -338,6 +360,7 @@ def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
         raise ResumeMismatchError(
             f"cannot resume {output}: it was made with different settings ({differences}); {advice}")
     results.plan.memory_budget_gb = round(plan.budget.gb, 3)
+    results.plan.order = ORDER_DESIGN  # an older file's new units run in random order too (their runs say so)
     results.memory_budget = {"gb": plan.budget.gb, "source": plan.budget.source}
     retried = 0
     for record in results.groups.values():
@@ -428,7 +451,10 @@ class SweepRun:
                 return {}
             return predict_setups(samples, verify, token_s, max(plan.num_draft_tokens), fixed, unit_logs)
 
-        race = Race([setup for setup in by_setup if setup != ("baseline", 0)], plan.units(), plan.objective,
+        # a file from before the order was randomised (runs without positions) goes on in its own unit order
+        legacy = any(s.position is None for s in record.samples)
+        units = plan.units() if legacy else plan.race_units()
+        race = Race([setup for setup in by_setup if setup != ("baseline", 0)], units, plan.objective,
                     predict, floor, floor_name, earlier_rivals(earlier, plan.objective))
         state = race.replay(record.samples)
         del record.samples[state.keep:]
@@ -439,13 +465,16 @@ class SweepRun:
             yield f"warming up: {plan.settings.warmup} short run(s) of each of {len(warm)} variants"
             warm_up(self.engine, target, warm, encoded[0], plan.settings, params, self._watch)
         news = {p.reason for p in state.pruned}
-        units = plan.units()
         while not state.finished(len(units)):
             prompt_index, pass_index = units[state.units_done]
-            for setup in [("baseline", 0)] + state.alive:
-                yield measure_run(self.engine, target, by_setup[setup], plan.prompts[prompt_index],
-                                  encoded[prompt_index], prompt_index, pass_index, plan.settings,
-                                  params.get(setup[0]), self._watch)
+            ordered = unit_order(plan.settings.seed, group.key, (prompt_index, pass_index),
+                                 [("baseline", 0)] + state.alive)
+            for position, setup in enumerate(ordered):
+                sample = measure_run(self.engine, target, by_setup[setup], plan.prompts[prompt_index],
+                                     encoded[prompt_index], prompt_index, pass_index, plan.settings,
+                                     params.get(setup[0]), self._watch)
+                sample.position = position
+                yield sample
             state = race.replay(record.samples)
             for pruned in state.pruned:
                 if pruned.reason not in news:
@@ -455,6 +484,16 @@ class SweepRun:
                    + (f" (lower bound {state.leader_low:.2f}x)" if state.leader else "")
                    + f", {len(state.alive)} setup(s) left")
         record.pruned = [p.to_dict() for p in state.pruned]
+
+    def _order(self, group: Group):
+        """The order of a group's variants in each unit (module `order`): seeded by the plan, so that a resumed
+        sweep measures a unit again in the same order."""
+        seed = self.plan.settings.seed
+
+        def order(unit, variants):
+            by_key = {variant.key: variant for variant in variants}
+            return [by_key[key] for key in unit_order(seed, group.key, unit, list(by_key))]
+        return order
 
     def _watch(self, what: str, announce: bool = True):
         """A per-round callback that says how a long generation is going, at most every few
@@ -607,10 +646,14 @@ class SweepRun:
                             warm_up(engine, loaded_target, cold, encoded[0], plan.settings, params, self._watch)
                         warmed.update([("baseline", 0), *variants])
                         for (prompt_index, pass_index), setups in catch_up.runs:
-                            for variant in [baseline] + [variants[setup] for setup in setups]:
+                            ordered = unit_order(plan.settings.seed, group.key, (prompt_index, pass_index),
+                                                 [("baseline", 0), *setups])
+                            for position, setup in enumerate(ordered):
+                                variant = baseline if setup == ("baseline", 0) else variants[setup]
                                 sample = measure_run(engine, loaded_target, variant, plan.prompts[prompt_index],
                                                      encoded[prompt_index], prompt_index, pass_index, plan.settings,
                                                      params.get(variant.method.key), self._watch)
+                                sample.position = position
                                 record.samples.append(sample)
                                 runs_done += 1
                                 clock.measured_runs += 1
@@ -710,7 +753,8 @@ class SweepRun:
                         yield event("loading", index, group, f"warming up: {plan.settings.warmup} short run(s) "
                                                              f"of each of {len(variants)} variants")
                     race = iter_interleaved_runs(engine, loaded_target, variants, plan.prompts, encoded,
-                                                 plan.settings, skip, params=params, watch=self._watch)
+                                                 plan.settings, skip, params=params, watch=self._watch,
+                                                 order=self._order(group))
                 for item in race:
                     if isinstance(item, str):  # the race's news: resumed, leader, pruned setups
                         yield event("race", index, group, item)

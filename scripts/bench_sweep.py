@@ -4,6 +4,7 @@
   - per target, the smart sweep's chosen setup is the exhaustive sweep's best or tied with it (its
     exhaustive speedup within 3% of the best's, or inside the best's interval); whether the two verdicts
     (speculative, no gain, inconclusive) agree is reported too;
+  - the two verdicts are never opposite (speculative against no gain);
   - the smart sweep takes at most 35% of the exhaustive sweep's time;
   - the speedup model's predicted decode speedup against the measured one, over every (target, draft, k)
     the exhaustive sweep measured below the largest k (the model is fitted to the largest k's runs):
@@ -217,9 +218,11 @@ def judge(exhaustive: Results, smart: Results, share: float, objective: str) -> 
     """A smart sweep against the exhaustive one: its share of the time, its choices and verdicts."""
     choices = compare_choices(exhaustive, smart, objective)
     tied = all(r["same_or_tied"] for r in choices)
+    opposite = [r for r in choices if {r["smart_verdict"], r["exhaustive_verdict"]} == {"speculative", "no-gain"}]
     return {"runs": runs_of(smart), "share": share, "choices": choices, "all_choices_same_or_tied": tied,
             "all_verdicts_same": all(r["smart_verdict"] == r["exhaustive_verdict"] for r in choices),
-            "met": tied and share <= WALL_TIME_TARGET}
+            "opposite_verdicts": len(opposite),  # one says speculative where the other says no gain: never
+            "met": tied and not opposite and share <= WALL_TIME_TARGET}
 
 
 if __name__ == "__main__":

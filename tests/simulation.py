@@ -53,7 +53,7 @@ class Scenario:
     noise: float = 0.05  # run noise: sd of log speed (Gaussian), or the scale of a t with 3 df ("t3")
     tails: str = "gauss"  # "gauss" or "t3"
     stall_rate: float = 0.0  # chance that a run stalls: its decode takes 2-3x as long
-    first_run: float = 0.0  # the first run of each unit (the baseline, in today's fixed order) is this much slower
+    first_run: float = 0.0  # the first run of each unit (a random one of its variants: `order`) is this much slower
     drift: float = 0.0  # the machine slows by this share from the first run of the sweep to the last
 
 
@@ -122,9 +122,13 @@ def simulate_sweep(rng: random.Random, scenario: Scenario, truths: dict, objecti
         baseline, speculative = [], {k: [] for k in KS}
         for pass_index in range(scenario.passes):
             for prompt, (base_tps, share, decode) in enumerate(prompts):
-                baseline.append(run(prompt, pass_index, base_tps, share, 1.0, True))
-                for k in KS:
-                    speculative[k].append(run(prompt, pass_index, base_tps * decode[d, k], share, SPEC_TTFT, False))
+                # the unit's variants in a random order (module `order`); drawn only where it matters, so that the
+                # other scenarios' random streams stay as they were
+                first = rng.randrange(1 + len(KS)) if scenario.first_run else -1
+                baseline.append(run(prompt, pass_index, base_tps, share, 1.0, first == 0))
+                for index, k in enumerate(KS, start=1):
+                    speculative[k].append(run(prompt, pass_index, base_tps * decode[d, k], share, SPEC_TTFT,
+                                              first == index))
         for k in KS:
             out[d, k] = (baseline, speculative[k])
     return out

@@ -3,7 +3,9 @@ why, with no model and no timing noise beyond what each test puts in."""
 
 from __future__ import annotations
 
+import math
 import random
+import re
 
 from synthetic import sample
 
@@ -97,3 +99,47 @@ def test_the_race_counts_prompts_not_passes():
     third = [sample(k, 2, pass_index, 10.0 * (1.25 if k else 1.0)) for pass_index in range(3) for k in (0, 2)]
     low, name = leader_floor([runs + third], "decode")
     assert name == "mlx-lm k=2" and 1.0 < low < 1.3
+
+
+def test_reasons_print_ratios_that_never_read_as_1_00_beside_below():
+    state = run_race({1: 0.997, 2: 0.997, 3: 0.997}, baseline_noise=0.0005, setup_noise=0.0005)
+    reasons = [p.reason for p in state.pruned]
+    assert reasons and all("1.00x" not in reason and "1.00]" not in reason for reason in reasons), reasons
+    assert all(re.search(r"^measured 0\.99\d+x \[0\.99\d+, 0\.99\d+\] .* below the baseline's 1\.000+x", reason)
+               for reason in reasons), reasons
+
+
+def wrong_model(samples, unit_logs):
+    """A speedup model that misses a cost per drafted token: it predicts k=2 best at 1.05x and k=1 at 0.70x, while
+    (in `run_check_race`) k=2 is truly 0.75x and k=1 0.97x."""
+    from mlxdraft.prediction import PredictedLogs, Prediction
+
+    predicted = {1: 0.70, 2: 1.05, 3: 1.0}
+    prompts = {s.prompt_index for s in samples}
+    unit_logs.update({("mlx-lm", k): PredictedLogs({p: math.log(v) for p in prompts}, [math.log(v)] * 10, None)
+                      for k, v in predicted.items()})
+    return {("mlx-lm", k): Prediction(k, v, v * 0.93, v * 1.07, v, v * 0.93, v * 1.07, 2.0, 0.1, len(prompts))
+            for k, v in predicted.items()}
+
+
+def test_the_predicted_best_is_measured_and_the_models_error_widens_what_is_pruned_on_prediction():
+    rng = random.Random(5)
+    truth = {1: 0.97, 2: 0.75, 3: 1.0}
+    race = Race(SETUPS, UNITS, "decode", predict=wrong_model)
+    samples: list = []
+    state = race.replay(samples)
+    alive_after = {}
+    while not state.finished(len(UNITS)):
+        prompt, pass_index = UNITS[state.units_done]
+        alive_after[state.units_done] = list(state.alive)
+        samples.append(sample(0, prompt, pass_index, 10.0 * rng.lognormvariate(0, 0.01)))
+        for _, k in state.alive:
+            samples.append(sample(k, prompt, pass_index, 10.0 * truth[k] * rng.lognormvariate(0, 0.01)))
+        state = race.replay(samples)
+    # after the probe (k=3), the predicted best k=2 is measured, and nothing is pruned on prediction before it is
+    assert alive_after[4] == [("mlx-lm", 2), ("mlx-lm", 3)]
+    pruned = {p.num_draft_tokens: p for p in state.pruned}
+    assert pruned[2].reason.startswith("measured ")  # the model's best, measured surely slower
+    # k=1, predicted 0.70x [0.65, 0.75], is truly 0.97x: the model's error measured at k=2 keeps it in the race
+    assert 1 not in pruned or pruned[1].reason.startswith("measured "), pruned[1].reason
+    assert ("mlx-lm", 1) in {s for units in alive_after.values() for s in units}

@@ -14,14 +14,8 @@ OBJECTIVES = ("e2e", "decode")
 
 def check_null(scenario: Scenario, objective: str, sweeps: int) -> None:
     figures = simulate(scenario, NULL, objective, sweeps, SEEDS["null"])
-    if scenario.first_run:
-        # today's fixed order puts the baseline first in every unit, so a first-run effect biases every ratio by
-        # its size (here +3%) and no analysis can see it: the verdict's claims bend but hold near their level;
-        # balancing the order (another change) should bring these to the other scenarios' figures
-        assert figures.rate(figures.speculative) <= 0.07, figures.line()
-        assert figures.rate(figures.verdict_covered) >= 0.93, figures.line()
-        assert figures.rate(figures.setup_covered, figures.setups) >= 0.90, figures.line()
-        return
+    # with a first-run effect ("order"), the unit's first run is a random one of its variants (module `order`): the
+    # effect is noise the intervals see, not the bias it was when the baseline always ran first (then 7%)
     assert figures.rate(figures.speculative) <= 0.05, figures.line()
     assert figures.rate(figures.verdict_covered) >= 0.93, figures.line()
     assert figures.rate(figures.setup_covered, figures.setups) >= 0.93, figures.line()
@@ -31,8 +25,7 @@ def check_gain(scenario: Scenario, objective: str, sweeps: int) -> None:
     figures = simulate(scenario, GAIN, objective, sweeps, SEEDS["gain"])
     assert figures.rate(figures.speculative) >= 0.80, figures.line()  # power at 1.3x, 12 prompts
     assert figures.rate(figures.verdict_covered) >= 0.93, figures.line()
-    assert figures.rate(figures.setup_covered, figures.setups) >= (0.90 if scenario.first_run else 0.93), (
-        figures.line())
+    assert figures.rate(figures.setup_covered, figures.setups) >= 0.93, figures.line()
     # the tie rule: where the fastest setup is the truly best one, what is recommended is within 3% of it (the
     # few misses: a stall left the best setup's own widened interval reaching 1.00x, and a setup tied with it
     # that shows the gain is recommended instead)

@@ -388,3 +388,16 @@ def test_paired_outliers_rarely_flag_clean_sweeps_and_catch_stalls(passes):
         caught += (0, 0) in find_paired_outliers(runs)
     assert flagged / samples <= 0.05
     assert caught / samples >= (0.95 if passes == 3 else 0.80)
+
+
+def test_decide_widens_for_every_setup_compared_not_only_those_that_compete():
+    # a smart sweep compared 18 setups and kept 2: the verdict's intervals hold for all 18, as an exhaustive one's
+    rng = random.Random(4)
+    candidates = [Candidate(key, {p: 1.15 * math.exp(rng.gauss(0, 0.1)) for p in range(12)}) for key in "ab"]
+    kept = decide(candidates)
+    compared = decide(candidates, compared=18)
+    assert kept.candidates == 2 and compared.candidates == 18
+    assert compared.estimate.low < kept.estimate.low and compared.estimate.high > kept.estimate.high
+    wide = estimate_ratio(list({c.key: c for c in candidates}[compared.leader].ratios.values()), candidates=18)
+    assert (compared.estimate.low, compared.estimate.high) == (wide.low, wide.high)
+    assert decide(candidates, compared=1).candidates == 2  # never fewer than those competing
