@@ -578,7 +578,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
     ]
     tied_keys = [candidate.key for _, candidate in tied]
     name = describe(leader.key)
-    unit_word = "prompt" if workload else "unit"
+    unit_word = "prompt" if workload else "run"
 
     def verdict(kind: str, reason: str, chosen=None, estimate=leader_est, more=None, index=leader_index,
                 rule=None, equivalent=()) -> Verdict:
@@ -657,7 +657,8 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         return verdict(
             "inconclusive",
             f"the best setup, {name}, is {_percent(leader_est.geomean)} than the baseline "
-            f"({_format_interval(leader_est)}): too close to call, and more runs are unlikely to make it matter",
+            f"({_format_interval(leader_est)}): too close to call, and more "
+            f"{'prompts' if workload else 'runs'} are unlikely to make it matter",
         )
     more = max(total - leader_est.n, 1)
     if workload:

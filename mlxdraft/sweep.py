@@ -297,8 +297,8 @@ def describe_differences(saved: dict, wanted: dict) -> list[str]:
     differences = []
     for key in dict.fromkeys([*wanted, *saved]):
         before, now = saved.get(key), wanted.get(key)
-        if before == now:
-            continue
+        if before == now or (key == "objective" and None in (before, now)):  # only a smart plan records it:
+            continue  # the strategy's own difference says it
         if key == "settings":
             for sub in dict.fromkeys([*(now or {}), *(before or {})]):
                 a, b = (before or {}).get(sub), (now or {}).get(sub)

@@ -210,3 +210,14 @@ def test_param_values_a_method_cannot_run_are_refused_before_anything_loads(tmp_
     assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
     assert result.output.strip().splitlines() == [message]  # no progress line: nothing loaded, nothing measured
     assert not out.exists()
+
+
+def test_a_strategy_change_is_one_difference_not_two():
+    """An exhaustive plan does not record the objective (only a race uses it): switching strategy is the
+    one difference, not also an objective that is 'unset now'."""
+    from mlxdraft.sweep import describe_differences
+
+    smart = {"strategy": "smart", "objective": "e2e", "engine": "mlx-lm"}
+    exhaustive = {"strategy": "exhaustive", "engine": "mlx-lm"}
+    assert describe_differences(smart, exhaustive) == ["--strategy smart there, exhaustive now"]
+    assert describe_differences(exhaustive, smart) == ["--strategy exhaustive there, smart now"]

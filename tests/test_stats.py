@@ -212,7 +212,7 @@ def test_decide_two_units_is_inconclusive_without_interval():
     assert verdict.more_units_needed == 1
     # these exact prompts: the run is the unit, and passes are what to add
     suite = decide([Candidate("a", units([1.5, 1.6]))], estimand="suite")
-    assert suite.reason == "n=2 units: too few for an interval; run more passes (-r)"
+    assert suite.reason == "n=2 runs: too few for an interval; run more passes (-r)"
 
 
 def test_decide_inconclusive_says_how_many_more_units():
@@ -235,7 +235,7 @@ def test_decide_tiny_difference_is_not_worth_more_runs():
     assert verdict.verdict == "inconclusive" and verdict.more_units_needed is None
     assert verdict.candidates == 3 and verdict.leader == 0 and set(verdict.tied) == {1, 2}
     assert verdict.reason.startswith("the best setup, 0, is 0.4% faster than the baseline (95% interval")
-    assert verdict.reason.endswith("more runs are unlikely to make it matter")
+    assert verdict.reason.endswith("more prompts are unlikely to make it matter")
 
 
 def test_decide_ignores_empty_candidates_and_returns_none_without_any():
