@@ -373,10 +373,13 @@ class Race:
             versus = estimate_ratio([ratios[setup][unit] / ratios[rival][unit] for unit in common], confidence=0.90)
             if versus and versus.high is not None and versus.high < 1 + TIE_MARGIN:  # its high: one-sided 95%
                 name = f"{rival[0]} k={rival[1]}" if isinstance(rival, tuple) else f"{rival} (an earlier draft)"
-                d = ratio_digits(geomeans[setup], versus.geomean, geomeans[rival])
+                # both figures over the prompts they share, so that the printed ratio is theirs
+                own, theirs = (estimate_ratio([values[unit] for unit in common]).geomean
+                               for values in (ratios[setup], ratios[rival]))
+                d = ratio_digits(own, versus.geomean, theirs)
                 dropped.append(Pruned(*setup, state.units_done, (
-                    f"measured {geomeans[setup]:.{d}f}x over {len(ratios[setup])} prompt(s), {versus.geomean:.{d}f}x "
-                    f"of {name} ({geomeans[rival]:.{d}f}x) prompt by prompt over {versus.n}: surely not more "
+                    f"measured {own:.{d}f}x over the {versus.n} prompt(s) it shares with {name} ({theirs:.{d}f}x "
+                    f"there), {versus.geomean:.{d}f}x of it prompt by prompt: surely not more "
                     f"than {TIE_MARGIN:.0%} faster than it")))
                 state.alive.remove(setup)
         return dropped

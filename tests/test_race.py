@@ -42,8 +42,11 @@ def test_a_setup_surely_within_three_percent_of_the_race_best_leaves_the_race():
     assert state.alive == [("mlx-lm", 3)]
     tied = {p.num_draft_tokens: p for p in state.pruned}
     assert set(tied) == {1, 2} and {p.after_units for p in tied.values()} == {7}  # its 3rd unit next to k=3
-    assert tied[2].reason.startswith("measured ") and "x of mlx-lm k=3 (1." in tied[2].reason
-    assert tied[2].reason.endswith("x) prompt by prompt over 3: surely not more than 3% faster than it")
+    assert tied[2].reason.startswith("measured ")
+    assert "over the 3 prompt(s) it shares with mlx-lm k=3 (1." in tied[2].reason
+    assert tied[2].reason.endswith("x of it prompt by prompt: surely not more than 3% faster than it")
+    own, theirs, versus = (float(x) for x in re.findall(r"(\d+\.\d+)x", tied[2].reason))
+    assert abs(own / theirs - versus) < 0.01  # the three figures are over the same prompts: they agree
     assert state.keep == 4 * 2 + 3 * 4 + 2  # probe: baseline and k=3; then all three; the last unit: k=3 alone
 
 
@@ -66,7 +69,7 @@ def test_a_setup_surely_within_three_percent_of_an_earlier_drafts_setup_leaves_t
     assert state.alive == [] and state.units_done == 6  # k=1 and k=2, admitted after the probe, go after 3 units
     first = state.pruned[0]
     assert (first.num_draft_tokens, first.after_units) == (3, 3)  # the probe's setup, after the probe's 3rd unit
-    assert "x of small mlx-lm k=2 (an earlier draft) (1.50x) prompt by prompt over 3: surely not more" in first.reason
+    assert "it shares with small mlx-lm k=2 (an earlier draft) (1.50x there), " in first.reason
     assert {p.num_draft_tokens for p in state.pruned} == {1, 2, 3}
 
 
