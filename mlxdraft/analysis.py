@@ -109,15 +109,6 @@ class Comparison:
         return asdict(self)
 
 
-def _unflagged(summary: Summary | None) -> Summary | None:
-    """Speeds, times and acceptance legitimately differ by prompt (a long prompt is slower end to end, acceptance
-    ranges from 12% to 75% across prompts): outliers are judged on paired ratios within a prompt instead
-    (Comparison.outlier_runs), never on raw values."""
-    if summary:
-        summary.outliers = 0
-    return summary
-
-
 def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool,
             with_categories: bool = True, estimand: str = "workload") -> Comparison:
     """Derive a Comparison from the samples of one draft at one k and its group's baseline."""
@@ -141,24 +132,22 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
                 "acceptance_rate": sub.acceptance_rate,
             }
     memory = summarize(s.peak_memory_gb for s in speculative_samples)
-    if memory:
-        memory.outliers = 0  # memory is not timing noise: never flagged
     return Comparison(
         num_draft_tokens=num_draft_tokens,
         units=len(e2e),
-        baseline_decode_tps=_unflagged(summarize(s.decode_tps for s in baseline_samples)),
-        speculative_decode_tps=_unflagged(summarize(s.decode_tps for s in speculative_samples)),
-        baseline_e2e_tps=_unflagged(summarize(s.e2e_tps for s in baseline_samples)),
-        speculative_e2e_tps=_unflagged(summarize(s.e2e_tps for s in speculative_samples)),
+        baseline_decode_tps=summarize(s.decode_tps for s in baseline_samples),
+        speculative_decode_tps=summarize(s.decode_tps for s in speculative_samples),
+        baseline_e2e_tps=summarize(s.e2e_tps for s in baseline_samples),
+        speculative_e2e_tps=summarize(s.e2e_tps for s in speculative_samples),
         decode_speedup=estimate_ratio(list(decode.values())),
         e2e_speedup=estimate_ratio(list(e2e.values())),
-        acceptance_rate=_unflagged(summarize(s.acceptance_rate for s in speculative_samples)),
-        draft_token_share=_unflagged(summarize(s.draft_token_share for s in speculative_samples)),
-        tokens_per_round=_unflagged(summarize(s.tokens_per_round for s in speculative_samples)),
+        acceptance_rate=summarize(s.acceptance_rate for s in speculative_samples),
+        draft_token_share=summarize(s.draft_token_share for s in speculative_samples),
+        tokens_per_round=summarize(s.tokens_per_round for s in speculative_samples),
         accepted_length_counts=histogram,
         partial_rounds=sum(s.partial_rounds for s in speculative_samples),
-        baseline_ttft_s=_unflagged(summarize(s.ttft_s for s in baseline_samples)),
-        speculative_ttft_s=_unflagged(summarize(s.ttft_s for s in speculative_samples)),
+        baseline_ttft_s=summarize(s.ttft_s for s in baseline_samples),
+        speculative_ttft_s=summarize(s.ttft_s for s in speculative_samples),
         speculative_peak_memory_gb=memory,
         lossless=compare_outputs(baseline_samples, speculative_samples, greedy),
         generated_tokens=summarize(s.generated_tokens for s in speculative_samples),
@@ -424,13 +413,6 @@ class SweepAnalysis:
         explanation.cause = _cause(verdict, explanation)
         return explanation
 
-    def draft_cost_gb(self, target: str, draft: str) -> float | None:
-        """Peak memory the draft adds: speculative peak minus the target-alone peak."""
-        alone = self.alone_peak_memory_gb(target)
-        peaks = [c.comparison.speculative_peak_memory_gb.max for c in self.measured(target)
-                 if c.draft == draft and c.comparison.speculative_peak_memory_gb]
-        return max(peaks) - alone if alone is not None and peaks else None
-
     def verdict(self, target: str, objective: str | None = None, _with_other: bool = True) -> TargetVerdict:
         objective = objective or self.objective
         cases = [c for c in self.measured(target) if c.ratios.get(objective)]
@@ -520,8 +502,8 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
         samples = record.samples
         baseline = [s for s in samples if s.is_baseline]
         baselines[(record.target, record.draft)] = {
-            "decode_tps": _unflagged(summarize(s.decode_tps for s in baseline)),
-            "e2e_tps": _unflagged(summarize(s.e2e_tps for s in baseline)),
+            "decode_tps": summarize(s.decode_tps for s in baseline),
+            "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
         setups = _setups_of(results, record)
         if not setups:

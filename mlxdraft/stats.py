@@ -21,9 +21,9 @@ MIN_VALUES_FOR_OUTLIERS = 10
 """Below this many values nothing is flagged: with fewer, a median/MAD rule mostly flags noise."""
 
 OUTLIER_THRESHOLD = 5.0
-"""Robust z-score above which a value is an outlier. Calibrated by simulation (tests/test_stats.py): in a
-pure Gaussian sample of n = 10, 12, 24 or 50 values some value is flagged in under 5% of samples (3.7%, 2.8%,
-1.0%, 0.2% over 20,000 each), while one value 10 sigma away among 12 is flagged 98.9% of the time."""
+"""Robust z-score above which a run's paired ratio is an outlier among the passes of its prompt. Calibrated by
+simulation (tests/test_stats.py): with 12 clean prompts something is flagged in 1.6% (2 passes) or 0.3%
+(3 passes) of samples, and a 2.5x stall is caught in 86.8% or 99.8%."""
 
 MIN_UNITS_FOR_INTERVAL = 3
 """Fewest replication units (prompts, or runs for the "suite" estimand) for which a ratio gets an interval."""
@@ -53,7 +53,6 @@ class Summary:
     min: float
     max: float
     n: int
-    outliers: int = 0  # values flagged by find_outliers (always 0 below MIN_VALUES_FOR_OUTLIERS values)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,29 +68,16 @@ def summarize(values) -> Summary | None:
         min=min(values),
         max=max(values),
         n=len(values),
-        outliers=len(find_outliers(values)),
     )
 
 
-def find_outliers(values: list[float], threshold: float = OUTLIER_THRESHOLD) -> list[int]:
-    """Indices of values whose robust z-score |v - median| / sigma exceeds `threshold`.
-
-    sigma is 1.4826 x the median absolute deviation (MAD). When more than half the values are equal the
-    MAD is 0; sigma then falls back to 1.2533 x the mean absolute deviation from the median, and when
-    that is 0 too (all values equal) nothing is an outlier. With fewer than MIN_VALUES_FOR_OUTLIERS
-    values nothing is flagged: the rule cannot tell an outlier from noise there.
-    """
-    values = [float(v) for v in values]
-    if len(values) < MIN_VALUES_FOR_OUTLIERS:
-        return []
-    median = statistics.median(values)
-    deviations = [abs(v - median) for v in values]
+def _robust_sigma(deviations: list[float]) -> float | None:
+    """The scale of absolute deviations: 1.4826 x their median (MAD), or, when more than half are 0, 1.2533 x
+    their mean; None when that is 0 too (nothing to judge against)."""
     sigma = _MAD_TO_SIGMA * statistics.median(deviations)
     if sigma == 0:
         sigma = _MEAN_AD_TO_SIGMA * math.fsum(deviations) / len(deviations)
-    if sigma == 0 or not math.isfinite(sigma):
-        return []
-    return [i for i, d in enumerate(deviations) if d / sigma > threshold]
+    return sigma if sigma > 0 and math.isfinite(sigma) else None
 
 
 def find_paired_outliers(runs: dict, threshold: float = OUTLIER_THRESHOLD) -> list:
@@ -119,10 +105,8 @@ def find_paired_outliers(runs: dict, threshold: float = OUTLIER_THRESHOLD) -> li
     deviations = [r for items in residuals.values() for _, r in items]
     if len(deviations) < MIN_VALUES_FOR_OUTLIERS:
         return []
-    sigma = _MAD_TO_SIGMA * statistics.median(deviations)
-    if sigma == 0:
-        sigma = _MEAN_AD_TO_SIGMA * math.fsum(deviations) / len(deviations)
-    if sigma == 0 or not math.isfinite(sigma):
+    sigma = _robust_sigma(deviations)
+    if sigma is None:
         return []
     flagged = []
     for items in residuals.values():
