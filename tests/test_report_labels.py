@@ -304,3 +304,33 @@ def test_pair_and_sweep_render_about_these_exact_prompts_when_asked(tmp_path, co
     assert result.exit_code == 0, result.output
     assert "scope: for this prompt exactly (n = 3 runs, prompt x pass)" in result.stdout
     assert "these exact prompts (--estimand suite)" in result.stdout
+
+
+def test_reports_show_the_run_order_and_its_check():
+    """A file measured in a random order shows the order-effect check (a cold first run comes back below 1.00x);
+    a file from before says its order was fixed and cannot be checked."""
+    import random as _random
+
+    from mlxdraft.reports.common import order_text
+
+    old = analyse_sweep(make_state({("big", "small", 4): 1.3}, noise=0.02))
+    assert order_text(old).startswith("fixed within each prompt")
+    state = make_state({("big", "small", 4): 1.3}, noise=0.02, seed=3)
+    state["plan"]["order"] = "random"
+    rng = _random.Random(5)
+    for group in state["groups"].values():
+        units: dict = {}
+        for run in group["samples"]:
+            units.setdefault((run["prompt_index"], run["pass_index"]), []).append(run)
+        for runs in units.values():
+            rng.shuffle(runs)
+            for position, run in enumerate(runs):
+                run["position"] = position
+                if position == 0:  # a cold first run: 10% slower end to end
+                    run["wall_s"] *= 1.1
+    text = order_text(analyse_sweep(state))
+    assert text.startswith("random within each prompt (seeded, recorded per run)")
+    ratio = float(text.split("against the later ones: ")[1].split("x")[0])
+    assert 0.85 < ratio < 0.95
+    for fmt in ("table", "markdown", "html"):
+        assert "first run of a prompt against the later ones" in render_sweep(state, fmt)

@@ -18,6 +18,7 @@ from ..analysis import (
     label,
     setup_label,
 )
+from ..order import order_effect
 from ..results import command_line, measure_again_command, split_output
 from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
 
@@ -751,6 +752,23 @@ def estimand_line(analysis: SweepAnalysis) -> str:
             "from prompt to prompt (prompts narrow it, passes do not).")
 
 
+def order_text(analysis: SweepAnalysis, target: str | None = None) -> str:
+    """The run order within a unit and, where positions were recorded, the order-effect check: first-position
+    runs against later ones (each relative to its unit), pooled over every variant of `target` (or all)."""
+    groups = [g.samples for g in analysis.results.groups.values() if target is None or g.target == target]
+    metric = "e2e_tps" if analysis.objective == "e2e" else "decode_tps"
+    effect = order_effect(groups, metric=metric).get(("all", 0))
+    if effect is None:
+        return ("fixed within each prompt (the baseline first, then k ascending: a file from before the order was "
+                "randomised), so an order effect cannot be checked" if analysis.plan.order == "fixed"
+                else "random within each prompt; too few runs to check for an order effect")
+    interval = (f" [{format_ratio(effect.low)}, {format_ratio(effect.high)}]" if effect.low is not None else "")
+    return (f"random within each prompt (seeded, recorded per run); {OBJECTIVE_NAMES[analysis.objective]} of the "
+            f"first run of a prompt against the later ones: {format_ratio(effect.ratio)}{interval} "
+            f"(n={effect.first_runs} first, {effect.later_runs} later runs; below 1.00x a cold first run, which "
+            "the random order spreads over every variant as noise)")
+
+
 def header_lines(analysis: SweepAnalysis) -> list[str]:
     results = analysis.results
     machine, versions = results.machine, results.versions
@@ -761,6 +779,7 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
         f"engine {results.plan.engine}",
         f"Objective: {objective_text(analysis)}",
         estimand_line(analysis),
+        f"Order: {order_text(analysis)}",
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "
         f"{'prompts' if analysis.estimand == 'workload' else 'runs'}. At a pair's best k the interval is widened "

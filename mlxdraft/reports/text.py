@@ -35,6 +35,7 @@ from .common import (
     matrix,
     n_unit,
     objective_text,
+    order_text,
     pass_spread,
     plain_sentence,
     prediction_matrix,
@@ -96,6 +97,7 @@ def render_pair(results: Results | dict, objective: str = "e2e", estimand: str =
                          f"k={anchor_k(analysis)} (anchor: measured), timed forward passes)")]
           if case.prediction else []),
         *([("Passes", spread)] if (spread := pass_spread(c)) else []),
+        ("Order", order_text(analysis)),
         ("Acceptance", format_summary(c.acceptance_rate, "%", scale=100) + " of proposed draft tokens accepted"),
         ("Draft share", format_summary(c.draft_token_share, "%", scale=100) + " of emitted tokens came from the draft"),
         ("Tokens/round", format_summary(c.tokens_per_round, "tokens", digits=2) + " per complete verify round"
