@@ -64,7 +64,7 @@ def _check_estimand(estimand: str) -> None:
 
 def paired_ratios(baseline_samples, speculative_samples, metric: str, estimand: str = "workload") -> dict:
     """The ratios every speedup interval and verdict is computed from. Under the "workload" estimand (prompts
-    like these, the default): per prompt, the geometric mean of its passes' paired ratios (`stats.per_prompt`),
+    like these, the default): per prompt, the median of its passes' paired ratios (`stats.per_prompt`),
     since the prompt is the unit of replication. Under "suite" (these exact prompts): per run (prompt, pass)."""
     _check_estimand(estimand)
     runs = paired_runs(baseline_samples, speculative_samples, metric)
@@ -492,7 +492,7 @@ def _draft_size(record: dict) -> float:
 def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str = "workload") -> SweepAnalysis:
     """Every case's statistics and the verdicts' inputs. `results` may also be a results file's
     parsed JSON (as `json.load` gives it). `estimand` (stats.ESTIMANDS): "workload" judges prompts like these
-    (the prompt is the unit, its passes averaged), "suite" these exact prompts (the run is the unit)."""
+    (the prompt is the unit, the median of its passes), "suite" these exact prompts (the run is the unit)."""
     _check_estimand(estimand)
     if isinstance(results, dict):
         results = Results.from_dict(results)

@@ -108,8 +108,8 @@ def choose_prompts(prompt_text: str | None, prompts_file: str | None):
 
 
 ESTIMAND_HELP = ("What verdicts and intervals are about (rendering only, the runs are the same): workload, prompts "
-                 "like these (n = prompts, each prompt's passes averaged; more prompts narrow it), or suite, these "
-                 "exact prompts (n = runs; more passes narrow it; nothing is said about other prompts).")
+                 "like these (n = prompts, the median of each prompt's passes; more prompts narrow it), or suite, "
+                 "these exact prompts (n = runs; more passes narrow it; nothing is said about other prompts).")
 
 
 def estimand_option(function):

@@ -20,7 +20,7 @@ Within a unit the baseline and the setups run in a seeded random order (module `
    prompt lookup) stay in.
 4. Race: every following unit measures the baseline and the setups still in; after each unit a setup
    whose upper bound falls below the leader's lower bound is dropped. The bounds are the paired
-   statistics' intervals (per prompt, its passes averaged), widened (Bonferroni) for the setups still
+   statistics' intervals (per prompt, the median of its passes), widened (Bonferroni) for the setups still
    racing; the leader is the setup with the highest lower bound here, or an earlier group's of the same
    target (`leader_floor`), or
    the baseline itself (1.00x): a setup surely slower than no speculative decoding at all is out. So is a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io
 import json
 import re
@@ -47,7 +48,8 @@ def test_every_verdict_states_its_scope_and_the_header_its_estimand(fmt, estiman
     state = make_state({("big", "small", 4): 1.5}, noise=0.03, runs=2)
     [verdict] = analyse_sweep(state, "decode", estimand).verdicts()
     scope = verdict.verdict.scope
-    assert scope == ("for prompts like these 12 (n = prompts, passes averaged within each)" if estimand == "workload"
+    workload = "for prompts like these 12 (n = prompts, the median of each prompt's passes)"
+    assert scope == (workload if estimand == "workload"
                      else "for these 12 prompts exactly (n = 24 runs, prompt x pass)")
     text = _rendered(state, fmt, estimand)
     if fmt == "json":
@@ -55,7 +57,7 @@ def test_every_verdict_states_its_scope_and_the_header_its_estimand(fmt, estiman
         assert data["estimand"] == estimand and data["verdicts"][0]["scope"] == scope
         assert data["estimand_label"] == {"workload": "prompts like these", "suite": "these exact prompts"}[estimand]
         return
-    assert f"scope: {scope}" in text
+    assert (html.escape(f"scope: {scope}") if fmt == "html" else f"scope: {scope}") in text
     label = ("Estimand: prompts like these 12 (the default, --estimand workload)" if estimand == "workload"
              else "Estimand: these exact prompts (--estimand suite)")
     assert label in text if fmt != "pair" else label.removeprefix("Estimand: ") in text

@@ -30,9 +30,9 @@ def check_gain(scenario: Scenario, objective: str, sweeps: int) -> None:
     # few misses: a stall left the best setup's own widened interval reaching 1.00x, and a setup tied with it
     # that shows the gain is recommended instead)
     assert figures.within_given_leader_best >= 0.95 * figures.speculative_given_leader_best, figures.line()
-    # and overall; what falls short of 90% in the rough scenarios is picking the leader among setups 5-8% apart
-    # on 12 prompts (winner's curse), which no tie rule can mend
-    assert figures.rate(figures.within_margin) >= (0.90 if scenario.name == "spread" else 0.80), figures.line()
+    # and overall (89.9% with one pass, where nothing damps a run's noise: picking the leader among setups 5-8%
+    # apart on 12 prompts is the limit there, which no tie rule can mend)
+    assert figures.rate(figures.within_margin) >= (0.89 if scenario.name == "one-pass" else 0.90), figures.line()
 
 
 @pytest.mark.slow
@@ -72,7 +72,7 @@ def test_the_verdict_counts_prompts_and_says_so():
     verdict, ratios = judge(sweep, "decode")
     assert verdict.estimand == "workload" and verdict.unit == "prompt" and verdict.prompts == 12
     assert verdict.estimate.n == 12 and all(len(values) == 12 for values in ratios.values())
-    assert verdict.scope == "for prompts like these 12 (n = prompts, passes averaged within each)"
+    assert verdict.scope == "for prompts like these 12 (n = prompts, the median of each prompt's passes)"
     suite, runs = judge(sweep, "decode", "suite")
     assert suite.estimate.n == 36 and suite.prompts == 12 and all(len(values) == 36 for values in runs.values())
     assert suite.scope == "for these 12 prompts exactly (n = 36 runs, prompt x pass)"

@@ -309,9 +309,11 @@ def test_interval_coverage(n):
 # --- the prompt as the unit, and outliers on paired ratios ---------------------------------------------------
 
 
-def test_per_prompt_takes_the_geometric_mean_of_each_prompts_passes():
+def test_per_prompt_takes_the_median_of_each_prompts_passes():
     runs = {(0, 0): 1.2, (0, 1): 1.2 * 1.21, (0, 2): 1.2 / 1.21, (1, 0): 2.0, (1, 1): 0.5, (2, 0): math.nan}
-    assert per_prompt(runs) == pytest.approx({0: 1.2, 1: 1.0})  # prompt 2 has no usable ratio
+    assert per_prompt(runs) == pytest.approx({0: 1.2, 1: 1.0})  # two passes: their geometric mean; prompt 2 none
+    stalled = {(0, 0): 1.3, (0, 1): 1.3 / 2.5, (0, 2): 1.31}  # the second run stalled at 2.5x its time
+    assert per_prompt(stalled) == pytest.approx({0: 1.3})  # one stall among three passes does not move it
     assert per_prompt({3: 1.5}) == {3: 1.5}  # already per prompt
 
 

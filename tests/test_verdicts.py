@@ -136,7 +136,7 @@ def test_schema_1_files_still_render(name, fmt):
         # one prompt in three passes: about prompts like it (the default) there is no interval
         assert verdict["n"] == 1 and verdict["verdict"] == "inconclusive" and verdict["unit"] == "prompt"
         assert verdict["e2e_speedup"]["low"] is None
-        assert verdict["scope"] == "for prompts like this one (n = prompts, passes averaged within each)"
+        assert verdict["scope"] == "for prompts like this one (n = prompts, the median of each prompt's passes)"
 
 
 @pytest.mark.parametrize("name", ["pair-v1.json", "sweep-v1.json"])

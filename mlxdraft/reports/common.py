@@ -662,7 +662,7 @@ DEFINITIONS = [
     ("run", "one prompt in one pass, measured for the target alone and every setup back to back (a pair of runs "
             "gives one paired ratio)"),
     ("estimand", "what a verdict is about. 'prompts like these' (the default, --estimand workload): the prompt is "
-                 "the unit, its passes averaged, n counts prompts, and to narrow an interval one adds prompts. "
+                 "the unit, the median of its passes, n counts prompts, and to narrow an interval one adds prompts. "
                  "'these exact prompts' (--estimand suite): n counts runs, more passes narrow it, and nothing is "
                  "said about other prompts"),
     ("n", "the units an interval rests on: prompts (prompts like these) or runs (these exact prompts); beside a "
@@ -748,8 +748,8 @@ def estimand_line(analysis: SweepAnalysis) -> str:
                 "prompt(s), so passes narrow an interval, but nothing is said about other prompts.")
     these = "prompts like this one" if prompts == 1 else f"prompts like these {prompts}"
     return (f"Estimand: {these} (the default, --estimand workload): the prompt is the unit of "
-            "replication, its passes averaged; n counts prompts and an interval includes how much the gain differs "
-            "from prompt to prompt (prompts narrow it, passes do not).")
+            "replication, the median of its passes; n counts prompts and an interval includes how much the gain "
+            "differs from prompt to prompt (prompts narrow it, passes do not).")
 
 
 def order_text(analysis: SweepAnalysis, target: str | None = None) -> str:
