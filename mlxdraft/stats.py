@@ -91,13 +91,8 @@ def find_paired_outliers(runs: dict, threshold: float = OUTLIER_THRESHOLD) -> li
     (with two passes either run may be the odd one). Nothing is flagged below MIN_VALUES_FOR_OUTLIERS
     residuals. Speeds themselves are never judged: a long prompt is legitimately slower end to end.
     """
-    logs: dict = {}
-    for unit, ratio in runs.items():
-        value = _usable_logs([ratio])
-        if value and isinstance(unit, tuple):
-            logs.setdefault(unit[0], []).append((unit, value[0]))
     residuals = {}
-    for prompt, items in logs.items():
+    for prompt, items in _logs_by_prompt(runs, with_units=True).items():
         if len(items) < 2:
             continue
         total = math.fsum(v for _, v in items)
@@ -273,18 +268,25 @@ def _check_level(confidence: float, candidates: int) -> None:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
 
 
+def _logs_by_prompt(runs: dict, with_units: bool = False) -> dict:
+    """{(prompt, pass): ratio} -> {prompt: [log ratio, ...]} over the usable ratios (with `with_units`, each as
+    ((prompt, pass), log ratio)). Keys that are not (prompt, pass) tuples are taken as prompts already."""
+    logs: dict = {}
+    for unit, ratio in runs.items():
+        value = _usable_logs([ratio])
+        if value:
+            prompt = unit[0] if isinstance(unit, tuple) else unit
+            logs.setdefault(prompt, []).append((unit, value[0]) if with_units else value[0])
+    return logs
+
+
 def per_prompt(runs: dict) -> dict:
     """{(prompt, pass): ratio} -> {prompt: the median of its passes' usable ratios (on the log scale; with two
     passes their geometric mean)}: the prompt as the unit of replication. The median, so that one stalled or
     cold run among three passes does not move its prompt's figure (simulated: the recommendation within 3% of
     the best setup in 93% of rough sweeps, against 81-84% with the geometric mean). Keys that are not
     (prompt, pass) tuples are taken as prompts already."""
-    logs: dict = {}
-    for unit, ratio in runs.items():
-        value = _usable_logs([ratio])
-        if value:
-            logs.setdefault(unit[0] if isinstance(unit, tuple) else unit, []).append(value[0])
-    return {prompt: _exp(statistics.median(values)) for prompt, values in logs.items()}
+    return {prompt: _exp(statistics.median(values)) for prompt, values in _logs_by_prompt(runs).items()}
 
 
 def within_prompt_sd(runs: dict) -> float | None:
@@ -292,13 +294,8 @@ def within_prompt_sd(runs: dict) -> float | None:
     freedom: passes - 1, summed over prompts), from {(prompt, pass): ratio}; None without a prompt measured twice.
     Passes make each prompt's ratio steadier (the mean of r passes varies by this / sqrt(r)) and let a stalled run
     be seen (`find_paired_outliers`); they say nothing about how other prompts gain."""
-    logs: dict = {}
-    for unit, ratio in runs.items():
-        value = _usable_logs([ratio])
-        if value and isinstance(unit, tuple):
-            logs.setdefault(unit[0], []).append(value[0])
     squares, df = 0.0, 0
-    for values in logs.values():
+    for values in _logs_by_prompt(runs).values():
         if len(values) > 1:
             mean = math.fsum(values) / len(values)
             squares += math.fsum((v - mean) ** 2 for v in values)
