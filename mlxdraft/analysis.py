@@ -67,7 +67,11 @@ def paired_ratios(baseline_samples, speculative_samples, metric: str, estimand: 
     like these, the default): per prompt, the median of its passes' paired ratios (`stats.per_prompt`),
     since the prompt is the unit of replication. Under "suite" (these exact prompts): per run (prompt, pass)."""
     _check_estimand(estimand)
-    runs = paired_runs(baseline_samples, speculative_samples, metric)
+    return _as_units(paired_runs(baseline_samples, speculative_samples, metric), estimand)
+
+
+def _as_units(runs: dict, estimand: str) -> dict:
+    """{(prompt, pass): ratio} as the units of `estimand`: per prompt ("workload") or per run ("suite")."""
     return per_prompt(runs) if estimand == "workload" else runs
 
 
@@ -101,12 +105,17 @@ class Comparison:
     outlier_runs: dict = field(default_factory=dict)
     # objective -> pooled sd of log ratios between passes of a prompt (stats.within_prompt_sd); None with one pass
     pass_log_sd: dict = field(default_factory=dict)
+    # objective -> {unit: ratio} the speedups were estimated from (per prompt under "workload"); for the verdict,
+    # not part of to_dict
+    ratios: dict = field(default_factory=dict, repr=False)
 
     def speedup(self, objective: str) -> RatioEstimate | None:
         return self.e2e_speedup if objective == "e2e" else self.decode_speedup
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("ratios")
+        return data
 
 
 def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool,
@@ -119,7 +128,7 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
             histogram[accepted] += count
     decode_runs = paired_runs(baseline_samples, speculative_samples, "decode_tps")
     e2e_runs = paired_runs(baseline_samples, speculative_samples, "e2e_tps")
-    decode, e2e = ((per_prompt(runs) if estimand == "workload" else runs) for runs in (decode_runs, e2e_runs))
+    decode, e2e = (_as_units(runs, estimand) for runs in (decode_runs, e2e_runs))
     per_category = {}
     categories = sorted({s.category for s in speculative_samples})
     if with_categories and len(categories) > 1:
@@ -156,6 +165,7 @@ def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy
         estimand=estimand,
         outlier_runs={"decode": find_paired_outliers(decode_runs), "e2e": find_paired_outliers(e2e_runs)},
         pass_log_sd={"decode": within_prompt_sd(decode_runs), "e2e": within_prompt_sd(e2e_runs)},
+        ratios={"decode": decode, "e2e": e2e},
     )
 
 
@@ -514,8 +524,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
             if speculative and baseline:
                 case.comparison = compare(baseline, speculative, k, greedy, estimand=estimand)
-                case.ratios = {"decode": paired_ratios(baseline, speculative, "decode_tps", estimand),
-                               "e2e": paired_ratios(baseline, speculative, "e2e_tps", estimand)}
+                case.ratios = case.comparison.ratios
             group_cases.append(case)
         for pruned in record.pruned:
             for case in group_cases:
