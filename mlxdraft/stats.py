@@ -431,7 +431,8 @@ def ratio_digits(*values: float | None, digits: int = 2, most: int = 6) -> int:
     return digits
 
 
-def _x(ratio: float) -> str:
+def format_ratio(ratio: float) -> str:
+    """'0.80x'; '0.996x' rather than '1.00x' for a ratio that is not 1 (see `ratio_digits`)."""
     return f"{ratio:.{ratio_digits(ratio)}f}x"
 
 
@@ -601,18 +602,18 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
             fastest_text = "the fastest setup"
         else:
             fastest_text = (f"the fastest setup shown faster than the baseline; the fastest, {name} at "
-                            f"{_x(leader_est.geomean)} ({_format_interval(leader_est)}), is tied with it but "
+                            f"{format_ratio(leader_est.geomean)} ({_format_interval(leader_est)}), is tied with it but "
                             f"less certain (n={leader_est.n})")
         if equivalent:
             chosen_index, chosen = min(equivalent, key=lambda item: (item[1].cost, item[0]))
             chosen_est = estimates[chosen_index]
-            reason = (f"{describe(chosen.key)} is {_x(chosen_est.geomean)} faster ({_format_interval(chosen_est)}), "
-                      f"the cheapest setup within {margin:.0%} of the fastest, {fastest_name} at "
-                      f"{_x(fastest_est.geomean)} (equivalence test: at least {bounds[chosen_index]:.3f}x of its "
-                      f"speed, one-sided {confidence:.0%})")
+            reason = (f"{describe(chosen.key)} is {format_ratio(chosen_est.geomean)} faster "
+                      f"({_format_interval(chosen_est)}), the cheapest setup within {margin:.0%} of the fastest, "
+                      f"{fastest_name} at {format_ratio(fastest_est.geomean)} (equivalence test: at least "
+                      f"{bounds[chosen_index]:.3f}x of its speed, one-sided {confidence:.0%})")
             return verdict("speculative", reason, chosen=chosen.key, estimate=chosen_est, index=chosen_index,
                            rule="equivalent", equivalent=[c.key for _, c in equivalent])
-        reason = f"{fastest_name} is {_x(fastest_est.geomean)} faster ({_format_interval(fastest_est)})"
+        reason = f"{fastest_name} is {format_ratio(fastest_est.geomean)} faster ({_format_interval(fastest_est)})"
         if m > 1:
             reason += f", {fastest_text}"
             if cheaper:
@@ -627,13 +628,14 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         if ahead:
             return verdict(
                 "inconclusive",
-                f"no setup with enough runs beats the baseline (the best, {name}, is {_x(leader_est.geomean)}), "
+                f"no setup with enough runs beats the baseline (the best, {name}, is "
+                f"{format_ratio(leader_est.geomean)}), "
                 f"but {describe(ahead[0].key)} has too few runs to judge and is not slower; finish measuring it",
             )
         return verdict(
             "no-gain",
             f"no setup beats the baseline: each is surely slower on its own interval; the best, {name}, is "
-            f"{_x(leader_est.geomean)} ({_format_interval(own[leader_index])})",
+            f"{format_ratio(leader_est.geomean)} ({_format_interval(own[leader_index])})",
         )
     mean, sd = math.log(leader_est.geomean), leader_est.log_sd
     total = _units_to_decide(mean, sd, leader_est.n, confidence, widened)
@@ -652,7 +654,7 @@ def decide(candidates: list[Candidate], confidence: float = 0.95,
         advice = f"about {more} more run{'s' if more != 1 else ''} of these prompts (passes, -r) would likely decide it"
     return verdict(
         "inconclusive",
-        f"the best setup, {name}, is {_x(leader_est.geomean)} ({_format_interval(leader_est)}), not clearly "
+        f"the best setup, {name}, is {format_ratio(leader_est.geomean)} ({_format_interval(leader_est)}), not clearly "
         f"different from the baseline; {advice}",
         more=more,
     )

@@ -20,7 +20,7 @@ from ..analysis import (
 )
 from ..order import order_effect
 from ..results import command_line, measure_again_command, split_output
-from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, ratio_digits
+from ..stats import MIN_UNITS_FOR_INTERVAL, RatioEstimate, Summary, format_ratio, ratio_digits
 
 
 def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, scale: float = 1.0) -> str:
@@ -36,11 +36,6 @@ def format_summary(summary: Summary | None, unit: str = "", digits: int = 1, sca
         f"{summary.mean * scale:.{digits}f}{unit} ± {summary.stdev * scale:.{digits}f} sd "
         f"({summary.min * scale:.{digits}f} … {summary.max * scale:.{digits}f}, n={summary.n} runs)"
     )
-
-
-def format_ratio(value: float) -> str:
-    """'0.80x'; '0.996x' rather than '1.00x' for a ratio that is not 1 (see `stats.ratio_digits`)."""
-    return f"{value:.{ratio_digits(value)}f}x"
 
 
 def _bounds(estimate: RatioEstimate) -> tuple[str, str, str]:
