@@ -112,10 +112,15 @@ def world() -> World:
 
 
 def _collective(function, *args):
-    """Run one collective and wait for it; a lost peer becomes PeerLostError."""
+    """Run one collective and wait for it; a lost peer becomes PeerLostError. Work queued before it
+    (mlx-lm's loops queue the next forward pass, with its own collectives, before a round is
+    returned) finishes first, so that every rank's collectives meet in the same order."""
     import mlx.core as mx
+    from mlx_lm.generate import generation_stream
 
     try:
+        mx.synchronize(generation_stream)  # where mlx-lm and mlxdraft's loops run the models
+        mx.synchronize()
         result = function(*args)
         mx.eval(result)
         return result
@@ -137,7 +142,7 @@ def _all_sum_array(values, current: World | None = None):
     array = np.asarray(values, dtype=np.int32)
     if not current.distributed:
         return array
-    summed = _collective(lambda: mx.distributed.all_sum(mx.array(array), group=current.group, stream=mx.cpu))
+    summed = _collective(lambda: mx.distributed.all_sum(mx.array(array), group=current.group))
     return np.array(summed, dtype=np.int32)
 
 
@@ -234,11 +239,10 @@ class TokenCheck:
             self.compare()
 
     def compare(self) -> None:
-        import mlx.core as mx
-
         current = self.world
-        mine = mx.array([self.count, self.checksum], dtype=mx.int32)
-        gathered = _collective(lambda: mx.distributed.all_gather(mine, group=current.group, stream=mx.cpu)).tolist()
+        rows = [0] * (2 * current.size)  # an all-sum in which each rank fills its own two slots
+        rows[2 * current.rank: 2 * current.rank + 2] = [self.count, self.checksum]
+        gathered = all_sum_ints(rows, current)
         pairs = [tuple(gathered[2 * r: 2 * r + 2]) for r in range(current.size)]
         differing = [r for r, pair in enumerate(pairs) if pair != pairs[0]]
         if differing:
