@@ -37,8 +37,10 @@ class RanksDisagreeError(DistributedError):
     """Ranks emitted different tokens: a bug or a broken link, never a result to keep."""
 
 
-class PeerLostError(DistributedError):
-    """A collective failed because another rank stopped (killed, crashed, its machine gone)."""
+class PeerLostError(KeyboardInterrupt):
+    """A collective failed because another rank stopped (killed, crashed, its machine gone). It stops
+    this rank the way Ctrl-C does (a sweep saves what it measured and says how to resume) rather than
+    as one failed case among others: no later case can run without that rank."""
 
 
 @dataclass(frozen=True)
@@ -380,3 +382,56 @@ def preflight(folders: dict[str, tuple[str, object]], budget_gb: float | None,
     if modes_all == {"tensor", "pipeline"}:
         sharding = "tensor+pipeline"
     return DistributedPlan(current.size, current.backend, sharding if current.distributed else "none", checks)
+
+
+def prepare(engine, targets: list[str], drafts: list[str], memory_gb: float | None = None,
+            current: World | None = None) -> DistributedPlan | None:
+    """Under mlx.launch, before anything loads: every rank finds the models' folders on its own disk
+    (no downloads: each Mac must hold the files; `mlxdraft pull` there first), the preflight runs,
+    and the engine learns which folders to shard. None in one process."""
+    from .errors import InvalidInputError
+
+    current = current or world()
+    if not current.distributed:
+        return None
+    if not hasattr(engine, "distribute"):
+        raise InvalidInputError(f"the {engine.name} engine cannot run across ranks; use the mlx-lm engine")
+    folders: dict[str, tuple[str, object]] = {}
+    for role, names in (("target", targets), ("draft", drafts)):
+        for name in names:
+            if name in folders:
+                continue
+            try:
+                folders[name] = (role, engine.resolve(name, allow_download=False).path)
+            except MlxdraftError as exc:
+                folders[name] = (role, exc)
+    plan = preflight(folders, engine.memory_budget(memory_gb).gb, current)
+    engine.distribute(plan, [folder for role, folder in folders.values() if role == "target"])
+    return plan
+
+
+def private_output(path, resume: bool, current: World | None = None):
+    """The results file this rank writes: rank 0's own; every other rank's a private temp file
+    (their measurements are rank 0's, so only rank 0's file is kept), holding rank 0's file's
+    content when resuming so that every rank continues from the same runs."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    current = current or world()
+    if not current.distributed:
+        return path
+    content = None
+    if current.is_leader:
+        content = Path(path).read_bytes() if path is not None and resume and Path(path).exists() else b""
+    content = broadcast_bytes(content, current)  # every rank, even without a file: collectives pair up
+    if current.is_leader or path is None:
+        return path
+    path = Path(path)
+    folder = Path(tempfile.mkdtemp(prefix=f"mlxdraft-rank{current.rank}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    private = folder / path.name
+    if content:
+        private.write_bytes(content)
+    return private
