@@ -104,6 +104,7 @@ class MlxLmEngine:
         self.implementations: dict[str, RunFunction] = dict(IMPLEMENTATIONS)
         self.sharded: set[str] = set()  # folders of targets split across the ranks (under mlx.launch)
         self.distributed_plan: distributed.DistributedPlan | None = None
+        self.sharding_modes: dict[str, str] = {}  # folder -> "tensor" or "pipeline", for the sharded ones
 
     def distribute(self, plan: distributed.DistributedPlan, target_folders) -> None:
         """Under mlx.launch, after the preflight: these targets load sharded across the ranks (their
@@ -214,7 +215,7 @@ class MlxLmEngine:
                 # a target to shard loads lazily: each rank reads only its shard's weights into memory
                 model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True, lazy=sharded)
             if sharded:
-                shard_model(model, current)
+                self.sharding_modes[str(source.path)] = shard_model(model, current)
         except MlxdraftError as exc:
             error = exc
         except Exception as exc:  # mlx-lm raises ValueError/KeyError/OSError for unusable folders
@@ -329,6 +330,38 @@ class MlxLmEngine:
                 if repeat:
                     seconds[n].append(elapsed)
         return seconds
+
+    def time_communication(self, loaded: LoadedModel, widths: list[int],
+                           repeats: int = 5) -> dict[int, list[float]] | None:
+        """Seconds of the communication alone that one forward pass of n tokens makes across the ranks
+        (each n in `widths`): for a tensor-parallel target, the two all-reduces of an (n x hidden)
+        activation per layer (after attention and after the MLP, mlx-lm's `sharded-to-all` layers), in
+        sequence, in the model's activation dtype. Every rank returns rank 0's clock readings. None
+        when the target is not sharded, or sharded in pipeline stages (not measured)."""
+        current = distributed.world()
+        if not current.distributed or self.sharding_modes.get(str(loaded.source.path)) != "tensor":
+            return None
+        import mlx.core as mx
+
+        inner = getattr(loaded.model, "model", loaded.model)
+        layers = len(inner.layers)
+        hidden = int(loaded.config.get("hidden_size") or loaded.config["text_config"]["hidden_size"])
+        norm = getattr(inner, "norm", None)
+        dtype = norm.weight.dtype if norm is not None and hasattr(norm, "weight") else mx.float16
+        seconds: dict[int, list[float]] = {n: [] for n in widths}
+        with _peer_errors(current):
+            for repeat in range(repeats + 1):
+                for n in widths:
+                    x = mx.zeros((1, n, hidden), dtype=dtype)
+                    mx.eval(x, mx.distributed.all_sum(mx.array(1.0), group=current.group))  # start together
+                    start = time.perf_counter()
+                    for _ in range(2 * layers):  # each waits for the one before, as in the forward pass
+                        x = mx.distributed.all_sum(x, group=current.group)
+                    mx.eval(x)
+                    if repeat:
+                        seconds[n].append(time.perf_counter() - start)
+        flat = distributed.broadcast_floats([s for n in widths for s in seconds[n]], current)
+        return {n: flat[i * repeats:(i + 1) * repeats] for i, n in enumerate(widths)}
 
     # -- outside mlxdraft ------------------------------------------------------------------------
     def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
