@@ -220,7 +220,8 @@ def main() -> int:
             result = verdict(estimate.low, estimate.high)
             outside |= result.startswith("OUTSIDE")
             print(f"  {name}: {estimate.geomean:.3f}x, 95% interval {interval}: {result}")
-            summary.append({"comparison": f"{ours} / {theirs}", "figure": name, **estimate.to_dict(), "verdict": result})
+            summary.append({"comparison": f"{ours} / {theirs}", "figure": name, **estimate.to_dict(),
+                            "verdict": result})
         divergence = first_divergence(by[ours][0].tokens, by[theirs][0].tokens)
         print("  tokens: identical" if divergence is None else f"  tokens: differ from token {divergence}")
     if args.json:

@@ -1,11 +1,13 @@
-"""The mlx-lm engine runs every generation as mlx_lm.stream_generate runs one: inside mlx-lm's own
+"""The mlx-lm engine runs every generation as mlx_lm.generate runs one: inside mlx-lm's own
 `wired_limit(model, [generation_stream])`, entered once and left once per generation (also when the
 generation fails), with mlx-lm's generation stream as the default stream; harmless on the CPU backend
-and with an mlx-lm that lacks either; recorded in the engine's environment."""
+and with an mlx-lm that lacks either; every loop prefills in chunks of mlx_lm.generate's step, and
+chunking does not change the tokens; all of it recorded in the engine's environment."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 
 import pytest
@@ -111,14 +113,13 @@ def test_an_mlx_lm_without_wired_limit_or_generation_stream_still_generates(load
     before = default_stream()
     monkeypatch.delattr(GENERATE, "wired_limit")
     monkeypatch.delattr(GENERATE, "generation_stream")
+    assert generate(loaded, "baseline").token_ids == expected  # mlx-lm's loops bound their stream on import
     streams = []
-    for method in ("baseline", "draft"):
-        trace = generate(loaded, method, on_round=lambda emitted: streams.append(default_stream()))
-        assert trace.token_ids == expected
-    assert streams and all(stream == before for stream in streams)
+    assert generate(loaded, "draft", on_round=lambda emitted: streams.append(default_stream())).token_ids == expected
+    assert streams and all(stream == before for stream in streams)  # the own loop: the caller's stream
     environment = get_engine("mlx-lm").environment()["machine"]["mlx_generation"]
     assert environment == {"wired_limit": "none: this mlx-lm has no wired_limit", "wired_limit_bytes": None,
-                           "stream": "the default stream"}
+                           "stream": "the default stream", "prefill_step_size": 2048}
 
 
 def test_mlx_lms_warning_for_a_large_model_stays_off_stdout(loaded, monkeypatch, capsys):
@@ -140,10 +141,39 @@ def test_the_environment_records_the_wired_limit(monkeypatch):
     here = engine.environment()["machine"]["mlx_generation"]
     if "max_recommended_working_set_size" not in mx.device_info():
         assert here == {"wired_limit": "not Metal: mlx-lm's wired_limit sets none", "wired_limit_bytes": None,
-                        "stream": "mlx-lm's generation_stream"}
+                        "stream": "mlx-lm's generation_stream", "prefill_step_size": GENERATE.DEFAULT_PREFILL_STEP_SIZE}
     metal = {**mx.device_info(), "max_recommended_working_set_size": 22_906_503_168}
     monkeypatch.setattr(mx, "device_info", lambda: metal)
     recorded = engine.environment()["machine"]["mlx_generation"]
     assert recorded["wired_limit_bytes"] == 22_906_503_168
     assert recorded["wired_limit"] == ("22906503168 bytes (Metal's recommended working set), set by mlx-lm's "
                                        "wired_limit per generation")
+
+
+class CountingModel:
+    """A model that records the width of every forward pass (prefill chunks first)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.widths: list[int] = []
+
+    def __call__(self, tokens, **options):
+        self.widths.append(tokens.shape[1])
+        return self.model(tokens, **options)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+@pytest.mark.parametrize("method", ["baseline", "mlx-lm", "draft", "prompt-lookup"])
+def test_every_loop_prefills_in_chunks_of_mlx_lms_step_and_the_tokens_stay_the_same(loaded, monkeypatch, method):
+    whole = generate(loaded, method, max_tokens=12).token_ids
+    monkeypatch.setattr(GENERATE, "DEFAULT_PREFILL_STEP_SIZE", 3)
+    counting = CountingModel(loaded["target"].model)
+    chunked = generate({**loaded, "target": dataclasses.replace(loaded["target"], model=counting)}, method,
+                       max_tokens=12).token_ids
+    start = counting.widths.index(3)  # the own loop first reads its logits' width (one lazy pass)
+    assert counting.widths[start:start + 5] == [3, 3, 3, 3, 1]  # the prompt but its last token (13), 3 at a time
+    assert 13 not in counting.widths and 14 not in counting.widths
+    assert chunked == whole == generate(loaded, "baseline", max_tokens=12).token_ids
+    assert get_engine("mlx-lm").environment()["machine"]["mlx_generation"]["prefill_step_size"] == 3

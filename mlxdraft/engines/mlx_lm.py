@@ -152,15 +152,16 @@ class MlxLmEngine:
         mlx_lm.generate is; the own loops through their own stream), and the global generator's
         state (the caller's) is given back afterwards. draft_s and target_s are the sums of the rounds'
         when every round measured them (draft_s stays None for a method without a draft model).
-        Every generation runs as mlx_lm.stream_generate runs one (`as_mlx_lm_generates`: the wired
-        limit on Metal, mlx-lm's generation stream); the clock starts inside it, as mlx-lm's does."""
+        Every generation runs as mlx_lm.generate runs one (`as_mlx_lm_generates`: the wired limit on
+        Metal, mlx-lm's generation stream; the clock starts inside it, as stream_generate's does), and
+        every loop prefills the prompt in chunks of mlx_lm.generate's step (`prefill_step_size`)."""
         import mlx.core as mx
 
         max_tokens = max_tokens or settings.max_tokens
         inputs = GenerationInputs(
             model=target.model, draft_model=draft.model if draft is not None else None, prompt=list(prompt_ids),
             max_tokens=max_tokens, num_draft_tokens=num_draft_tokens, sampling=settings.sampling,
-            params={**method.defaults, **(params or {})}, seed=settings.seed,
+            params={**method.defaults, **(params or {})}, seed=settings.seed, prefill_step_size=prefill_step_size(),
         )
         eos = set() if settings.fixed_length else set(target.tokenizer.eos_token_ids)
         tokens: list[int] = []
@@ -291,6 +292,14 @@ def as_mlx_lm_generates(model):
         yield
 
 
+def prefill_step_size() -> int:
+    """Prompt tokens per prefill chunk for every loop: mlx_lm.generate's DEFAULT_PREFILL_STEP_SIZE,
+    which its command line and mlx_lm.server pass to generate_step and speculative_generate_step
+    alike (the latter's own default, 512, is what only Python callers of stream_generate get)."""
+    value = _mlx_lm_generate_attribute("DEFAULT_PREFILL_STEP_SIZE")
+    return value if isinstance(value, int) and value > 0 else 2048
+
+
 def generation_environment() -> dict:
     """How as_mlx_lm_generates runs every generation here, for the results file: the wired limit
     (bytes; None off Metal), the stream and mlx-lm's prefill step."""
@@ -310,7 +319,8 @@ def generation_environment() -> dict:
         wired = "not Metal: mlx-lm's wired_limit sets none"
     stream = _mlx_lm_generate_attribute("generation_stream")
     return {"wired_limit": wired, "wired_limit_bytes": limit,
-            "stream": "mlx-lm's generation_stream" if stream is not None else "the default stream"}
+            "stream": "mlx-lm's generation_stream" if stream is not None else "the default stream",
+            "prefill_step_size": prefill_step_size()}
 
 
 class TokenPieces:
