@@ -861,8 +861,7 @@ class SweepRun:
                 encoded = [engine.encode(target_source, prompt) for prompt in plan.prompts]
                 prompt_tokens = max(len(ids) for ids in encoded)
                 _check_context(plan, engine, target_source, draft_source, prompt_tokens)
-                if can(engine, "memory_estimate"):
-                    _check_memory(plan, engine, target_source, draft_source, prompt_tokens)
+                _check_memory(plan, engine, target_source, draft_source, prompt_tokens)
                 if loaded_target is None or loaded_target.name != group.target.name:
                     loaded_target = None
                     engine.free_memory()
@@ -1003,6 +1002,8 @@ def _check_context(plan: SweepPlan, engine: Engine, target_source, draft_source,
 
 
 def _check_memory(plan: SweepPlan, engine: Engine, target_source, draft_source, prompt_tokens: int) -> None:
+    if not engine.capabilities.memory_estimate:  # the engine cannot tell before loading: the load itself decides
+        return
     estimate = engine.estimate_memory(target_source, draft_source, plan.positions_needed(prompt_tokens))
     if estimate.total_gb > plan.budget.gb:
         raise _Skip(
