@@ -396,7 +396,7 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
 
     plan = SweepPlan([target], [draft] if draft else [], ks, settings, prompts,
                      engine.memory_budget(memory_gb), kind="pair", methods=methods, method_params=params,
-                     engine=engine.name)
+                     engine=target.engine)
     sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine,
                          command=invoked_argv())
     measured = lambda: sum(len(g.samples) for g in sweep_run.results.groups.values()) if sweep_run.results else 0  # noqa: E731
@@ -567,12 +567,12 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
     chosen_targets, chosen_drafts = sweeping.choose_models(
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
         split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions), engine_names)
-    engine_names = engine_names or sweeping.engines_of(chosen_targets + chosen_drafts)
+    engine_names = list(dict.fromkeys(engine_names or sweeping.engines_of(chosen_targets + chosen_drafts)))
     methods, params, engines = measurement_setup(methods_text, param_texts, engine_names)
     engine = engines[0]
     prompts = choose_prompts(prompt_text, prompts_file)
     plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts, engine.memory_budget(memory_gb),
-                              methods=methods, method_params=params, engines=[e.name for e in engines],
+                              methods=methods, method_params=params, engines=engine_names,
                               strategy=strategy, objective=objective)
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
     output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
@@ -584,7 +584,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
              f"{', '.join(m.key for m in methods)} x k in {ks}{on}: {len(groups)} groups, {runs_text}; memory budget "
              f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
-                                  progress=progress, engines={e.name: e for e in engines}, command=invoked_argv())
+                                  progress=progress, engines=dict(zip(engine_names, engines)), command=invoked_argv())
     try:
         interrupted = run_measurement(sweep_run)
     except MlxdraftError:

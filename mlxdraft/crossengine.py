@@ -14,10 +14,10 @@ Read from the results file alone (an `analysis.SweepAnalysis`): this module impo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from .analysis import SweepAnalysis, SweepCase, label, setup_label, unit_of
+from .precision import bits_word
 from .stats import RatioEstimate, Summary, estimate_ratio, per_prompt, ratio_digits, summarize
 
 ORDER_TEXTS = {
@@ -25,22 +25,6 @@ ORDER_TEXTS = {
                   "ratio between engines also holds any drift between their turns",
     "interleaved": "measured interleaved per prompt, both engines loaded",
 }
-
-
-def bits_word(precision: str | None) -> str | None:
-    """One word per bit width across engines: fp16 for fp16/F16/float16, q8 for 8bit/Q8_0, q4 for
-    4bit/Q4_0/Q4_K_M, bf16, fp32; None when unknown."""
-    if not precision:
-        return None
-    text = str(precision).strip().lower().replace("-", "")
-    if text in ("fp16", "f16", "float16", "half"):
-        return "fp16"
-    if text in ("fp32", "f32", "float32"):
-        return "fp32"
-    if text in ("bf16", "bfloat16"):
-        return "bf16"
-    match = re.fullmatch(r"(\d+)bits?", text) or re.fullmatch(r"i?q(\d+)(?:_[a-z0-9_]*)?", text)
-    return f"q{match.group(1)}" if match else text
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .memory import MemoryBudget, fits
 from .methods import METHODS, Method, get_method
 from .order import DESIGN as ORDER_DESIGN
 from .order import unit_order
+from .precision import bits_word
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
@@ -275,12 +276,29 @@ class SweepPlan:
         except MlxdraftError:  # an engine not registered here: the run names it
             return True
 
+    def measuring_order(self) -> list[ModelChoice]:
+        """The targets in the order they are measured: as chosen; with several engines, each target right after
+        the first one of the same size and bit width (smollm2:fp16, then smollm2:f16), engines in the order
+        given, so that the runs an engine ratio pairs are measured close in time (though not interleaved)."""
+        if len(self.engines) < 2:
+            return list(self.targets)
+        rank = {engine: index for index, engine in enumerate(self.engines)}
+
+        def row(target: ModelChoice):
+            size = target.size or (f"{target.params_b:g}b" if target.params_b else None)
+            bits = bits_word(target.precision)
+            return (target.family, size, bits) if size and bits else (target.name,)
+        first: dict = {}
+        for index, target in enumerate(self.targets):
+            first.setdefault(row(target), index)
+        return sorted(self.targets, key=lambda t: (first[row(t)], rank.get(self.engine_of(t), len(rank))))
+
     def groups(self) -> list[Group]:
         """Each target with every draft of its own engine that is not itself and not larger than it,
         for the methods that take a draft; alone for the methods that take none, and alone (for its
         baseline) when no draft suits it. A group measures the methods its engine runs."""
         groups = []
-        for target in self.targets if self.kind != "pair" else self.targets[:1]:
+        for target in self.measuring_order() if self.kind != "pair" else self.targets[:1]:
             engine = self.engine_of(target)
             runs = tuple(m for m in self.methods if self._runs(engine, m))
             with_draft = tuple(m for m in runs if m.needs_draft)

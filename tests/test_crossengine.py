@@ -243,3 +243,50 @@ def test_bit_width_words_are_shared_across_engines():
     assert {bits_word(p) for p in ("8bit", "Q8_0", "q8")} == {"q8"}
     assert {bits_word(p) for p in ("4bit", "Q4_0", "Q4_K_M", "q4")} == {"q4"}
     assert bits_word("bf16") == "bf16" and bits_word(None) is None
+
+
+def test_targets_of_one_size_and_bit_width_are_measured_one_right_after_the_other(two_engines):
+    targets = [choice("a-big", "fake", 1.0), ModelChoice("a-huge", 7.0, "4bit", None, "fake", "fam", "7b"),
+               choice("b-big", "fake-b", 1.0), ModelChoice("b-huge", 7.0, "Q4_K_M", None, "fake-b", "fam", "7b")]
+    plan = SweepPlan(targets, [], [2], MeasureSettings(max_tokens=8), [Prompt("one")], MemoryBudget(64.0, "test"),
+                     methods=parse_methods("prompt-lookup"), engines=["fake-b", "fake"])
+    assert [t.name for t in plan.measuring_order()] == ["b-big", "a-big", "b-huge", "a-huge"]
+    assert [(g.target.name, g.engine) for g in plan.groups()] == [
+        ("b-big", "fake-b"), ("a-big", "fake"), ("b-huge", "fake-b"), ("a-huge", "fake")]
+    one = SweepPlan(targets[:2], [], [2], MeasureSettings(max_tokens=8), [Prompt("one")], MemoryBudget(64.0, "t"),
+                    methods=parse_methods("prompt-lookup"), engine="fake")
+    assert one.measuring_order() == targets[:2]
+
+
+def test_the_cross_engine_comparison_imports_neither_methods_nor_engines():
+    from test_imports import import_graph
+
+    graph = import_graph()
+    for module in ("mlxdraft.crossengine", "mlxdraft.precision"):
+        assert not {m for m in graph[module] if m.startswith(("mlxdraft.methods", "mlxdraft.engines"))}, module
+    assert "mlxdraft.analysis" not in graph["mlxdraft.precision"]
+
+
+def test_pair_measures_on_the_engine_named_and_records_it(two_engines, tmp_path):
+    output = tmp_path / "pair.json"
+    result = CliRunner().invoke(cli, ["pair", "b-big", "b-small", "--engine", "fake-b", "-k", "2", "--max-tokens", "8",
+                                      "--prompt", "one two", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    results = load_results(output)
+    assert results.plan.engines == ["fake-b"] and results.groups["b-big | b-small"].engine == "fake-b"
+    assert "Engines side by side" not in render_sweep(results, "table")
+
+
+def test_pair_and_generate_refuse_a_model_of_another_engine(two_engines, tmp_path):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    for command in (["pair", str(gguf), "a-small", "--engine", "fake"],
+                    ["generate", str(gguf), "--engine", "fake", "--prompt", "hi"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+        assert result.output.strip().splitlines()[-1] == (
+            f"Error: {gguf} is a model of the llama.cpp engine, not of fake; name another model or --engine llama.cpp")
+    result = CliRunner().invoke(cli, ["pair", "a-big", str(gguf), "--engine", "fake"])
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: the draft {gguf} is a model of the llama.cpp engine and the target a-big of fake; "
+        "a draft runs on its target's engine")
