@@ -271,9 +271,10 @@ def verdict_line(row: CrossEngineRow, cross: CrossEngine) -> str:
 
 
 def memory_text(figures: EngineFigures) -> str:
-    alone = f"{figures.alone_peak_memory_gb:.2f} GB" if figures.alone_peak_memory_gb is not None else "n/a"
-    best = f"{figures.best_peak_memory_gb:.2f} GB" if figures.best_peak_memory_gb is not None else "n/a"
-    return f"{alone} / {best}"
+    """'4.01 GB / 4.51 GB': peak memory of the target alone / of its best setup; n/a where the engine measured none
+    (an engine that cannot read its peak records none, or 0)."""
+    shown = lambda gb: f"{gb:.2f} GB" if gb else "n/a"  # noqa: E731
+    return f"{shown(figures.alone_peak_memory_gb)} / {shown(figures.best_peak_memory_gb)}"
 
 
 def tps_text(figures: EngineFigures) -> str:

@@ -123,8 +123,9 @@ def test_best_against_best_pairs_each_engines_own_best_setup_by_prompt(two_engin
 
     def speeds(figures):
         best = figures.best
-        return {s.prompt_index: s.e2e_tps for r in results.groups.values() if r.key == f"{figures.target} | {best.draft}"
-                for s in r.samples if (s.method, s.num_draft_tokens) == (best.method, best.num_draft_tokens)}
+        group = results.groups[f"{figures.target} | {best.draft}"]
+        return {s.prompt_index: s.e2e_tps for s in group.samples
+                if (s.method, s.num_draft_tokens) == (best.method, best.num_draft_tokens)}
     mine, theirs = speeds(second), speeds(first)
     expected = math.exp(sum(math.log(mine[p] / theirs[p]) for p in mine) / len(mine))
     assert math.isclose(row.ratio("best", "e2e").estimate.geomean, expected, rel_tol=1e-9)
@@ -211,6 +212,7 @@ def test_the_cli_sweeps_two_engines_from_a_family(two_engines, monkeypatch, tmp_
     assert {r.key: r.engine for r in results.groups.values()} == {"fam:a-big | fam:a-small": "fake",
                                                                   "fam:b-big | fam:b-small": "fake-b"}
     assert "Engines side by side" in result.stdout
+    assert results.plan.methods == ["mlx-lm"]  # no --methods: each engine's default (the fake engines': mlx-lm)
 
 
 def test_a_method_no_chosen_engine_runs_is_one_error_line(two_engines):
