@@ -762,6 +762,10 @@ class SweepRun:
                 raise resolved[key]
             return resolved[key]
 
+        def on_engine() -> str:
+            """" on llama.cpp" in a sweep of several engines, where a loading line says which loads it."""
+            return f" on {engine_name}" if len(plan.engines) > 1 else ""
+
         def use_engine(group: Group) -> None:
             """Measure with the group's engine from here on; the models the other engine holds are freed first."""
             nonlocal engine, engine_name, loaded_target
@@ -799,7 +803,7 @@ class SweepRun:
                         if loaded_target is None or loaded_target.name != target_name:
                             loaded_target, draft_key, draft = None, None, None
                             engine.free_memory()
-                            yield event("loading", index, group, f"loading target {target_name}")
+                            yield event("loading", index, group, f"loading target {target_name}{on_engine()}")
                             with self._heartbeat(f"loading target {target_name}"):
                                 loaded_target = engine.load(target_source)
                         if group.key != draft_key:
@@ -808,7 +812,7 @@ class SweepRun:
                             engine.free_memory()
                             if group.draft:
                                 draft_source = resolve(group.draft.name)
-                                yield event("loading", index, group, f"loading draft {group.draft.name}")
+                                yield event("loading", index, group, f"loading draft {group.draft.name}{on_engine()}")
                                 with self._heartbeat(f"loading draft {group.draft.name}"):
                                     draft = (loaded_target if draft_source.path == target_source.path
                                              else engine.load(draft_source))
@@ -883,7 +887,7 @@ class SweepRun:
                 if loaded_target is None or loaded_target.name != group.target.name:
                     loaded_target = None
                     engine.free_memory()
-                    yield event("loading", index, group, f"loading target {group.target.name}")
+                    yield event("loading", index, group, f"loading target {group.target.name}{on_engine()}")
                     with self._heartbeat(f"loading target {group.target.name}"):
                         loaded_target = engine.load(target_source)
                     results.models.setdefault(group.target.name, {}).update(
@@ -905,7 +909,7 @@ class SweepRun:
                             verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
                         results.models[group.target.name]["verify_s"] = {str(n): s for n, s in verify.items()}
                 if group.draft:
-                    yield event("loading", index, group, f"loading draft {group.draft.name}")
+                    yield event("loading", index, group, f"loading draft {group.draft.name}{on_engine()}")
                     same = draft_source.path == target_source.path
                     with self._heartbeat(f"loading draft {group.draft.name}"):
                         draft = loaded_target if same else engine.load(draft_source)

@@ -208,6 +208,7 @@ def test_the_cli_sweeps_two_engines_from_a_family(two_engines, monkeypatch, tmp_
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "on fake, fake-b (one engine after the other)" in result.stderr
+    assert "loading target fam:b-big on fake-b ..." in result.stderr
     results = load_results(output)
     assert {r.key: r.engine for r in results.groups.values()} == {"fam:a-big | fam:a-small": "fake",
                                                                   "fam:b-big | fam:b-small": "fake-b"}
@@ -292,3 +293,17 @@ def test_pair_and_generate_refuse_a_model_of_another_engine(two_engines, tmp_pat
     assert result.output.strip().splitlines()[-1] == (
         f"Error: the draft {gguf} is a model of the llama.cpp engine and the target a-big of fake; "
         "a draft runs on its target's engine")
+
+
+def test_a_two_engine_sweep_resumes_and_refuses_other_engines(two_engines, tmp_path):
+    output = tmp_path / "two.json"
+    args = ["sweep", "--targets", "a-big,b-big", "--drafts", "a-small", "--engines", "fake,fake-b", "-k", "2",
+            "--max-tokens", "8", "--prompt", "one two", "--strategy", "exhaustive", "-o", str(output)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 3, result.output  # a group failed:
+    # plain names belong to the first engine named: b-big is fake's, which knows no such model
+    assert load_results(output).groups["b-big | a-small"].status == "failed"
+    again = CliRunner().invoke(cli, args + ["--resume"])
+    assert "--engines fake,fake-b there, fake now" not in again.output
+    other = CliRunner().invoke(cli, [a if a != "fake,fake-b" else "fake" for a in args] + ["--resume"])
+    assert other.exit_code != 0 and "--engines fake,fake-b there, fake now" in other.output
