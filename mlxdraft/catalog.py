@@ -178,6 +178,7 @@ def _shown(value) -> str:
 
 
 PRECISION = re.compile(r"bf16|fp16|fp32|[1-9]\d?bit")
+SPLIT_PART = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)  # gguf-split
 GGUF_FILE = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\\:*?\"<>|]+\.gguf$")  # a relative path in the repo
 # key: (required, test, what the value must be); keys not listed here are ignored
 MODEL_FIELDS = {
@@ -217,9 +218,35 @@ def _check_model(model, where: str, engine: str, source: str) -> None:
     if engine == "llama.cpp" and source == "hub" and "files" not in model:
         raise InvalidInputError(f'{where}: llama.cpp hub models need files = ["name.gguf"] (every part of a '
                                 "split GGUF)")
+    if "files" in model and _split_problem(model["files"]):
+        raise InvalidInputError(f"{where}: {_split_problem(model['files'])}")
     if engine != "llama.cpp" and "files" in model:
         raise InvalidInputError(f"{where}: files are only for llama.cpp models (GGUF); mlx-lm downloads the "
                                 "whole model folder")
+
+
+def split_parts(first: str) -> list[str] | None:
+    """Every part of the split GGUF whose part 1 is `first` (None when it is not split)."""
+    match = SPLIT_PART.match(first.rsplit("/", 1)[-1])
+    if not match:
+        return None
+    folder = first[: len(first) - len(match.group(0))]
+    count = int(match["count"])
+    return [f"{folder}{match['stem']}-{i:05d}-of-{match['count']}.gguf" for i in range(1, count + 1)]
+
+
+def _split_problem(files: list[str]) -> str | None:
+    """What is wrong with the files of a split GGUF as a list gives them, if anything: llama.cpp
+    loads part 1 and needs every other part beside it."""
+    parts = split_parts(files[0])
+    if parts is None:
+        if len(files) > 1:
+            return ("files name several .gguf files, but the first is not part 1 of a split GGUF "
+                    "(<name>-00001-of-0000N.gguf); list one model per entry")
+        return None
+    if files != parts:
+        return f"files must list every part of the split GGUF in order, {parts[0]} to {parts[-1]}"
+    return None
 
 
 def load_list_file(path: Path) -> list[CatalogEntry]:

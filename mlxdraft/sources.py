@@ -9,12 +9,11 @@ offline for smollm2)."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import hub, offline, offline_gguf
-from .catalog import CatalogEntry, find_entry
+from .catalog import SPLIT_PART, CatalogEntry, find_entry, split_parts
 from .errors import ModelNotFoundError
 from .hub import REPO_ID
 from .paths import expand_user
@@ -201,7 +200,6 @@ def context_length(config: dict) -> int | None:
 
 
 GGUF_MAGIC = b"GGUF"
-SPLIT_PART = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 
 def resolve_any(name: str, allow_download: bool = True, progress=None) -> ModelSource:
@@ -282,20 +280,22 @@ def check_gguf_file(path: Path, name: str | None = None) -> None:
     """Raise ModelNotFoundError unless `path` is a GGUF file (its magic bytes) whose split parts,
     if it is split, are all beside it and it is the first of them."""
     shown = name or str(path)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read {shown}: {exc.strerror or exc}") from None
     if magic != GGUF_MAGIC:
         raise ModelNotFoundError(f"{shown} is not a GGUF file (it does not start with the GGUF magic bytes); "
                                  "download it again or pass another file")
     split = SPLIT_PART.match(path.name)
     if not split:
         return
-    count = int(split["count"])
     if int(split["part"]) != 1:
         first = f"{split['stem']}-00001-of-{split['count']}.gguf"
         raise ModelNotFoundError(f"{shown} is part {int(split['part'])} of a split GGUF; pass the first part, {first}")
-    missing = [f"{split['stem']}-{part:05d}-of-{split['count']}.gguf" for part in range(2, count + 1)
-               if not (path.parent / f"{split['stem']}-{part:05d}-of-{split['count']}.gguf").is_file()]
+    parts = split_parts(path.name)
+    missing = [name for name in parts[1:] if not (path.parent / name).is_file()]
     if missing:
-        raise ModelNotFoundError(f"{shown} is split into {count} parts and {len(missing)} of them are missing "
+        raise ModelNotFoundError(f"{shown} is split into {len(parts)} parts and {len(missing)} of them are missing "
                                  f"beside it ({missing[0]}{' ...' if len(missing) > 1 else ''}); download them all")
