@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInputError, MlxdraftError
+from .errors import InvalidInputError, MissingDependencyError, MlxdraftError
 from .offline import (
     BASE_NAME,
     GGUF_MEMBER,
@@ -32,6 +32,7 @@ from .offline import (
 )
 from .paths import downloads_dir, models_dir
 
+EXTRA = "llamacpp"  # the pip extra that installs the gguf package (with xllamacpp)
 CONVERSION_VERSION = 1  # bump when the conversion changes, so cached files are rebuilt
 MARKER = "mlxdraft-gguf.json"
 TOKEN_EMBEDDING = "token_embd.weight"
@@ -172,6 +173,12 @@ def prepare(variants: list[str] | None = None, progress: Progress | None = None)
         )
     missing = [v for v in wanted if not is_complete(v)]
     if missing:
+        try:
+            import gguf  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(
+                f"writing the offline SmolLM2 GGUF files needs the gguf package; pip install 'mlxdraft[{EXTRA}]'"
+            ) from None
         try:
             for folder in (models_dir(), downloads_dir()):
                 _remove_stale_work(folder)
