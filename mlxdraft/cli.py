@@ -687,10 +687,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
 
     Only safetensors, JSON, tokenizer files, chat templates and the model card are fetched,
-    never pickles or code. A broken-off transfer resumes; files already downloaded are kept.
+    never pickles or code; for a GGUF model (llama.cpp) only its listed .gguf file, or every part
+    of a split one. A broken-off transfer resumes; files already downloaded are kept.
     """
     from . import catalog
-    from .sources import resolve_model
+    from .sources import resolve_any
 
     names = list(model_names) + split_list(targets) + split_list(drafts)
     for family in families:
@@ -700,11 +701,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     failures = []
     names = list(dict.fromkeys(names))
     if len(names) == 1:  # its error is the Error: line itself
-        click.echo(f"{names[0]}: {resolve_model(names[0], allow_download=True, progress=progress).path}")
+        click.echo(f"{names[0]}: {resolve_any(names[0], allow_download=True, progress=progress).path}")
         return
     for name in names:
         try:
-            click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
+            click.echo(f"{name}: {resolve_any(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
             failures.append(name)
             progress(f"Failed: {exc}")

@@ -57,14 +57,14 @@ def _choices_text(entries: list[CatalogEntry], role: str) -> str:
 
 
 def choose_models(families: list[str], targets: list[str], drafts: list[str], target_sizes=(),
-                  target_precisions=(), draft_sizes=(), draft_precisions=()):
-    """(targets, drafts) as ModelChoices from families (filtered by size and precision) plus
-    explicitly named models."""
+                  target_precisions=(), draft_sizes=(), draft_precisions=(), engines=(DEFAULT_ENGINE,)):
+    """(targets, drafts) as ModelChoices from families (their entries for `engines`, filtered by
+    size and precision) plus explicitly named models."""
     if not families and not (targets and drafts):
         raise InvalidInputError("name what to sweep: --family F, or both --targets and --drafts")
     chosen_targets: list[ModelChoice] = []
     chosen_drafts: list[ModelChoice] = []
-    entries = [entry for family in families for entry in family_entries(family)]
+    entries = [entry for family in families for entry in family_entries(family) if entry.engine in engines]
     for entry in entries:
         if entry.can_target and _matches(entry, list(target_sizes), list(target_precisions)):
             chosen_targets.append(ModelChoice.from_entry(entry))

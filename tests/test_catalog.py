@@ -182,11 +182,15 @@ def test_gguf_bits():
 def test_sweep_precision_filters_pick_both_engines():
     from mlxdraft.sweep import choose_models
 
-    targets, drafts = choose_models(["smollm2"], [], [], target_precisions=["fp16"], draft_precisions=["q4"])
+    both = ("mlx-lm", "llama.cpp")
+    targets, drafts = choose_models(["smollm2"], [], [], target_precisions=["fp16"], draft_precisions=["q4"],
+                                    engines=both)
     assert [t.name for t in targets] == ["smollm2:fp16", "smollm2:f16"]
     assert [d.name for d in drafts] == ["smollm2:q4", "smollm2:q4_0"]
-    targets, _ = choose_models(["smollm2"], [], [], target_precisions=["q8_0"])
+    targets, _ = choose_models(["smollm2"], [], [], target_precisions=["q8_0"], engines=both)
     assert [t.name for t in targets] == ["smollm2:q8_0"]
+    targets, _ = choose_models(["smollm2"], [], [], target_precisions=["fp16"])  # the default engine's only
+    assert [t.name for t in targets] == ["smollm2:fp16"]
 
 
 def test_gguf_entries_of_the_bundled_lists():

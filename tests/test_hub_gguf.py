@@ -115,3 +115,11 @@ def test_no_download_and_missing_repo(hub, tmp_path):
     del hub.repos[REPO]
     result = resolve(hub, tmp_path, "tiny:q4_k_m")
     assert result.stdout.strip().splitlines()[-1].startswith(f"Error: {REPO} was not found on the Hugging Face Hub")
+
+
+def test_pull_fetches_a_gguf_entry(hub, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mlxdraft", "pull", "tiny:q8_0"], env=env(hub, tmp_path),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("tiny:q8_0: ") and result.stdout.rstrip().endswith("/" + SPLIT[0])
+    assert set(hub.fetched()) == {f"{REPO}/{name}" for name in SPLIT}
