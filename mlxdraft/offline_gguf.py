@@ -69,7 +69,9 @@ def variant_path(variant: str) -> Path:
 
 
 def is_complete(variant: str) -> bool:
-    """A finished file made by this version of the conversion."""
+    """A finished file made by this version of the conversion (False for an unknown variant)."""
+    if variant not in VARIANT_BY_NAME:
+        return False
     try:
         marker = json.loads((variant_dir(variant) / MARKER).read_text())
     except (OSError, ValueError):

@@ -68,6 +68,7 @@ def test_writer_keeps_metadata_names_and_values(tmp_path, variant, weight_type, 
 
 
 def test_unknown_variant():
+    assert not offline_gguf.is_complete("q5")
     with pytest.raises(MlxdraftError, match="unknown SmolLM2 GGUF variant 'q5'; choose from f32, f16, q8_0, q4_0"):
         offline_gguf.prepare(["q5"])
 
