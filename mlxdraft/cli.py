@@ -647,11 +647,16 @@ def report(results_file, fmt, metric, objective, estimand, output):
 
 @cli.command(short_help="List the curated models and what fits this machine.")
 @click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["mlx-lm", "llama.cpp"]),
+              help="Only models this engine runs (repeatable): mlx-lm (MLX folders) or llama.cpp (GGUF files).")
 @click.option("--memory-gb", type=FiniteFloat(positive=True),
               help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models(families, memory_gb, as_json):
-    """List the curated models: size, whether they are downloaded, whether they fit this machine."""
+def models(families, engines, memory_gb, as_json):
+    """List the curated models: engine, size, whether they are downloaded, whether they fit this machine.
+
+    Pairs are only formed within one engine (a GGUF draft cannot serve an MLX target).
+    """
     from tabulate import tabulate
 
     from . import catalog, memory, sources
@@ -661,16 +666,20 @@ def models(families, memory_gb, as_json):
     chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
     rows, pairs = [], []
     for entries in chosen.values():
+        entries = [e for e in entries if not engines or e.engine in engines]
         rows += [{**entry.to_dict(), "local": sources.local_status(entry),
                   "fits": memory.fits(entry.size_gb, budget)} for entry in entries]
-        pairs += memory.pairs_that_fit(entries, budget)
+        for engine in dict.fromkeys(e.engine for e in entries):
+            pairs += memory.pairs_that_fit([e for e in entries if e.engine == engine], budget)
     if as_json:
         click.echo(json.dumps({"memory_budget": {"gb": budget.gb, "source": budget.source},
                                "models": rows, "pairs_that_fit": pairs}, indent=2, allow_nan=False))
         return
-    table = [[r["name"], r["repo"] or "built offline (mlxdraft prepare)", f"{r['params_b']:g}", r["precision"],
-              r["role"], f"{r['size_gb']:.2f}", r["local"], "yes" if r["fits"] else "no"] for r in rows]
-    click.echo(tabulate(table, headers=["name", "repo", "params (B)", "precision", "role", "size (GB)",
+    offline_text = {"mlx-lm": "built offline (mlxdraft prepare)", "llama.cpp": "built offline on first use"}
+    table = [[r["name"], r["engine"], r["repo"] or offline_text.get(r["engine"], "built offline"),
+              f"{r['params_b']:g}", r["precision"], r["role"], f"{r['size_gb']:.2f}", r["local"],
+              "yes" if r["fits"] else "no"] for r in rows]
+    click.echo(tabulate(table, headers=["name", "engine", "repo", "params (B)", "precision", "role", "size (GB)",
                                         "local", f"fits {budget.gb:.0f} GB"], disable_numparse=True))
     click.echo(f"\nMemory budget: {budget.gb:.1f} GB ({budget.source}); a model fits when its weights "
                f"x {memory.WORKING_OVERHEAD} do.")
@@ -693,10 +702,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
 
     Only safetensors, JSON, tokenizer files, chat templates and the model card are fetched,
-    never pickles or code. A broken-off transfer resumes; files already downloaded are kept.
+    never pickles or code; for a GGUF model (llama.cpp) only its listed .gguf file, or every part
+    of a split one. A broken-off transfer resumes; files already downloaded are kept.
     """
     from . import catalog
-    from .sources import resolve_model
+    from .sources import resolve_any
 
     names = list(model_names) + split_list(targets) + split_list(drafts)
     for family in families:
@@ -706,11 +716,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     failures = []
     names = list(dict.fromkeys(names))
     if len(names) == 1:  # its error is the Error: line itself
-        click.echo(f"{names[0]}: {resolve_model(names[0], allow_download=True, progress=progress).path}")
+        click.echo(f"{names[0]}: {resolve_any(names[0], allow_download=True, progress=progress).path}")
         return
     for name in names:
         try:
-            click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
+            click.echo(f"{name}: {resolve_any(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
             failures.append(name)
             progress(f"Failed: {exc}")

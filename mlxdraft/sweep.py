@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import draft_token_s
-from .catalog import CatalogEntry, family_entries, sensible_pair
+from .catalog import CatalogEntry, family_entries, precision_matches, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
 from .files import ResultsLock, write_json_atomic
@@ -47,7 +47,7 @@ class ModelChoice:
     @classmethod
     def from_entry(cls, entry: CatalogEntry) -> ModelChoice:
         return cls(entry.name, entry.params_b, entry.precision, entry.size_gb,
-                   getattr(entry, "engine", DEFAULT_ENGINE), entry.family, entry.size_label)
+                   entry.engine, entry.family, entry.size_label)
 
     def facts(self) -> dict:
         """What a results file records about the model beside its files: its engine and, from a model list,
@@ -108,17 +108,9 @@ def check_methods(methods: list[Method], engines: list) -> None:
             raise InvalidInputError(f"{names} cannot run the {method.key} method")
 
 
-def normal_precision(text: str) -> str:
-    """The model lists' spelling of a precision: q8 and 8-bit are 8bit, f16 is fp16, and so on."""
-    text = text.strip().lower().replace("-", "")
-    if text.startswith("q") and text[1:].isdigit():
-        return f"{text[1:]}bit"
-    return {"f16": "fp16", "f32": "fp32", "float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}.get(text, text)
-
-
 def _matches(entry: CatalogEntry, sizes: list[str], precisions: list[str]) -> bool:
     return ((not sizes or entry.size_label in [s.lower() for s in sizes])
-            and (not precisions or entry.precision in [normal_precision(p) for p in precisions]))
+            and (not precisions or any(precision_matches(entry, p) for p in precisions)))
 
 
 def _choices_text(entries: list[CatalogEntry], role: str) -> str:
@@ -139,7 +131,7 @@ def choose_models(families: list[str], targets: list[str], drafts: list[str], ta
     chosen_drafts: list[ModelChoice] = []
     wanted = list(engines or [DEFAULT_ENGINE])
     entries = [entry for family in families for entry in family_entries(family)
-               if getattr(entry, "engine", DEFAULT_ENGINE) in wanted]
+               if entry.engine in wanted]
     for entry in entries:
         if entry.can_target and _matches(entry, list(target_sizes), list(target_precisions)):
             chosen_targets.append(ModelChoice.from_entry(entry))
