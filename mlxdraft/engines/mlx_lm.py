@@ -212,23 +212,25 @@ class MlxLmEngine:
                      repeats: int = 5) -> dict[int, list[float]]:
         """Seconds for one forward pass of n tokens (each n in `widths`) on top of a cache holding
         `context_ids`: the cost of a verify pass of width n (and, for a draft, of one token). The
-        widths are interleaved within every repeat, after one unmeasured pass of each."""
+        widths are interleaved within every repeat, after one unmeasured pass of each. Timed inside the
+        same wired limit and generation stream as the generations, so the speedup model predicts them."""
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-        cache = make_prompt_cache(loaded.model)
-        mx.eval(loaded.model(mx.array(context_ids)[None], cache=cache))
-        token = context_ids[-1]
-        seconds: dict[int, list[float]] = {n: [] for n in widths}
-        for repeat in range(repeats + 1):
-            for n in widths:
-                inputs = mx.array([[token] * n])
-                start = time.perf_counter()
-                mx.eval(loaded.model(inputs, cache=cache))
-                elapsed = time.perf_counter() - start
-                trim_prompt_cache(cache, n)
-                if repeat:
-                    seconds[n].append(elapsed)
+        with as_mlx_lm_generates(loaded.model):  # timed as the generations run: wired limit, generation stream
+            cache = make_prompt_cache(loaded.model)
+            mx.eval(loaded.model(mx.array(context_ids)[None], cache=cache))
+            token = context_ids[-1]
+            seconds: dict[int, list[float]] = {n: [] for n in widths}
+            for repeat in range(repeats + 1):
+                for n in widths:
+                    inputs = mx.array([[token] * n])
+                    start = time.perf_counter()
+                    mx.eval(loaded.model(inputs, cache=cache))
+                    elapsed = time.perf_counter() - start
+                    trim_prompt_cache(cache, n)
+                    if repeat:
+                        seconds[n].append(elapsed)
         return seconds
 
     # -- outside mlxdraft ------------------------------------------------------------------------
