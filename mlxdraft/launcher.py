@@ -125,6 +125,7 @@ def supervise(hostfile: str, backend: str | None, argv: list[str], out=None, err
     errors: dict[int, str] = {}
     failed: list[tuple[int, int | None]] = []
     output: list[str] = []
+    leader_said: list[str] = []  # rank 0's own Error line, when it printed one
     first_failure = threading.Event()
 
     def pass_stdout():
@@ -154,6 +155,8 @@ def supervise(hostfile: str, backend: str | None, argv: list[str], out=None, err
                 failed.append((int(node.group(1)), code))
                 first_failure.set()
                 continue
+            if line.startswith("Error:"):
+                leader_said.append(line)
             err.write(raw)
             err.flush()
 
@@ -178,7 +181,11 @@ def supervise(hostfile: str, backend: str | None, argv: list[str], out=None, err
         raise
     for reader in readers:
         reader.join(5)
-    return _outcome(failed, errors, names, killed, output[-1] if output else None, argv, runs_saved, timeout_s)
+    if not failed and process.returncode:  # mlx.launch itself refused (a bad hostfile or backend): it said why
+        return Outcome(process.returncode, None if leader_said else f"mlx.launch exited with status "
+                       f"{process.returncode} (its message is above)")
+    return _outcome(failed, errors, names, killed, output[-1] if output else None, argv, runs_saved, timeout_s,
+                    bool(leader_said))
 
 
 def _kill_group(process, first=signal.SIGTERM) -> None:
@@ -205,13 +212,14 @@ def _why(code: int | None) -> str:
     return f"exited with status {code}"
 
 
-def _outcome(failed, errors, names, killed, output, argv, runs_saved, timeout_s) -> Outcome:
+def _outcome(failed, errors, names, killed, output, argv, runs_saved, timeout_s, leader_said=False) -> Outcome:
     from .results import command_line
 
     leader = next((code for rank, code in failed if rank == 0), 0)
     culprit = next(((rank, code) for rank, code in failed if rank != 0), None)
-    # rank 0 failing first said why itself (its own Error line); so did a run that ended normally
-    if culprit is None or (failed and failed[0][0] == 0 and culprit[0] not in errors):
+    # rank 0 said why itself (its own Error line, naming the rank for an error every rank raised together),
+    # or failed first; or the run ended normally
+    if culprit is None or leader_said or (failed[0][0] == 0 and culprit[0] not in errors):
         code = leader if leader is not None else 1
         return Outcome(code if code >= 0 else 1, None, failed)
     rank, code = culprit

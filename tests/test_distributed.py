@@ -1,7 +1,8 @@
 """Two ranks on localhost (mlx.launch, ring backend) on the tiny kit: the sharded target gives the
 single-process tokens and distribution; `pair` and `sweep` under --hostfile write one results file
 that `report` renders; a rank killed mid-sweep ends the run with one Error line and a file that
---resume completes; a model missing on one rank is refused before anything loads."""
+--resume completes; a model missing on one rank is refused before anything loads. First, the
+pieces alone in one process (fast)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,102 @@ TEMP = 0.1  # the tiny target is nearly uniform at higher temperatures: too flat
 SEEDS = 100
 LAUNCH_TIMEOUT_S = 150
 
-pytestmark = [pytest.mark.slow,  # about two minutes on a busy 2-core machine: `make test` (CI) runs them
-              pytest.mark.skipif(not mx.distributed.is_available(), reason="this mlx has no distributed backend")]
+# the two-rank tests: about a minute or two on a busy 2-core machine; `make test` (CI) runs them
+two_ranks_test = [pytest.mark.slow,
+                  pytest.mark.skipif(not mx.distributed.is_available(), reason="this mlx has no distributed backend")]
+
+
+def slow(function):
+    for mark in two_ranks_test:
+        function = mark(function)
+    return function
+
+
+# -- the pieces, in one process ----------------------------------------------------------------------------
+def test_launched_is_read_from_what_mlx_launch_exports():
+    from mlxdraft.distributed import backend_of, launched
+
+    assert not launched({})
+    assert not launched({"MLX_RANK": "0", "MLX_HOSTFILE": ""})  # mlx.launch -n 1: one process
+    assert launched({"MLX_RANK": "1", "MLX_HOSTFILE": "/tmp/h"}) and backend_of({"MLX_HOSTFILE": "/tmp/h"}) == "ring"
+    assert backend_of({"MLX_JACCL_COORDINATOR": "10.0.0.1:5000"}) == "jaccl"
+
+
+def test_one_process_helpers_give_their_input_back():
+    from mlxdraft import distributed
+
+    world = distributed.World()
+    assert world.is_leader and not world.distributed
+    assert distributed.broadcast_bytes(b"abc", world) == b"abc"
+    assert distributed.broadcast_floats([0.1, 2.5], world) == [0.1, 2.5]
+    assert distributed.all_gather_json({"a": 1}, world) == [{"a": 1}]
+    distributed.agree(None, "loading", world)
+    with pytest.raises(ValueError, match="boom"):
+        distributed.agree(ValueError("boom"), "loading", world)
+
+
+def test_sharding_mode_follows_what_mlx_lm_models_have():
+    from mlxdraft.distributed import sharding_mode
+
+    assert sharding_mode({"model_type": "llama"}) == "tensor"
+    assert sharding_mode({"model_type": "qwen2"}) == "tensor"
+    assert sharding_mode({"model_type": "qwen3_next"}) == "pipeline"  # pipeline stages, no tensor parallelism
+    assert sharding_mode({"model_type": "no-such-model"}) == "none"
+
+
+def test_preflight_refuses_a_rank_without_the_memory_or_the_files(tiny):
+    from mlxdraft.distributed import PreflightError, World, preflight
+    from mlxdraft.errors import ModelNotFoundError
+
+    world = World(host="mac-1")
+    plan = preflight({"t": ("target", tiny.target), "d": ("draft", tiny.draft)}, 64.0, world)
+    assert plan.ranks[0].problem is None and plan.ranks[0].need_gb > 0
+    with pytest.raises(PreflightError, match=r"refused rank 0 \(mac-1\) before loading anything: needs ~.* GB"):
+        preflight({"t": ("target", tiny.target), "d": ("draft", tiny.draft)}, 1e-6, world)
+    with pytest.raises(PreflightError, match=r"refused rank 0 \(mac-1\).*gone: not here"):
+        preflight({"gone": ("target", ModelNotFoundError("not here"))}, 64.0, world)
+
+
+def test_launch_options_are_stripped_and_hostfiles_checked(tmp_path):
+    from mlxdraft.errors import InvalidInputError
+    from mlxdraft.launcher import read_hostfile, strip_launch_options
+
+    assert strip_launch_options(["pair", "T", "--hostfile", "h.json", "--backend=ring", "-k", "2"]) == \
+        ["pair", "T", "-k", "2"]
+    bad = tmp_path / "hosts.json"
+    bad.write_text('{"hosts": [{"ips": ["10.0.0.1"]}]}')
+    with pytest.raises(InvalidInputError, match="each with \"ssh\""):
+        read_hostfile(str(bad))
+    with pytest.raises(InvalidInputError, match="cannot read --hostfile"):
+        read_hostfile(str(tmp_path / "missing.json"))
+
+
+def test_the_supervisor_names_the_rank_that_failed_first(tmp_path):
+    from mlxdraft.launcher import _outcome
+
+    saved = tmp_path / "s.json"
+    saved.write_text("{}")
+    argv = ["sweep", "--targets", "t", "--hostfile", "h.json", "-o", str(saved)]
+    outcome = _outcome([(1, -9), (0, 130)], {}, {0: "mac-1", 1: "mac-2"}, False, str(saved), argv,
+                       lambda path: 4, 30.0)
+    assert outcome.exit_code == 1
+    assert outcome.error.startswith("rank 1 (host mac-2) was killed (SIGKILL); the 4 run(s) measured so far are "
+                                    f"saved in {saved}; continue with: mlxdraft sweep")
+    assert outcome.error.endswith("--hostfile h.json -o " + str(saved) + " --resume")
+    own = _outcome([(1, 1), (0, -15)], {1: "cannot load t: out of memory"}, {1: "mac-2"}, False, None, argv, None, 30)
+    assert own.error == "rank 1 (host mac-2) stopped: cannot load t: out of memory; nothing was saved"
+    # rank 0 already printed the Error line (an error every rank raised together): no second one
+    assert _outcome([(1, 1), (0, 1)], {}, {}, False, None, argv, None, 30, leader_said=True).error is None
+    assert _outcome([], {}, {}, False, None, argv, None, 30).exit_code == 0
+
+
+def test_backend_needs_a_hostfile():
+    from click.testing import CliRunner
+
+    from mlxdraft.cli import cli
+
+    result = CliRunner().invoke(cli, ["generate", "some-model", "--prompt", "hi", "--backend", "ring"])
+    assert result.exit_code == 1 and result.output.startswith("Error: --backend goes with --hostfile")
 
 
 def environment(**extra) -> dict:
@@ -67,6 +162,7 @@ def two_ranks(tiny, tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@slow
 def test_greedy_output_of_the_sharded_target_equals_one_process(two_ranks, tiny):
     from distributed_ranks import GREEDY_METHODS, GREEDY_PROMPT
 
@@ -107,6 +203,7 @@ def chi_square_p(counts: Counter, probs: list[float], min_expected: float = 5.0)
     return chi_square_p_value(counts, probs, min_expected)
 
 
+@slow
 def test_sampled_output_of_the_sharded_target_follows_the_one_process_distribution(two_ranks, tiny):
     from distributed_ranks import SAMPLED_PROMPT
 
@@ -124,6 +221,7 @@ def test_sampled_output_of_the_sharded_target_follows_the_one_process_distributi
 
 
 # -- the CLI under --hostfile ----------------------------------------------------------------------------
+@slow
 def test_pair_under_two_ranks_writes_one_results_file_that_report_renders(tiny, hostfile, tmp_path):
     done = mlxdraft("pair", str(tiny.target), str(tiny.draft), "--method", "draft", "-k", "2", "--max-tokens", "8",
                     "--prompt", "Hello there", "-w", "0", "--hostfile", str(hostfile), "-o", "pair.json", cwd=tmp_path)
@@ -159,6 +257,7 @@ def runs_in(path: Path) -> int:
         return 0
 
 
+@slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
 def test_a_rank_killed_mid_sweep_ends_with_one_error_and_resume_completes(tiny, hostfile, tmp_path):
     tag = uuid.uuid4().hex
@@ -191,6 +290,7 @@ def test_a_rank_killed_mid_sweep_ends_with_one_error_and_resume_completes(tiny, 
     assert report.returncode == 0 and "Distributed: 2 ranks over ring" in report.stdout
 
 
+@slow
 def test_a_model_missing_on_one_rank_is_refused_before_anything_loads(tiny, tmp_path):
     """Each rank works in its own folder (as on two Macs), where models/ holds both models on rank 0
     and only the draft on rank 1: the same relative path names a folder rank 1 lacks."""
