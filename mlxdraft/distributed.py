@@ -360,14 +360,22 @@ def preflight(folders: dict[str, tuple[str, object]], budget_gb: float | None,
             if current.distributed and mode == "none":
                 problems.append(f"{name}: mlx-lm cannot shard a {config.get('model_type')} model across ranks "
                                 "(neither tensor nor pipeline parallel); choose a Llama or Qwen target")
+            heads = {key: config.get(key) for key in ("num_attention_heads", "num_key_value_heads")
+                     if isinstance(config.get(key), int)}
+            uneven = [f"{value} {key.replace('num_', '').replace('_', ' ')}" for key, value in heads.items()
+                      if value % current.size]
+            if current.distributed and mode == "tensor" and uneven:
+                problems.append(f"{name}: tensor parallelism splits the attention heads evenly, and "
+                                f"{' and '.join(uneven)} do not split over {current.size} ranks; use a number of "
+                                "ranks that divides them")
             modes.add(mode)
             target_gb = max(target_gb, size / current.size)
         else:
             draft_gb = max(draft_gb, size)
     need = (target_gb + draft_gb) * WORKING_OVERHEAD
     if budget_gb is not None and need > budget_gb and not problems:
-        problems.append(f"needs ~{need:.1f} GB (its share of the target plus the whole draft) but has "
-                        f"{budget_gb:.1f} GB")
+        problems.append(f"needs ~{need:.3g} GB (its share of the target plus the whole draft) but has "
+                        f"{budget_gb:.3g} GB")
     mine = RankCheck(current.rank, current.host, facts["chip"], budget_gb, round(need, 4),
                      "; ".join(problems) or None)
     checks = [RankCheck(**item) for item in all_gather_json(mine.to_dict(), current)]
