@@ -84,6 +84,7 @@ def _leaders_seconds(time_forward):
         current = distributed.world()
         if not current.distributed:
             return time_forward(self, loaded, context_ids, widths, repeats)
+        distributed.all_sum_ints([1], current)  # start together: a rank arriving late is not timed as a pass
         with _peer_errors(current):
             seconds = time_forward(self, loaded, context_ids, widths, repeats)
         flat = distributed.broadcast_floats([s for n in widths for s in seconds[n]], current)
