@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -23,7 +25,13 @@ from mlxdraft.engines.llama_cpp import (
     group_steps,
     trace_from_steps,
 )
-from mlxdraft.errors import IncompatibleModelsError, InvalidInputError, MissingDependencyError, ModelNotFoundError
+from mlxdraft.errors import (
+    IncompatibleModelsError,
+    InvalidInputError,
+    MissingDependencyError,
+    MlxdraftError,
+    ModelNotFoundError,
+)
 from mlxdraft.measure import MeasureSettings, sample_from_trace
 from mlxdraft.methods import get_method
 from mlxdraft.prompts import Prompt
@@ -114,6 +122,75 @@ def test_a_round_cut_short_by_end_of_sequence_is_partial():
     stream = events(([1], 0, 0), ([2], 3, 3), ([0], 3, 3))
     trace = trace_from_steps(group_steps(stream, max_tokens=30, num_draft_tokens=3), True, "stop")
     assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(3, 2, False)]
+
+
+class FakeServer:
+    """A stand-in for LlamaServer: replays a stream and keeps the requests it was sent."""
+
+    started: list = []
+
+    def __init__(self, key, names):
+        self.key, self.requests = key, []
+        FakeServer.started.append(key)
+        self.events = events(([1], 0, 0), ([2], 2, 2), ([3], 2, 2), ([4], 2, 2))
+        self.summary = {"stop": True, "stop_type": "limit", "tokens_predicted": 4,
+                        "timings": {"draft_n": 2, "draft_n_accepted": 2}}
+
+    def connection(self):
+        return type("Connection", (), {"close": lambda self: None})()
+
+    def stream(self, body, connection, start):
+        self.requests.append(body)
+        yield from self.events
+        return self.summary
+
+
+@pytest.fixture
+def fake_servers(monkeypatch, tmp_path):
+    import mlxdraft.engines.llama_cpp as module
+
+    FakeServer.started = []
+    monkeypatch.setattr(module, "LlamaServer", FakeServer)
+    engine = LlamaCppEngine()
+    target = engine.load(engine.resolve(str(write_gguf(tmp_path / "t.gguf", ["a", "b", "c", "d", "e"]))))
+    return engine, target
+
+
+def test_generate_sends_the_settings_and_reads_the_rounds(fake_servers):
+    engine, target = fake_servers
+    settings = MeasureSettings(max_tokens=4, temp=0.7, top_p=0.9, top_k=20, min_p=0.05, seed=7)
+    trace = engine.generate(target, [0, 1], settings, get_method("llama.cpp-ngram"), num_draft_tokens=2)
+    assert trace.token_ids == [1, 2, 3, 4] and [(r.proposed, r.accepted) for r in trace.rounds] == [(2, 2)]
+    (server,) = engine._servers.values()
+    assert server.key.spec_type == "ngram-simple" and server.key.num_draft_tokens == 2
+    assert server.key.params == (("min_hits", 1), ("ngram_size", 12)) and server.key.n_ctx == 256  # the GGUF's
+    request = server.requests[0]
+    assert request["prompt"] == [0, 1] and request["n_predict"] == 4 and request["ignore_eos"] is True
+    assert (request["temperature"], request["top_p"], request["top_k"], request["min_p"], request["seed"]) == (
+        0.7, 0.9, 20, 0.05, 7)
+    assert request["cache_prompt"] is False and request["return_tokens"] and request["timings_per_token"]
+    server.summary["timings"]["draft_n"] = 3  # llama.cpp counted a proposal the stream never showed
+    with pytest.raises(MlxdraftError, match=r"does not add up \(rounds add up to 2 proposed / 2 accepted, "
+                       r"llama.cpp counted 3 / 2\)"):
+        engine.generate(target, [0, 1], settings, get_method("llama.cpp-ngram"), num_draft_tokens=2)
+
+
+def test_servers_are_kept_per_setup_and_restarted_for_a_longer_context(fake_servers):
+    engine, target = fake_servers
+    ngram = get_method("llama.cpp-ngram")
+    for k in (2, 2, 3):
+        engine.generate(target, [0], MeasureSettings(max_tokens=4), ngram, num_draft_tokens=k)
+    engine.generate(target, [0], MeasureSettings(max_tokens=4), ngram, num_draft_tokens=2,
+                    params={"ngram_size": 3})
+    assert [(key.num_draft_tokens, dict(key.params)["ngram_size"]) for key in FakeServer.started] == [
+        (2, 12), (3, 12), (2, 3)]
+    engine.generate(target, [0] * 300, MeasureSettings(max_tokens=4), ngram, num_draft_tokens=3)
+    assert FakeServer.started[-1].n_ctx == 4096 and len(engine._servers) == 3  # replaced the 256-token one
+    with pytest.raises(InvalidInputError, match="n_min \\(3\\) cannot exceed -k \\(2\\)"):
+        engine.generate(target, [0], MeasureSettings(), get_method("llama.cpp-draft"), target, 2,
+                        params={"n_min": 3})
+    engine.free_memory()
+    assert engine._servers == {}
 
 
 # -- methods, capabilities, commands ----------------------------------------------------------------------
@@ -295,6 +372,15 @@ def test_speculative_output_equals_the_baseline_and_the_counts_add_up(llama):
     sample = sample_from_trace(drafted, "llama.cpp-draft", 3, len(ids))
     assert sample.acceptance_rate > 0.8
     assert {r.proposed for r in drafted.rounds if r.complete} == {3}
+
+
+@pytest.mark.slow
+def test_ctrl_c_still_stops_mlxdraft_while_servers_run(llama):
+    engine, target = llama
+    engine.encode(target.source, Prompt("hi"))  # a server is running
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
 
 
 @pytest.mark.slow

@@ -28,13 +28,11 @@ written with, llama.cpp b11549 inside xllamacpp 2026.10.11549):
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import http.client
 import json
 import platform
 import shlex
-import signal
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -281,6 +279,11 @@ class ServerKey:
     params: tuple  # sorted (name, value) pairs of the method's parameters
     n_ctx: int
 
+    @property
+    def setup(self) -> tuple:
+        """Everything but the context size."""
+        return (self.target, self.draft, self.spec_type, self.num_draft_tokens, self.params)
+
 
 class LlamaServer:
     """One llama-server (xllamacpp.Server) in this process, and requests to its loopback endpoint."""
@@ -308,13 +311,12 @@ class LlamaServer:
             speculative.ngram_simple.size_n = int(values["ngram_size"])
             speculative.ngram_simple.size_m = key.num_draft_tokens
             speculative.ngram_simple.min_hits = int(values["min_hits"])
-        with _callers_signal_handlers():
-            try:
-                self.server = xllamacpp.Server(params)
-            except Exception as exc:  # xllamacpp raises RuntimeError("Failed to init server...") for any failure
-                models = names[0] + (f" with draft {names[1]}" if names[1] else "")
-                raise ModelNotFoundError(f"llama.cpp cannot load {models} ({exc}); check that the GGUF files "
-                                         "are complete and of an architecture this llama.cpp knows") from exc
+        try:
+            self.server = xllamacpp.Server(params)
+        except Exception as exc:  # xllamacpp raises RuntimeError("Failed to init server...") for any failure
+            models = names[0] + (f" with draft {names[1]}" if names[1] else "")
+            raise ModelNotFoundError(f"llama.cpp cannot load {models} ({exc}); check that the GGUF files "
+                                     "are complete and of an architecture this llama.cpp knows") from exc
         address = urllib.parse.urlsplit(self.server.listening_address)
         self.host, self.port = address.hostname or "127.0.0.1", address.port
 
@@ -369,20 +371,6 @@ def _error_message(data: bytes) -> str:
         return str(error.get("message") or error) if isinstance(error, dict) else str(error)
     except (ValueError, AttributeError):
         return data.decode("utf-8", "replace").strip()[:300] or "no message"
-
-
-@contextlib.contextmanager
-def _callers_signal_handlers():
-    """llama-server installs its own SIGINT/SIGTERM handlers (they stop the server, not mlxdraft);
-    give the process its own back once the server has started, so Ctrl+C still stops a sweep."""
-    main = threading.current_thread() is threading.main_thread()
-    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        yield
-    finally:
-        for number, handler in saved.items():
-            if handler is not None:
-                signal.signal(number, handler)
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -500,18 +488,21 @@ class LlamaCppEngine:
 
     def _server(self, target: ModelSource, draft: ModelSource | None, method_key: str, num_draft_tokens: int,
                 params: dict, positions: int) -> LlamaServer:
-        """The running server for this setup whose context holds `positions`, started when needed."""
-        spec_type = SPEC_TYPES[method_key]
-        base = dict(target=str(target.path), draft=str(draft.path) if draft else None, spec_type=spec_type,
-                    num_draft_tokens=num_draft_tokens, params=tuple(sorted(params.items())))
-        for key, server in self._servers.items():
-            if key.n_ctx >= positions and all(getattr(key, k) == v for k, v in base.items()):
-                return server
+        """The running server for this setup whose context holds `positions`; started when there is
+        none, and then replacing one of the same setup with a context too small."""
+        key = ServerKey(target=str(target.path), draft=str(draft.path) if draft else None,
+                        spec_type=SPEC_TYPES[method_key], num_draft_tokens=num_draft_tokens,
+                        params=tuple(sorted(params.items())), n_ctx=0)
+        for running, server in list(self._servers.items()):
+            if running.setup == key.setup:
+                if running.n_ctx >= positions:
+                    return server
+                del self._servers[running]
         n_ctx = max(CONTEXT_STEP, -(-positions // CONTEXT_STEP) * CONTEXT_STEP)
         trained = self.info(target.path, target.name).context_length
         if trained and positions <= trained < n_ctx:
             n_ctx = trained
-        key = ServerKey(n_ctx=n_ctx, **base)
+        key = dataclasses.replace(key, n_ctx=n_ctx)
         self._servers[key] = LlamaServer(key, (target.name, draft.name if draft else None))
         return self._servers[key]
 
