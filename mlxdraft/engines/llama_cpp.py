@@ -424,21 +424,14 @@ class LlamaCppEngine:
 
     # -- files, before anything is loaded ----------------------------------------------------------
     def resolve(self, name: str, allow_download: bool = True, progress=None) -> ModelSource:
-        """A .gguf file path; any other name goes to the GGUF catalog (`sources.resolve_gguf`)."""
-        name = str(name).strip()
-        if not name:
-            raise ModelNotFoundError("an empty model name was given; pass a .gguf file or a GGUF short name")
-        path = expand_user(name, "GGUF file", ModelNotFoundError)
-        if name.startswith((".", "/", "~")) or name.lower().endswith(".gguf") or _exists(path):
-            self.info(path, name)
-            return ModelSource(name=name, path=path.resolve(), kind="local")
+        """A GGUF model's file, its header checked: through the GGUF catalog's `sources.resolve_gguf`
+        (files, folders, short names) where it exists, else a .gguf file path."""
         from .. import sources
 
         resolve_gguf = getattr(sources, "resolve_gguf", None)
-        if resolve_gguf is None:
-            raise ModelNotFoundError(f"{name!r} is not a .gguf file; the llama.cpp engine takes GGUF files")
-        source = resolve_gguf(name, allow_download=allow_download, progress=progress)
-        self.info(source.path, name)
+        source = (resolve_gguf(name, allow_download=allow_download, progress=progress) if resolve_gguf
+                  else _gguf_file_source(name))
+        self.info(source.path, source.name)
         return source
 
     def info(self, path: Path, name: str | None = None) -> GgufInfo:
@@ -596,8 +589,11 @@ def _check_totals(trace: Trace, summary: dict, speculative: bool) -> None:
         raise MlxdraftError("llama.cpp's stream does not add up (" + "; ".join(problems) + ")")
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
+def _gguf_file_source(name: str) -> ModelSource:
+    """A .gguf file given by its path (where the GGUF catalog is not available)."""
+    name = str(name).strip()
+    if not name:
+        raise ModelNotFoundError("an empty model name was given; pass a .gguf file")
+    path = expand_user(name, "GGUF file", ModelNotFoundError)
+    check_gguf_file(path, name)
+    return ModelSource(name=name, path=path.resolve(), kind="local")
