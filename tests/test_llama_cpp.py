@@ -240,7 +240,7 @@ def test_missing_and_foreign_files_are_one_error_each(tmp_path):
     with pytest.raises(ModelNotFoundError, match="nothing.gguf does not exist; check the path$"):
         engine.resolve(str(tmp_path / "nothing.gguf"))
     (tmp_path / "bad.gguf").write_bytes(b"PK\x03\x04 this is a zip file, not a model")
-    with pytest.raises(ModelNotFoundError, match="is not a GGUF file \\(it does not start with 'GGUF'\\)"):
+    with pytest.raises(ModelNotFoundError, match="bad.gguf is not a GGUF file \\(it does not start with"):
         engine.resolve(str(tmp_path / "bad.gguf"))
     (tmp_path / "cut.gguf").write_bytes(b"GGUF\x03\x00\x00\x00\xff")
     with pytest.raises(ModelNotFoundError, match="^cannot read GGUF file .*cut.gguf \\(.+\\); download or convert"):
