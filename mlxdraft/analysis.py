@@ -184,6 +184,7 @@ class SweepCase:
     prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
     pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
     pruned_after_units: int | None = None  # after how many units (prompt x pass) it was stopped
+    engine: str | None = None  # the engine that measured it
 
     @property
     def setup(self) -> tuple[str, str | None]:
@@ -325,6 +326,21 @@ class SweepAnalysis:
         return self.plan.drafts
 
     @property
+    def engines(self) -> list[str]:
+        """Every engine the file measured, side by side (one for most files)."""
+        return list(self.plan.engines or [self.plan.engine])
+
+    @property
+    def several_engines(self) -> bool:
+        return len(self.engines) > 1
+
+    def engine_of(self, target: str) -> str:
+        """The engine that measured a target: its groups' (or its model record's), else the plan's."""
+        record = next((r for r in self.results.groups.values() if r.target == target and r.engine), None)
+        return (record.engine if record else None) or self.results.models.get(target, {}).get("engine") \
+            or self.plan.engine
+
+    @property
     def settings(self) -> MeasureSettings:
         return self.plan.settings
 
@@ -339,6 +355,10 @@ class SweepAnalysis:
                 rows += [(key, draft) for draft in self.drafts]
             else:
                 rows.append((key, None))
+        if self.several_engines:  # only the setups some group measures: an engine's method with its own drafts
+            runs = {(key, r.draft if r.draft else None) for r in self.results.groups.values()
+                    for key in (r.methods if r.methods is not None else self.plan.methods)}
+            rows = [row for row in rows if row in runs]
         seen = set(rows)
         rows += [c.setup for c in self.cases if c.method != "baseline" and c.setup not in seen
                  and not seen.add(c.setup)]  # setups measured beyond the plan's (pair: all methods)
@@ -458,7 +478,7 @@ class SweepAnalysis:
         method = get_method(case.method)
         draft = models.get(case.draft, {"path": case.draft}) if case.draft and method.needs_draft else None
         try:
-            engine = get_engine(self.plan.engine)
+            engine = get_engine(case.engine or self.plan.engine)
         except Exception:  # an engine this installation lacks: no commands, the figures still stand
             return []
         return engine.commands(models.get(case.target, {"path": case.target}), draft, method,
@@ -516,12 +536,14 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
         setups = _setups_of(results, record)
+        engine = record.engine or results.plan.engine
         if not setups:
-            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
+            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None,
+                                   engine=engine))
         group_cases = []
         for method, draft, k in setups:
             speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
-            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
+            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None, engine=engine)
             if speculative and baseline:
                 case.comparison = compare(baseline, speculative, k, greedy, estimand=estimand)
                 case.ratios = case.comparison.ratios
@@ -582,7 +604,7 @@ def _setups_of(results: Results, record) -> list[tuple[str, str | None, int]]:
 
     plan, has_draft = results.plan, record.draft is not None
     setups = []
-    for key in plan.methods:
+    for key in record.methods if record.methods is not None else plan.methods:  # those its engine runs
         method = METHODS.get(key)
         needs_draft = method.needs_draft if method else True
         if needs_draft != has_draft and not (results.kind == "pair" and has_draft):

@@ -93,11 +93,19 @@ class PlanRecord:
     # module `order`), or "fixed" (older files: the baseline first, then k ascending). Not part of the fingerprint:
     # an older file resumes, its new units in random order
     order: str = "fixed"
+    engines: list[str] | None = None  # every engine measured side by side (older files: [engine])
+    # how groups of different engines were measured: "sequential" (one engine's groups after the other's, on the
+    # same prompts, not interleaved per prompt). Not part of the fingerprint
+    engine_order: str = "sequential"
+
+    def __post_init__(self):
+        self.engines = list(self.engines or [self.engine])
 
     def fingerprint(self) -> dict:
         data = self.to_dict()
         data.pop("memory_budget_gb")
         data.pop("order")
+        data.pop("engine_order")
         if self.strategy == "exhaustive":  # the objective only steers a race; reports choose their own
             data.pop("objective")
         return data
@@ -126,20 +134,28 @@ class GroupRecord:
     retry: bool = True  # whether --resume tries a skipped or failed group again
     samples: list[RunSample] = field(default_factory=list)
     pruned: list[dict] = field(default_factory=list)  # smart strategy: setups it stopped measuring, and why
+    engine: str | None = None  # the engine that measured it (older files: the plan's engine)
+    methods: list[str] | None = None  # the plan's methods its engine runs (older files: all the plan's)
 
     @property
     def key(self) -> str:
         return group_key(self.target, self.draft)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
+        data = {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
                 "retry": self.retry, "samples": [dict(vars(sample)) for sample in self.samples],  # shallow: fast
                 "pruned": self.pruned}
+        if self.engine is not None:
+            data["engine"] = self.engine
+        if self.methods is not None:
+            data["methods"] = list(self.methods)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRecord:
         return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
-                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []))
+                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []),
+                   data.get("engine"), list(data["methods"]) if data.get("methods") is not None else None)
 
 
 def group_key(target: str, draft: str | None) -> str:
