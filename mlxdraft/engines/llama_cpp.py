@@ -38,6 +38,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..catalog import split_parts
 from ..errors import (
     IncompatibleModelsError,
     InvalidInputError,
@@ -48,10 +49,9 @@ from ..errors import (
 from ..measure import MeasureSettings, Trace, VerifyRound
 from ..memory import MemoryBudget, machine_memory_budget
 from ..methods import Method
-from ..paths import expand_user
 from ..prompts import Prompt
 from ..results import machine_info, package_version
-from ..sources import ModelSource
+from ..sources import ModelSource, check_gguf_file, resolve_gguf
 from .base import Capabilities, LoadedModel, describe_engine
 
 EXTRA = "llamacpp"
@@ -59,7 +59,6 @@ INSTALL_HINT = f"pip install 'mlxdraft[{EXTRA}]'"
 DRAFT_METHOD = "llama.cpp-draft"
 NGRAM_METHOD = "llama.cpp-ngram"
 SPEC_TYPES = {"baseline": "none", DRAFT_METHOD: "draft-simple", NGRAM_METHOD: "ngram-simple"}
-GGUF_MAGIC = b"GGUF"
 CONTEXT_STEP = 4096  # server contexts are sized in steps of this, so nearby requests share a server
 VOCAB_SIZE_SLACK = 128  # llama.cpp lets a draft's vocabulary be this much longer or shorter (padding)
 REQUEST_TIMEOUT_S = 3600.0
@@ -104,28 +103,14 @@ class GgufInfo:
                 "context_length": self.context_length}
 
 
-def check_gguf_file(path: Path, name: str | None = None) -> None:
-    """Raise ModelNotFoundError unless `path` is a readable file that starts like a GGUF file."""
-    shown = name or str(path)
-    if not path.exists():
-        raise ModelNotFoundError(f"GGUF file {shown} does not exist; check the path")
-    if path.is_dir():
-        raise ModelNotFoundError(f"{shown} is a folder; the llama.cpp engine takes a .gguf file")
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise ModelNotFoundError(f"cannot read GGUF file {shown}: {exc.strerror or exc}") from exc
-    if magic != GGUF_MAGIC:
-        raise ModelNotFoundError(f"{shown} is not a GGUF file (it does not start with 'GGUF'); "
-                                 "download or convert the model again")
-
-
 def read_gguf(path: Path, name: str | None = None) -> GgufInfo:
-    """The header of a GGUF file; ModelNotFoundError for a missing, foreign or damaged file."""
-    check_gguf_file(path, name)
-    gguf = _gguf()
+    """The header of a GGUF file (the first part of a split one); ModelNotFoundError for a missing,
+    foreign or damaged file."""
     shown = name or str(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"GGUF file {shown} does not exist; check the path")
+    check_gguf_file(path, shown)
+    gguf = _gguf()
     try:
         reader = gguf.GGUFReader(str(path))
         fields = reader.fields
@@ -159,7 +144,8 @@ def read_gguf(path: Path, name: str | None = None) -> GgufInfo:
                     bos_token_id=_int_or_none(value("tokenizer.ggml.bos_token_id")),
                     eos_token_id=_int_or_none(value("tokenizer.ggml.eos_token_id")),
                     chat_template=value("tokenizer.chat_template") or None,
-                    size_bytes=path.stat().st_size)
+                    size_bytes=sum((path.parent / part).stat().st_size
+                                   for part in split_parts(path.name) or [path.name]))
 
 
 def _int_or_none(value) -> int | None:
@@ -424,13 +410,9 @@ class LlamaCppEngine:
 
     # -- files, before anything is loaded ----------------------------------------------------------
     def resolve(self, name: str, allow_download: bool = True, progress=None) -> ModelSource:
-        """A GGUF model's file, its header checked: through the GGUF catalog's `sources.resolve_gguf`
-        (files, folders, short names) where it exists, else a .gguf file path."""
-        from .. import sources
-
-        resolve_gguf = getattr(sources, "resolve_gguf", None)
-        source = (resolve_gguf(name, allow_download=allow_download, progress=progress) if resolve_gguf
-                  else _gguf_file_source(name))
+        """A GGUF model's file (a .gguf file, a folder holding one, or a GGUF short name; see
+        `sources.resolve_gguf`), its header checked."""
+        source = resolve_gguf(name, allow_download=allow_download, progress=progress)
         self.info(source.path, source.name)
         return source
 
@@ -587,13 +569,3 @@ def _check_totals(trace: Trace, summary: dict, speculative: bool) -> None:
                             f"{timings.get('draft_n')} / {timings.get('draft_n_accepted')}")
     if problems:
         raise MlxdraftError("llama.cpp's stream does not add up (" + "; ".join(problems) + ")")
-
-
-def _gguf_file_source(name: str) -> ModelSource:
-    """A .gguf file given by its path (where the GGUF catalog is not available)."""
-    name = str(name).strip()
-    if not name:
-        raise ModelNotFoundError("an empty model name was given; pass a .gguf file")
-    path = expand_user(name, "GGUF file", ModelNotFoundError)
-    check_gguf_file(path, name)
-    return ModelSource(name=name, path=path.resolve(), kind="local")
