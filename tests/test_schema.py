@@ -91,7 +91,7 @@ SAMPLE3 = (*GROUP, "samples", 2)
 @pytest.mark.parametrize("change, message", [
     (setter("kind", value="bench"), 'kind must be one of pair, sweep, not "bench"'),
     (setter("kind", delete=True), "kind is missing"),
-    (setter("schema_version", value="1"), 'schema_version must be one of 1, 2, not "1"'),
+    (setter("schema_version", value="1"), 'schema_version must be one of 1, 2, 3, not "1"'),
     (setter("plan", value=[]), "plan must be an object, not a list"),
     (setter("plan", "settings", "max_tokens", value=0), "plan.settings.max_tokens must be at least 1, not 0"),
     (setter("plan", "settings", "runs", value=1.5), "plan.settings.runs must be a whole number, not 1.5"),
@@ -157,9 +157,9 @@ def test_not_a_results_file_and_newer_versions():
         assert str(excinfo.value) == (f"{PATH} is not an mlxdraft results file (it has no schema_version); pass a "
                                       "file written by `mlxdraft pair -o` or `mlxdraft sweep`")
     with pytest.raises(InvalidInputError) as excinfo:
-        check_results({**sweep_state(), "schema_version": 3}, PATH)
-    assert str(excinfo.value) == (f"results file {PATH} has schema version 3, newer than this mlxdraft reads "
-                                  "(1, 2); upgrade mlxdraft")
+        check_results({**sweep_state(), "schema_version": 4}, PATH)
+    assert str(excinfo.value) == (f"results file {PATH} has schema version 4, newer than this mlxdraft reads "
+                                  "(1, 2, 3); upgrade mlxdraft")
 
 
 def test_read_results_catches_nan_literals_and_broken_json(tmp_path):
