@@ -30,3 +30,7 @@ class ResumeMismatchError(MlxdraftError):
 
 class ResultsLockedError(MlxdraftError):
     """Another mlxdraft process is writing the same results file."""
+
+
+class MissingDependencyError(MlxdraftError):
+    """An optional engine or server whose library is not installed: the message names the pip extra."""

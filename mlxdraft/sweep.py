@@ -729,7 +729,7 @@ class SweepRun:
                     results.models[group.target.name]["alone_peak_memory_gb"] = probe.peak_memory_gb
                     if probe.round_end_s and not clock.measured_runs:
                         clock.probe_run_s = probe.round_end_s[-1]
-                    if plan.predicts():
+                    if plan.predicts() and engine.capabilities.forward_timing:
                         widths = list(range(1, max(plan.num_draft_tokens) + 2))
                         yield event("probe", index, group, "timing the target's forward passes for the speedup model "
                                                            f"(n = 1..{widths[-1]}, {TIMING_REPEATS} repeats"
@@ -748,7 +748,8 @@ class SweepRun:
                     engine.check_loaded(loaded_target, draft)
                     # once per sweep: a later target's group timing it again would change, on replay, the
                     # decisions an earlier group's race made with the first timing
-                    if plan.predicts() and not same and "token_s" not in results.models[group.draft.name]:
+                    if (plan.predicts() and engine.capabilities.forward_timing and not same
+                            and "token_s" not in results.models[group.draft.name]):
                         yield event("probe", index, group, "timing the draft's forward pass of one token "
                                                            f"({TIMING_REPEATS} repeats)")
                         with self._heartbeat("timing the draft's forward pass"):
@@ -853,6 +854,8 @@ def _check_context(plan: SweepPlan, engine: Engine, target_source, draft_source,
 
 
 def _check_memory(plan: SweepPlan, engine: Engine, target_source, draft_source, prompt_tokens: int) -> None:
+    if not engine.capabilities.memory_estimate:  # the engine cannot tell before loading: the load itself decides
+        return
     estimate = engine.estimate_memory(target_source, draft_source, plan.positions_needed(prompt_tokens))
     if estimate.total_gb > plan.budget.gb:
         raise _Skip(

@@ -51,6 +51,22 @@ DEFAULT_MODELS = {
 
 class FakeEngine:
     name = "fake"
+    label = "fake engine"
+    extra = None
+
+    @property
+    def capabilities(self):
+        from mlxdraft.engines import Capabilities
+        from mlxdraft.methods import METHODS
+
+        runs = tuple(key for key, m in METHODS.items() if m.native_engine in (None, "mlx-lm", self.name))
+        return Capabilities(methods=runs, forward_timing=True, memory_estimate=True, peak_memory=True,
+                            sampling=("temp", "top_p", "top_k", "min_p", "seed"))
+
+    def describe(self) -> dict:
+        from mlxdraft.engines import describe_engine
+
+        return describe_engine(self)
 
     def __init__(self, models: dict[str, FakeModel] | None = None, noise: float = 0.0, seed: int = 0,
                  hang_after: int | None = None):
@@ -72,7 +88,7 @@ class FakeEngine:
         return MemoryBudget(override_gb, "--memory-gb") if override_gb is not None else MemoryBudget(64.0, "fake")
 
     def supports(self, method) -> bool:
-        return True
+        return method.key in self.capabilities.methods
 
     def resolve(self, name: str, allow_download: bool = True, progress=None) -> ModelSource:
         if name not in self.models:

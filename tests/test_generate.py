@@ -147,11 +147,20 @@ def test_streamed_marking_matches_the_rounds_with_a_draft_that_is_sometimes_righ
 def scripted_method(rounds):
     from mlxdraft.methods import Method
 
-    return Method("scripted", "scripted", "test", needs_draft=False, uses_k=True, run=lambda inputs: iter(rounds))
+    return Method("scripted", "scripted", "test", needs_draft=False, uses_k=True), lambda inputs: iter(rounds)
+
+
+def use_scripted(monkeypatch, rounds):
+    from mlxdraft.engines import get_engine
+    from mlxdraft.methods import METHODS
+
+    method, run = scripted_method(rounds)
+    monkeypatch.setitem(METHODS, "scripted", method)
+    monkeypatch.setitem(get_engine("mlx-lm").implementations, "scripted", run)
 
 
 def test_a_last_round_cut_by_eos_among_the_draft_tokens_is_marked_as_draft(loaded, monkeypatch):
-    from mlxdraft.methods import METHODS, Round
+    from mlxdraft.engines.mlx_loops import Round
 
     target = loaded["target"]
     eos = next(iter(target.tokenizer.eos_token_ids))
@@ -161,7 +170,7 @@ def test_a_last_round_cut_by_eos_among_the_draft_tokens_is_marked_as_draft(loade
         "own": ([Round([10, 11, 12], 2, 2), Round([13, 14, eos], 2, 2)], [True, True, False, True, True, False]),
     }
     for rounds, origins in cases.values():
-        monkeypatch.setitem(METHODS, "scripted", scripted_method(rounds))
+        use_scripted(monkeypatch, rounds)
         streamed = []
         result = mlxdraft.generate(pair, [1, 2], method="scripted", num_draft_tokens=2, max_tokens=20,
                                    on_token=lambda text, origin, out=streamed: out.append(origin))
@@ -172,10 +181,10 @@ def test_a_last_round_cut_by_eos_among_the_draft_tokens_is_marked_as_draft(loade
 def test_stderr_says_why_the_generation_stopped(tiny, loaded, monkeypatch):
     result = run(tiny.target, "--max-tokens", "5", "--prompt", "Hi")
     assert result.exit_code == 0 and "] 5 tokens (stopped at --max-tokens); " in result.stderr
-    from mlxdraft.methods import METHODS, Round
+    from mlxdraft.engines.mlx_loops import Round
 
     eos = next(iter(loaded["target"].tokenizer.eos_token_ids))
-    monkeypatch.setitem(METHODS, "scripted", scripted_method([Round([10, 11, eos], 2, 2)]))
+    use_scripted(monkeypatch, [Round([10, 11, eos], 2, 2)])
     result = run(tiny.target, "--method", "scripted", "--max-tokens", "9", "--prompt", "Hi")
     assert result.exit_code == 0 and "] 3 tokens (stopped at end of sequence); " in result.stderr
 

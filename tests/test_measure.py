@@ -1,6 +1,7 @@
 import pytest
 
 from mlxdraft.engines import get_engine
+from mlxdraft.engines.mlx_loops import Round
 from mlxdraft.measure import (
     MeasureSettings,
     RunSample,
@@ -10,7 +11,7 @@ from mlxdraft.measure import (
     iter_interleaved_runs,
     sample_from_trace,
 )
-from mlxdraft.methods import Method, Round, get_method
+from mlxdraft.methods import Method, get_method
 from mlxdraft.prompts import Prompt, encode_prompt
 
 SETTINGS = MeasureSettings(max_tokens=24, runs=1, warmup=0)
@@ -25,7 +26,8 @@ def measure_generation(target, ids, settings, draft=None, num_draft_tokens=0, me
 
 def scripted(rounds):
     """A method that yields the given rounds whatever the models say (for the engine's bookkeeping)."""
-    return Method("scripted", "scripted", "test", needs_draft=False, uses_k=True, run=lambda inputs: iter(rounds))
+    ENGINE.implement("scripted", lambda inputs: iter(rounds))
+    return Method("scripted", "scripted", "test", needs_draft=False, uses_k=True)
 
 
 def test_engine_counts_complete_rounds_only(loaded):

@@ -13,11 +13,12 @@ from contextlib import closing
 import mlx.core as mx
 import pytest
 
-from mlxdraft.methods import METHODS, baseline, draft, draft_adaptive, prompt_lookup
-from mlxdraft.methods.base import GenerationInputs, Sampling
+from mlxdraft.engines.mlx_loops import baseline, draft, draft_adaptive, prompt_lookup
+from mlxdraft.engines.mlx_loops.inputs import GenerationInputs
+from mlxdraft.engines.mlx_loops.sampling import processed_logprobs, speculative_accept
+from mlxdraft.methods import METHODS, Sampling
 from mlxdraft.methods.draft_adaptive import Calibration
 from mlxdraft.methods.prompt_lookup import NgramIndex, lookup
-from mlxdraft.methods.sampling import processed_logprobs, speculative_accept
 
 NEW_METHODS = (draft, draft_adaptive, prompt_lookup)
 
@@ -136,7 +137,7 @@ def test_a_wider_draft_never_proposes_ids_past_the_targets_width(pairs, greedy_r
 def test_draft_accepts_what_mlx_lms_loop_accepts(pairs, greedy_reference):
     """Same pair, same k, temperature 0: the same draft proposals, so the same acceptance per round
     (up to the last rounds, where mlx-lm proposes up to the tokens left and draft one fewer)."""
-    from mlxdraft.methods import mlx_lm
+    from mlxdraft.engines.mlx_loops import mlx_lm
 
     target, draft_model = pairs["llama"]
     prompt, _ = greedy_reference["llama", PROMPTS[1]]
@@ -341,7 +342,7 @@ def test_processed_logprobs_is_the_distribution_mlx_lms_sampler_draws_from():
     gives mlx-lm's loops) follow processed_logprobs."""
     from mlx_lm.sample_utils import make_sampler as mlx_lm_make_sampler
 
-    from mlxdraft.methods.sampling import make_sampler
+    from mlxdraft.engines.mlx_loops.sampling import make_sampler
 
     sampling = Sampling(temp=0.8, top_p=0.95, top_k=5, min_p=0.05)
     logits = mx.array([[2.0, 1.5, 1.4, 1.0, 0.2, -0.5, -1.0, 0.9]])
@@ -458,7 +459,7 @@ def test_the_methods_are_registered():
     for module, needs_draft in ((draft, True), (draft_adaptive, True), (prompt_lookup, False)):
         method = METHODS[module.METHOD.key]
         assert method is module.METHOD
-        assert method.needs_draft is needs_draft and method.uses_k and not method.by_mlx_lm
+        assert method.needs_draft is needs_draft and method.uses_k and method.native_engine is None
     assert METHODS["draft-adaptive"].defaults == {"threshold": 0.4, "calibrate": True}
     assert METHODS["prompt-lookup"].defaults == {"ngram_max": 3, "ngram_min": 1}
 
@@ -470,6 +471,7 @@ def test_the_documented_calibrate_forms_work():
 
     from mlxdraft.cli import parse_params
     from mlxdraft.errors import InvalidInputError
+    from mlxdraft.methods import draft_adaptive
 
     documented = re.findall(r"--param (draft-adaptive\.calibrate=\S+?)`", draft_adaptive.__doc__ or "")
     assert documented, "the module documents how to turn calibration off on the command line"

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from mlxdraft.analysis import analyse_sweep
 from mlxdraft.cli import cli
-from mlxdraft.methods import METHODS, Method, Round, register
+from mlxdraft.engines import get_engine
+from mlxdraft.engines.mlx_loops import Round
+from mlxdraft.methods import METHODS, Method, register
 from mlxdraft.results import load_results
 
 
@@ -42,14 +44,16 @@ def repeat_last(inputs):
 
 
 REPEAT_LAST = Method(key="repeat-last", label="repeat last", summary="proposes the last token again (a test method)",
-                     needs_draft=False, uses_k=True, run=repeat_last)
+                     needs_draft=False, uses_k=True)
 
 
 @pytest.fixture(autouse=True)
 def registered():
-    register(REPEAT_LAST)  # the one registration line a new method needs
+    register(REPEAT_LAST)  # the one registration line a new method needs ...
+    get_engine("mlx-lm").implement(REPEAT_LAST.key, repeat_last)  # ... and one per engine that runs it
     yield
     METHODS.pop(REPEAT_LAST.key, None)
+    get_engine("mlx-lm").implementations.pop(REPEAT_LAST.key, None)
 
 
 FAST = ["--max-tokens", "12", "-w", "0", "--prompt", "Hello there", "-k", "2"]

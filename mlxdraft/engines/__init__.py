@@ -1,13 +1,16 @@
 """Inference engines: one module per library, one registry (`ENGINES`) that the CLI reads.
-A new engine is one module implementing `Engine` plus one `register_engine` line below."""
+A new engine is one module implementing `Engine` (with its declared `Capabilities`) plus one
+`register_engine` line below; an engine whose library is missing stays registered and says which
+pip extra installs it when it is used."""
 
 from __future__ import annotations
 
 from ..errors import InvalidInputError
-from .base import Engine, LoadedModel
+from .base import Capabilities, Engine, LoadedModel, describe_engine
 from .mlx_lm import MlxLmEngine
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "Engine", "LoadedModel", "get_engine", "register_engine"]
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "Capabilities", "Engine", "LoadedModel", "describe_engine", "get_engine",
+           "register_engine"]
 
 ENGINES: dict[str, Engine] = {}
 DEFAULT_ENGINE = "mlx-lm"

@@ -12,20 +12,39 @@ import time
 from ..errors import IncompatibleModelsError, MlxdraftError, ModelNotFoundError
 from ..measure import MeasureSettings, Trace, VerifyRound
 from ..memory import MemoryBudget, estimate_pair, machine_memory_budget
-from ..methods import GenerationInputs, Method
+from ..methods import Method
 from ..prompts import Prompt, encode_prompt
 from ..results import machine_info, package_version
 from ..sources import ModelSource, check_model_folder, config_warnings, context_length, read_model_config, resolve_model
-from .base import LoadedModel
+from .base import Capabilities, LoadedModel, describe_engine
+from .mlx_loops import IMPLEMENTATIONS, MLX_LM_OWN, GenerationInputs, RunFunction
 
 
 class MlxLmEngine:
     """mlx + mlx-lm, in this process."""
 
     name = "mlx-lm"
+    label = "MLX (mlx-lm)"
+    extra = None  # a core dependency
 
     def __init__(self):
         self._tokenizers: dict[str, object] = {}  # folder -> tokenizer, loaded without weights
+        self.implementations: dict[str, RunFunction] = dict(IMPLEMENTATIONS)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(methods=tuple(self.implementations), forward_timing=True, memory_estimate=True,
+                            peak_memory=True, sampling=("temp", "top_p", "top_k", "min_p", "seed"),
+                            round_counts="per-round")
+
+    def implement(self, key: str, run: RunFunction) -> RunFunction:
+        """Run the method `key` with `run` (a generator of Rounds over GenerationInputs): how a method
+        defined outside mlxdraft gets an mlx-lm implementation, in one line."""
+        self.implementations[key] = run
+        return run
+
+    def describe(self) -> dict:
+        return describe_engine(self)
 
     # -- what we run on ------------------------------------------------------------------------
     def environment(self) -> dict:
@@ -58,7 +77,7 @@ class MlxLmEngine:
         return machine_memory_budget()
 
     def supports(self, method: Method) -> bool:
-        return method.run is not None
+        return method.key in self.implementations
 
     # -- files, before anything is loaded ----------------------------------------------------------
     def resolve(self, name: str, allow_download: bool = True, progress=None) -> ModelSource:
@@ -152,7 +171,7 @@ class MlxLmEngine:
             mx.random.seed(settings.seed)  # mlx-lm's loops draw from the global generator, as mlx_lm.generate does
             mx.reset_peak_memory()
             start = time.perf_counter()
-            steps = iter(method.run(inputs))
+            steps = iter(self._implementation(method)(inputs))
             try:
                 for step in steps:
                     now = time.perf_counter()
@@ -179,6 +198,12 @@ class MlxLmEngine:
         return Trace(tokens, sizes, ends, rounds, peak_memory_gb, finish_reason,
                      draft_s if method.uses_k else None, target_s if method.uses_k else None,
                      token_texts=token_texts(target.tokenizer, tokens))  # after the clock: not timed
+
+    def _implementation(self, method: Method) -> RunFunction:
+        try:
+            return self.implementations[method.key]
+        except KeyError:
+            raise MlxdraftError(f"the {self.name} engine does not run the {method.key} method") from None
 
     def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
                      repeats: int = 5) -> dict[int, list[float]]:
@@ -211,7 +236,7 @@ class MlxLmEngine:
         model = shlex.quote(target.get("repo_id") or target["path"])
         draft_model = shlex.quote(draft.get("repo_id") or draft["path"]) if draft else None
         sampling = _sampling_flags(settings)
-        if method.by_mlx_lm:
+        if method.key in MLX_LM_OWN:
             speculative = f" --draft-model {draft_model} --num-draft-tokens {num_draft_tokens}" if draft else ""
             return [f"mlx_lm.generate --model {model}{speculative}{sampling} --prompt 'Hello'",
                     f"mlx_lm.server --model {model}{speculative}{sampling}"]

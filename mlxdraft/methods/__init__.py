@@ -1,11 +1,12 @@
 """Drafting methods: what proposes the tokens a target verifies. One module per method, one
 registry (`METHODS`) that the sweep, the reports and the CLI read.
 
-A method is a value (key, label, whether it needs a draft model, whether it takes k, its
-parameters) plus a `run` generator over mlx-lm models that yields one `Round` per verify step
-(for plain decoding, one token per round). The engine times the rounds, stops at EOS and at
-max-tokens, and turns them into a trace: methods never read clocks for the run as a whole and
-never print. A new method is one module defining a `Method` plus one `register` line below.
+A method is data (key, label, whether it needs a draft model, whether it takes k, its parameters
+and their checks) plus engine-free logic shared by every engine that runs it (the n-gram index,
+the adaptive stopping rule). How it runs is each engine's: an engine lists the methods it
+implements in its capabilities (the mlx-lm engine's loops are in `engines/mlx_loops/`; llama.cpp
+runs its own speculation). A new method is a `Method` plus one `register` line, and one
+implementation per engine that runs it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 from ..errors import InvalidInputError
 from ..suggest import did_you_mean
 from . import baseline, draft, draft_adaptive, mlx_lm, prompt_lookup
-from .base import GenerationInputs, Method, Round, Sampling
+from .base import Method, Sampling
 
-__all__ = ["GenerationInputs", "METHODS", "Method", "Round", "Sampling", "get_method", "parse_methods",
-           "register"]
+__all__ = ["METHODS", "Method", "Sampling", "get_method", "parse_methods", "register"]
 
 METHODS: dict[str, Method] = {}
 

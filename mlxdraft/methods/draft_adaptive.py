@@ -28,28 +28,14 @@ proposed).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from ..errors import InvalidInputError
-from .base import GenerationInputs, Method, Round, Sampling
-from .draft import DraftModel, Proposal, draft_proposer, empty_proposal, speculative_rounds
-from .sampling import speculative_accept
+from .base import Method
 
 DEFAULTS = {"threshold": 0.4, "calibrate": True}
 DECAY = 0.9  # weight of the past in the calibration sums, per round
 PRIOR = 1.0  # pseudo-tokens of calibration at the start (confidence 1, accepted)
 CALIBRATED_SPAN = 4.0  # calibration moves the cutoff at most this factor below the threshold
 CALIBRATED_CEILING = 0.95  # ... and above it no higher than this (or the threshold itself)
-
-
-def confidence(token, scores, sampling: Sampling):
-    """The draft's probability of its own (1,) token from its (1, W) scores, as a lazy (1,)."""
-    import mlx.core as mx
-
-    if sampling.greedy:
-        scores = scores.astype(mx.float32)
-        return mx.exp(mx.max(scores, axis=-1) - mx.logsumexp(scores, axis=-1))
-    return mx.exp(mx.take_along_axis(scores, token[:, None], axis=-1)[:, 0])
 
 
 class Calibration:
@@ -73,43 +59,6 @@ class Calibration:
         judged = confidences[: accepted + 1]
         self.confidence = DECAY * self.confidence + sum(judged)
         self.accepted = DECAY * self.accepted + accepted
-
-
-class AdaptiveDraftModel(DraftModel):
-    """A draft model that stops drafting after a token it is not confident about."""
-
-    def __init__(self, model, sampling: Sampling, target_width: int, calibration: Calibration, keys=None):
-        super().__init__(model, sampling, target_width, keys)
-        self.calibration = calibration
-        self.confidences = None
-
-    def propose(self, context: list[int], limit: int) -> Proposal:
-        if limit == 0:
-            self.round_start = len(context)
-            self.confidences = None
-            return empty_proposal()
-        import mlx.core as mx
-
-        cutoff = self.calibration.cutoff()
-        token = self.pending(context)
-        tokens, scores, confidences = [], [], []
-        count = limit
-        for i in range(limit):
-            token, score = self.step(token)
-            confidences.append(confidence(token, score, self.sampling))
-            mx.async_eval(token, confidences[-1], *self.kept(score))
-            tokens.append(token)
-            scores.append(score)
-            if i > 0 and confidences[i - 1].item() < cutoff:  # token i is queued: no stall
-                count = i
-                break
-        self.confidences = mx.concatenate(confidences[:count])
-        return self.proposal(tokens, scores, count)
-
-    def settle(self, proposal: Proposal, accepted: int) -> None:
-        super().settle(proposal, accepted)
-        if self.confidences is not None:
-            self.calibration.observe(self.confidences.tolist(), accepted)
 
 
 def as_flag(value) -> bool:
@@ -136,15 +85,6 @@ def calibration_of(params: dict) -> Calibration:
     return Calibration(threshold, as_flag(params["calibrate"]))
 
 
-def adaptive_proposer(inputs: GenerationInputs) -> AdaptiveDraftModel:
-    return draft_proposer(inputs, METHOD.key, AdaptiveDraftModel, calibration=calibration_of(inputs.params))
-
-
-def run(inputs: GenerationInputs, accept=speculative_accept) -> Iterator[Round]:
-    """The `draft-adaptive` method; `accept` replaces the accept/resample rule (tests swap it)."""
-    yield from speculative_rounds(inputs, adaptive_proposer(inputs), accept)
-
-
 METHOD = Method(
     key="draft-adaptive",
     label="draft-adaptive",
@@ -152,9 +92,7 @@ METHOD = Method(
             "than `threshold` sure of (calibrated by recent acceptance)",
     needs_draft=True,
     uses_k=True,
-    run=run,
     defaults=dict(DEFAULTS),
-    by_mlx_lm=False,
     fixed_k=False,
     check_params=calibration_of,
 )

@@ -3,36 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from .base import GenerationInputs, Method, Round
-from .sampling import make_sampler
-
-
-def run(inputs: GenerationInputs) -> Iterator[Round]:
-    """Group mlx-lm's per-token stream into verify rounds: accepted draft tokens (from_draft) and
-    then the target's own token. mlx-lm asks the draft for min(k, tokens still allowed)."""
-    import mlx.core as mx
-    from mlx_lm.generate import speculative_generate_step
-
-    k = inputs.num_draft_tokens
-    emitted = 0
-    tokens: list[int] = []
-    steps = speculative_generate_step(mx.array(inputs.prompt), inputs.model, inputs.draft_model,
-                                      num_draft_tokens=k, max_tokens=inputs.max_tokens,
-                                      sampler=make_sampler(inputs.sampling))
-    for token, _, from_draft in steps:
-        tokens.append(int(token))
-        if from_draft:
-            continue
-        proposed = min(k, inputs.max_tokens - emitted)
-        yield Round(tokens, proposed=proposed, accepted=len(tokens) - 1, limited=proposed < k)
-        emitted += len(tokens)
-        tokens = []
-    if tokens:  # max-tokens reached among accepted draft tokens: the round never got its own token
-        proposed = min(k, inputs.max_tokens - emitted)
-        yield Round(tokens, proposed=proposed, accepted=len(tokens), limited=proposed < k)
-
+from .base import Method
 
 METHOD = Method(
     key="mlx-lm",
@@ -40,6 +11,5 @@ METHOD = Method(
     summary="mlx-lm's own speculative loop: a draft model proposes k tokens per round",
     needs_draft=True,
     uses_k=True,
-    run=run,
-    by_mlx_lm=True,
+    native_engine="mlx-lm",
 )

@@ -16,12 +16,8 @@ follows the target's distribution exactly. At temperature 0 it is the target's g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from ..errors import InvalidInputError
-from .base import GenerationInputs, Method, Round
-from .draft import Proposal, speculative_rounds
-from .sampling import speculative_accept
+from .base import Method
 
 DEFAULTS = {"ngram_max": 3, "ngram_min": 1}
 
@@ -64,29 +60,6 @@ def lookup(context: list[int], limit: int, ngram_max: int = 3, ngram_min: int = 
     return index.continuation(limit)
 
 
-class PromptLookup:
-    """Proposes from an NgramIndex that follows the context. No model drafts, so its rounds report
-    no drafting time (draft_s None): the lookup is host work of microseconds, not a draft's cost."""
-
-    measures_drafting = False
-
-    def __init__(self, ngram_max: int, ngram_min: int):
-        self.index = NgramIndex(ngram_max, ngram_min)
-
-    def prefill(self, prompt: list[int]) -> None:
-        self.index.extend(prompt)
-
-    def propose(self, context: list[int], limit: int) -> Proposal:
-        import mlx.core as mx
-
-        self.index.extend(context[len(self.index.tokens):])
-        found = self.index.continuation(limit)
-        return Proposal(mx.array(found, mx.uint32), len(found))
-
-    def settle(self, proposal: Proposal, accepted: int) -> None:
-        pass
-
-
 def ngram_sizes(params: dict) -> tuple[int, int]:
     values = {**DEFAULTS, **params}
     try:
@@ -98,11 +71,6 @@ def ngram_sizes(params: dict) -> tuple[int, int]:
     return high, low
 
 
-def run(inputs: GenerationInputs, accept=speculative_accept) -> Iterator[Round]:
-    """The `prompt-lookup` method; `accept` replaces the accept/resample rule (tests swap it)."""
-    yield from speculative_rounds(inputs, PromptLookup(*ngram_sizes(inputs.params)), accept)
-
-
 METHOD = Method(
     key="prompt-lookup",
     label="prompt lookup",
@@ -110,9 +78,7 @@ METHOD = Method(
             "earlier occurrence in prompt + output (n = 3, falling back to 2, 1)",
     needs_draft=False,
     uses_k=True,
-    run=run,
     defaults=dict(DEFAULTS),
-    by_mlx_lm=False,
     fixed_k=False,
     check_params=ngram_sizes,
 )

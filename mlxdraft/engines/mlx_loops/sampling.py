@@ -14,7 +14,7 @@ them.
 
 from __future__ import annotations
 
-from .base import Sampling
+from ...methods.base import Sampling
 
 
 def make_sampler(sampling: Sampling):
