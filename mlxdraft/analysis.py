@@ -15,6 +15,8 @@ from .estimates import (  # noqa: F401 - unit_of, paired_runs, paired_ratios: an
     as_units,
     check_estimand,
     draft_token_s,
+    group_predictions,
+    group_setups,
     judge,
     label,
     paired_ratios,
@@ -466,7 +468,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             "decode_tps": summarize(s.decode_tps for s in baseline),
             "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
-        setups = _setups_of(results, record)
+        setups = group_setups(results, record)
         if not setups:
             cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
         group_cases = []
@@ -481,7 +483,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             for case in group_cases:
                 if (case.method, case.num_draft_tokens) == (pruned["method"], pruned["num_draft_tokens"]):
                     case.pruned, case.pruned_after_units = pruned["reason"], pruned["after_units"]
-        _predict(results, record, group_cases, baseline)
+        _predict(results, record, group_cases)
         cases += group_cases
     return SweepAnalysis(
         results=results,
@@ -493,42 +495,9 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
     )
 
 
-def _predict(results: Results, record, cases: list[SweepCase], baseline) -> None:
-    """The speedup model's prediction for every k of each fixed-k setup, fitted to its runs at the
-    largest k and the timed forward passes stored with the models (none when either is missing)."""
-    from .prediction import predict_setups
-
-    verify = results.models.get(record.target, {}).get("verify_s")
-    if not verify or not baseline:
-        return
-    for draft in dict.fromkeys(c.draft for c in cases):
-        token_s = draft_token_s(results, record.target, draft)
-        fixed = [c.method for c in cases if c.draft == draft and results.method_info(c.method)["fixed_k"]]
-        if token_s is None or not fixed:
-            continue
-        in_plan = [s for s in record.samples if s.pass_index < results.plan.settings.runs]  # as the race fitted
-        predictions = predict_setups(in_plan, verify, token_s, max(results.plan.num_draft_tokens),
-                                     dict.fromkeys(fixed))
-        for case in cases:
-            if case.draft == draft:
-                case.prediction = predictions.get((case.method, case.num_draft_tokens))
-
-
-def _setups_of(results: Results, record) -> list[tuple[str, str | None, int]]:
-    """(method, draft, k) measured (or to be measured) in a group: the plan's methods that run there
-    (with a draft: those that take one; alone: those that take none; a pair runs them all in its
-    one group), and whatever else its samples hold."""
-    plan, has_draft = results.plan, record.draft is not None
-    setups = []
-    for key in plan.methods:
-        method = results.method_info(key)
-        if method["needs_draft"] != has_draft and not (results.kind == "pair" and has_draft):
-            continue
-        for k in plan.num_draft_tokens if method["uses_k"] else [0]:
-            setups.append((key, record.draft if method["needs_draft"] else None, k))
-    for sample in record.samples:
-        setup = (sample.method, record.draft if results.method_info(sample.method)["needs_draft"] else None,
-                 sample.num_draft_tokens)
-        if not sample.is_baseline and setup not in setups:
-            setups.append(setup)
-    return setups
+def _predict(results: Results, record, cases: list[SweepCase]) -> None:
+    """The speedup model's prediction for every k of each fixed-k setup (`estimates.group_predictions`): as the
+    sweep stored them when the group was measured, else (files before they were stored) fitted here."""
+    predictions = group_predictions(results, record)
+    for case in cases:
+        case.prediction = predictions.get((case.method, case.draft, case.num_draft_tokens))

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .prediction import Prediction, predict_setups
 from .stats import ESTIMANDS, Candidate, Verdict, decide, estimate_ratio, per_prompt
 
 METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}  # objective -> the sample's figure it compares
@@ -114,17 +115,64 @@ class SetupEstimate:
         return estimate_ratio(list(self.ratios.get(objective, {}).values()))
 
 
-def _plan_order(plan, setups: list[Setup]) -> list[Setup]:
-    """`setups` in the order a report lists them: the plan's methods and k values first, in the plan's order, then
-    the others as first measured."""
-    methods, ks = list(plan.methods), list(plan.num_draft_tokens)
+def group_setups(results, record) -> list[tuple[str, str | None, int]]:
+    """(method, draft, k) measured (or to be measured) in a group, in the order reports list them: the plan's
+    methods that run there (with a draft: those that take one; alone: those that take none; a pair runs them all
+    in its one group), then whatever else its samples hold. A method's draft is the group's when it takes one."""
+    plan, has_draft = results.plan, record.draft is not None
+    setups = []
+    for key in plan.methods:
+        method = results.method_info(key)
+        if method["needs_draft"] != has_draft and not (results.kind == "pair" and has_draft):
+            continue
+        for k in plan.num_draft_tokens if method["uses_k"] else [0]:
+            setups.append((key, record.draft if method["needs_draft"] else None, k))
+    for sample in record.samples:
+        setup = (sample.method, record.draft if results.method_info(sample.method)["needs_draft"] else None,
+                 sample.num_draft_tokens)
+        if not sample.is_baseline and setup not in setups:
+            setups.append(setup)
+    return setups
 
-    def key(item):
-        index, (method, k) = item
-        if method in methods and (k in ks or k == 0):
-            return (0, methods.index(method), ks.index(k) if k in ks else -1, index)
-        return (1, 0, 0, index)
-    return [setup for _, setup in sorted(enumerate(setups), key=key)]
+
+def fit_group_predictions(results, record) -> dict[tuple[str, str | None, int], Prediction]:
+    """The speedup model's predictions for every k of each fixed-k setup of a group, {(method, draft, k):
+    Prediction}: fitted to its runs at the largest k among the plan's passes (catch-up runs left out) and the timed
+    forward passes stored with the models; none when either is missing. The sweep fits them once, when the group
+    is measured, and stores them (`GroupRecord.predictions`)."""
+    verify = results.models.get(record.target, {}).get("verify_s")
+    in_plan = [s for s in record.samples if s.pass_index < results.plan.settings.runs]
+    if not verify or not any(s.is_baseline for s in in_plan):
+        return {}
+    setups = group_setups(results, record)
+    predictions = {}
+    for draft in dict.fromkeys(d for _, d, _ in setups):
+        token_s = draft_token_s(results, record.target, draft)
+        fixed = [m for m, d, _ in setups if d == draft and results.method_info(m)["fixed_k"]]
+        if token_s is None or not fixed:
+            continue
+        fitted = predict_setups(in_plan, verify, token_s, max(results.plan.num_draft_tokens), dict.fromkeys(fixed))
+        predictions.update({(method, draft, k): prediction for (method, k), prediction in fitted.items()})
+    return predictions
+
+
+def stored_predictions(predictions: dict) -> list[dict] | None:
+    """`fit_group_predictions`' result as a results file keeps it; None (fit again when reading) when a figure is
+    not finite, which JSON cannot hold."""
+    stored = [{"method": method, "draft": draft, **prediction.to_dict()}
+              for (method, draft, _), prediction in predictions.items()]
+    finite = all(math.isfinite(v) for p in stored for v in p.values() if isinstance(v, float))
+    return stored if finite else None
+
+
+def group_predictions(results, record) -> dict[tuple[str, str | None, int], Prediction]:
+    """A group's predictions as the sweep stored them when it measured the group, else (a file from before they
+    were stored, or a group still being measured) fitted now, the same way."""
+    if record.predictions is None:
+        return fit_group_predictions(results, record)
+    names = {f.name for f in fields(Prediction)}
+    return {(p["method"], p["draft"], p["k"]): Prediction(**{k: v for k, v in p.items() if k in names})
+            for p in record.predictions}
 
 
 def target_estimates(results, target: str, objective: str,
@@ -137,15 +185,15 @@ def target_estimates(results, target: str, objective: str,
         if record.target != target:
             continue
         baseline = [s for s in record.samples if s.is_baseline]
-        measured = list(dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline))
+        measured = {(s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline}
         pruned = {(p["method"], p["num_draft_tokens"]) for p in record.pruned}
-        compared += len(set(measured if baseline else []) | pruned)
+        compared += len((measured if baseline else set()) | pruned)
         if not baseline:
             continue
-        for method, k in _plan_order(results.plan, measured):
-            ratios = setup_ratios(record.samples, (method, k), METRIC[objective], estimand)
-            draft = record.draft if results.method_info(method)["needs_draft"] else None
-            estimates.append(SetupEstimate(target, method, draft, k, {objective: ratios}, (method, k) in pruned))
+        for method, draft, k in group_setups(results, record):
+            if (method, k) in measured:
+                ratios = setup_ratios(record.samples, (method, k), METRIC[objective], estimand)
+                estimates.append(SetupEstimate(target, method, draft, k, {objective: ratios}, (method, k) in pruned))
     return estimates, compared
 
 

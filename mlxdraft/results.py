@@ -128,6 +128,9 @@ class GroupRecord:
     retry: bool = True  # whether --resume tries a skipped or failed group again
     samples: list[RunSample] = field(default_factory=list)
     pruned: list[dict] = field(default_factory=list)  # smart strategy: setups it stopped measuring, and why
+    # the speedup model's predictions, fitted once when the group was measured (estimates.fit_group_predictions):
+    # [{"method", "draft", **Prediction}]; None when not stored (older files, a group not measured yet)
+    predictions: list[dict] | None = None
 
     @property
     def key(self) -> str:
@@ -136,12 +139,13 @@ class GroupRecord:
     def to_dict(self) -> dict:
         return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
                 "retry": self.retry, "samples": [dict(vars(sample)) for sample in self.samples],  # shallow: fast
-                "pruned": self.pruned}
+                "pruned": self.pruned, **({"predictions": self.predictions} if self.predictions is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRecord:
         return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
-                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []))
+                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []),
+                   [dict(p) for p in data["predictions"]] if data.get("predictions") is not None else None)
 
 
 def group_key(target: str, draft: str | None) -> str:

@@ -266,6 +266,13 @@ GROUP = table({  # one target + draft of a sweep
     "retry": Optional(boolean),
     "pruned": Optional(list_of(table({"method": text, "num_draft_tokens": whole(0), "after_units": whole(0),
                                       "reason": text}))),
+    "predictions": Optional(nullable(list_of(table({  # schema 3: prediction.Prediction, fitted when measured
+        "method": text, "draft": nullable(text), "k": whole(1), "decode_speedup": number(0),
+        "low": nullable(number(0)), "high": nullable(number(0)), "e2e_speedup": nullable(number(0)),
+        "e2e_low": nullable(number(0)), "e2e_high": nullable(number(0)),
+        "expected_tokens_per_round": number(0), "round_s": number(0), "units": Optional(whole(0)),
+        "confidence": Optional(number(0)),
+    })))),
 })
 
 METHOD = table({  # Method.describe(), recorded when it was measured (schema 3)

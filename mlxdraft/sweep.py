@@ -16,7 +16,7 @@ from pathlib import Path
 from .catalog import CatalogEntry, family_entries, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
-from .estimates import draft_token_s
+from .estimates import draft_token_s, fit_group_predictions, stored_predictions
 from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
@@ -785,6 +785,7 @@ class SweepRun:
                 runs_done = runs_after_group  # a race that ended early leaves runs it will never need
                 record.status = "done"
                 self._record_commands(group)
+                record.predictions = stored_predictions(fit_group_predictions(results, record))  # fitted once
                 self.save()
                 yield event("done", index, group)
             except _Skip as skip_reason:
