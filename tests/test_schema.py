@@ -215,7 +215,8 @@ def schema_3_state():
     (lambda d: d.pop("methods"), "methods is missing"),
     (lambda d: d.pop("commands"), "commands is missing"),
     (lambda d: d["methods"]["mlx-lm"].pop("needs_draft"), 'methods["mlx-lm"].needs_draft is missing'),
-    (lambda d: d["methods"]["mlx-lm"].update(uses_k="yes"), 'methods["mlx-lm"].uses_k must be true or false, not "yes"'),
+    (lambda d: d["methods"]["mlx-lm"].update(uses_k="yes"),
+     'methods["mlx-lm"].uses_k must be true or false, not "yes"'),
     (lambda d: d["engines"]["mlx-lm"].update(capabilities=[]), 'engines["mlx-lm"].capabilities must be an object, '
                                                                "not a list"),
     (lambda d: d["commands"].update(x="mlx_lm.generate"), 'commands["x"] must be a list, not "mlx_lm.generate"'),
