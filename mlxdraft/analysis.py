@@ -158,6 +158,7 @@ class SweepCase:
     prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
     pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
     pruned_after_units: int | None = None  # after how many units (prompt x pass) it was stopped
+    engine: str | None = None  # the engine that measured it
 
     @property
     def setup(self) -> tuple[str, str | None]:
@@ -301,6 +302,21 @@ class SweepAnalysis:
         return self.plan.drafts
 
     @property
+    def engines(self) -> list[str]:
+        """Every engine the file measured, side by side (one for most files)."""
+        return list(self.plan.engines or [self.plan.engine])
+
+    @property
+    def several_engines(self) -> bool:
+        return len(self.engines) > 1
+
+    def engine_of(self, target: str) -> str:
+        """The engine that measured a target: its groups' (or its model record's), else the plan's."""
+        record = next((r for r in self.results.groups.values() if r.target == target and r.engine), None)
+        return (record.engine if record else None) or self.results.models.get(target, {}).get("engine") \
+            or self.plan.engine
+
+    @property
     def settings(self) -> MeasureSettings:
         return self.plan.settings
 
@@ -313,6 +329,10 @@ class SweepAnalysis:
                 rows += [(key, draft) for draft in self.drafts]
             else:
                 rows.append((key, None))
+        if self.several_engines:  # only the setups some group measures: an engine's method with its own drafts
+            runs = {(key, r.draft if r.draft else None) for r in self.results.groups.values()
+                    for key in (r.methods if r.methods is not None else self.plan.methods)}
+            rows = [row for row in rows if row in runs]
         seen = set(rows)
         rows += [c.setup for c in self.cases if c.method != "baseline" and c.setup not in seen
                  and not seen.add(c.setup)]  # setups measured beyond the plan's (pair: all methods)
@@ -407,7 +427,7 @@ class SweepAnalysis:
         if verdict.chosen:
             verdict.commands = self.commands(verdict.chosen)
             if not verdict.commands and not self.results.commands_recorded:
-                verdict.commands_note = self.commands_note()
+                verdict.commands_note = self.commands_note(verdict.chosen)
         if _with_other:
             verdict.other = self.verdict(target, "decode" if objective == "e2e" else "e2e", _with_other=False)
         return verdict
@@ -417,11 +437,12 @@ class SweepAnalysis:
         return list(self.results.commands.get(setup_key(case.target, case.draft, case.method,
                                                         case.num_draft_tokens), []))
 
-    def commands_note(self) -> str:
-        """Why a file shows no commands: made before results recorded them, by an engine not installed here."""
+    def commands_note(self, case: SweepCase) -> str:
+        """Why a setup shows no commands: its file was made before results recorded them, by an engine that is
+        not installed here."""
         return (f"the commands that run it were not recorded in this results file (schema "
-                f"{self.results.read_version}) and its engine, {self.plan.engine}, is not installed here to "
-                "write them")
+                f"{self.results.read_version}) and its engine, {case.engine or self.plan.engine}, is not installed "
+                "here to write them")
 
     def prompts_to_add(self, verdict: TargetVerdict) -> dict[str, int]:
         """An inconclusive verdict about prompts like these: category -> prompts to add (`prompts_to_add`)."""
@@ -469,12 +490,14 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
         setups = group_setups(results, record)
+        engine = record.engine or results.plan.engine
         if not setups:
-            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
+            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None,
+                                   engine=engine))
         group_cases = []
         for method, draft, k in setups:
             speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
-            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
+            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None, engine=engine)
             if speculative and baseline:
                 case.comparison = compare(baseline, speculative, k, greedy, estimand=estimand)
                 case.ratios = case.comparison.ratios

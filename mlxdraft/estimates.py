@@ -117,11 +117,12 @@ class SetupEstimate:
 
 def group_setups(results, record) -> list[tuple[str, str | None, int]]:
     """(method, draft, k) measured (or to be measured) in a group, in the order reports list them: the plan's
-    methods that run there (with a draft: those that take one; alone: those that take none; a pair runs them all
-    in its one group), then whatever else its samples hold. A method's draft is the group's when it takes one."""
+    methods that run there (those its engine runs; with a draft: those that take one; alone: those that take
+    none; a pair runs them all in its one group), then whatever else its samples hold. A method's draft is the
+    group's when it takes one."""
     plan, has_draft = results.plan, record.draft is not None
     setups = []
-    for key in plan.methods:
+    for key in record.methods if record.methods is not None else plan.methods:  # those its engine runs
         method = results.method_info(key)
         if method["needs_draft"] != has_draft and not (results.kind == "pair" and has_draft):
             continue

@@ -15,13 +15,14 @@ from .errors import MlxdraftError
 from .results import Results, setup_key
 
 
-def record_methods(results: Results, engine, methods) -> None:
-    """Describe `methods` (Method objects; the baseline is added) and `engine` in `results`."""
+def record_methods(results: Results, engines, methods) -> None:
+    """Describe `methods` (Method objects; the baseline is added) and `engines` (engine objects) in `results`."""
     from .methods import get_method
 
     for method in [get_method("baseline"), *methods]:
         results.methods[method.key] = method.describe()
-    results.engines[engine.name] = engine.describe()
+    for engine in engines:
+        results.engines[engine.name] = engine.describe()
 
 
 def record_commands(results: Results, engine, target: str, draft: str | None, setups) -> None:
@@ -40,20 +41,23 @@ def record_commands(results: Results, engine, target: str, draft: str | None, se
 
 def fill_commands(results: Results) -> bool:
     """For a file older than schema 3 (it recorded no commands): the commands of every measured setup, written by
-    the engine that measured it when that engine (and each method) is installed here. False when the engine is
-    not: a report then says the commands were not recorded."""
+    the engine that measured it when that engine (and each method) is installed here. False when an engine is
+    not: a report then says, for its setups, that the commands were not recorded."""
     if results.commands_recorded:
         return True
     from .engines import get_engine
     from .methods import METHODS
 
-    try:
-        engine = get_engine(results.plan.engine)
-    except MlxdraftError:
-        return False
+    missing = set()
     for record in results.groups.values():
+        name = record.engine or results.plan.engine
+        try:
+            engine = get_engine(name)
+        except MlxdraftError:
+            missing.add(name)
+            continue
         setups = dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples if not s.is_baseline)
         record_commands(results, engine, record.target, record.draft,
                         [(METHODS[key], k) for key, k in setups if key in METHODS])
-    results.commands_recorded = True
-    return True
+    results.commands_recorded = not missing  # else a report says, for a setup of such an engine, why none
+    return not missing

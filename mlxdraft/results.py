@@ -95,11 +95,19 @@ class PlanRecord:
     # module `order`), or "fixed" (older files: the baseline first, then k ascending). Not part of the fingerprint:
     # an older file resumes, its new units in random order
     order: str = "fixed"
+    engines: list[str] | None = None  # every engine measured side by side (older files: [engine])
+    # how groups of different engines were measured: "sequential" (one engine's groups after the other's, on the
+    # same prompts, not interleaved per prompt). Not part of the fingerprint
+    engine_order: str = "sequential"
+
+    def __post_init__(self):
+        self.engines = list(self.engines or [self.engine])
 
     def fingerprint(self) -> dict:
         data = self.to_dict()
         data.pop("memory_budget_gb")
         data.pop("order")
+        data.pop("engine_order")
         if self.strategy == "exhaustive":  # the objective only steers a race; reports choose their own
             data.pop("objective")
         return data
@@ -128,6 +136,8 @@ class GroupRecord:
     retry: bool = True  # whether --resume tries a skipped or failed group again
     samples: list[RunSample] = field(default_factory=list)
     pruned: list[dict] = field(default_factory=list)  # smart strategy: setups it stopped measuring, and why
+    engine: str | None = None  # the engine that measured it (older files: the plan's engine)
+    methods: list[str] | None = None  # the plan's methods its engine runs (older files: all the plan's)
     # the speedup model's predictions, fitted once when the group was measured (estimates.fit_group_predictions):
     # [{"method", "draft", **Prediction}]; None when not stored (older files, a group not measured yet)
     predictions: list[dict] | None = None
@@ -137,14 +147,22 @@ class GroupRecord:
         return group_key(self.target, self.draft)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
+        data = {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
                 "retry": self.retry, "samples": [dict(vars(sample)) for sample in self.samples],  # shallow: fast
-                "pruned": self.pruned, **({"predictions": self.predictions} if self.predictions is not None else {})}
+                "pruned": self.pruned}
+        if self.engine is not None:
+            data["engine"] = self.engine
+        if self.methods is not None:
+            data["methods"] = list(self.methods)
+        if self.predictions is not None:
+            data["predictions"] = self.predictions
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRecord:
         return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
                    [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []),
+                   data.get("engine"), list(data["methods"]) if data.get("methods") is not None else None,
                    [dict(p) for p in data["predictions"]] if data.get("predictions") is not None else None)
 
 
@@ -226,7 +244,8 @@ class Results:
             sessions=list(data.get("sessions") or []),
             command=list(data["command"]) if data.get("command") else None,
             methods=methods,
-            engines=dict(data.get("engines") or {engine: {"name": engine, "label": engine}}),
+            engines=dict(data.get("engines") or {name: {"name": name, "label": name}
+                                                 for name in data["plan"].get("engines") or [engine]}),
             commands={key: list(value) for key, value in (data.get("commands") or {}).items()},
             created_at=data.get("created_at") or "",
             updated_at=data.get("updated_at") or "",

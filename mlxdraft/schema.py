@@ -266,6 +266,8 @@ GROUP = table({  # one target + draft of a sweep
     "retry": Optional(boolean),
     "pruned": Optional(list_of(table({"method": text, "num_draft_tokens": whole(0), "after_units": whole(0),
                                       "reason": text}))),
+    "engine": Optional(text),  # the engine that measured the group (sweeps of several engines)
+    "methods": Optional(list_of(text)),  # the plan's methods that engine runs
     "predictions": Optional(nullable(list_of(table({  # schema 3: prediction.Prediction, fitted when measured
         "method": text, "draft": nullable(text), "k": whole(1), "decode_speedup": number(0),
         "low": nullable(number(0)), "high": nullable(number(0)), "e2e_speedup": nullable(number(0)),
@@ -310,6 +312,8 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "methods": Optional(list_of(text)),  # from 0.2
         "method_params": Optional(mapping_of(mapping_of(number()))),
         "engine": Optional(text),
+        "engines": Optional(list_of(text)),  # every engine measured side by side
+        "engine_order": Optional(text),  # how groups of different engines were measured ("sequential")
         "strategy": Optional(one_of("exhaustive", "smart")),
         "objective": Optional(one_of("e2e", "decode")),
         "order": Optional(one_of("fixed", "random")),  # within each unit; older files: fixed (baseline first)

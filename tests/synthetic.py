@@ -98,7 +98,7 @@ def with_metadata(state: dict, engine: str = "mlx-lm") -> dict:
     from mlxdraft.results import Results
 
     results = Results.from_dict(state)
-    record_methods(results, get_engine(engine), [get_method(key) for key in results.plan.methods])
+    record_methods(results, [get_engine(engine)], [get_method(key) for key in results.plan.methods])
     for record in results.groups.values():
         setups = dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples)
         record_commands(results, get_engine(engine), record.target, record.draft,

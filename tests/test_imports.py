@@ -137,7 +137,7 @@ def _within(module: str, *packages: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 
-REPORT_SIDE = ["mlxdraft.analysis"]  # with every mlxdraft.reports module, found below
+REPORT_SIDE = ["mlxdraft.analysis", "mlxdraft.crossengine"]  # with every mlxdraft.reports module, found below
 MEASURING_SIDE = ["mlxdraft.sweep", "mlxdraft.race", "mlxdraft.settle", "mlxdraft.measure", "mlxdraft.estimates",
                   "mlxdraft.recording"]  # with every mlxdraft.engines module
 
@@ -187,7 +187,7 @@ def _loaded_after(imports: str) -> set[str]:
 
 
 def test_in_a_fresh_process_the_sides_load_apart():
-    reports = _loaded_after("import mlxdraft.analysis, mlxdraft.reports")
+    reports = _loaded_after("import mlxdraft.analysis, mlxdraft.crossengine, mlxdraft.reports")
     assert "mlxdraft.reports.html" in reports
     assert sorted(m for m in reports if _within(m, "mlxdraft.methods", "mlxdraft.engines", "mlx", "mlx_lm")) == []
     measuring = _loaded_after("import mlxdraft.sweep, mlxdraft.race, mlxdraft.settle, mlxdraft.engines")

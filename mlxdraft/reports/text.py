@@ -5,13 +5,13 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
+from ..crossengine import CROSS_HEADERS, cross_engine, cross_rows, cross_title
 from ..results import Results
 from .common import (
     BEST_K_UNADJUSTED,
     CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
-    SETUP_HEADERS,
     SETUPS_TITLE,
     SPEEDUP_TITLES,
     UNADJUSTED,
@@ -21,6 +21,7 @@ from .common import (
     anchor_k,
     baseline_matrix,
     caught_up_lines,
+    cross_lines,
     definition_lines,
     estimand_line,
     evidence_lines,
@@ -43,6 +44,7 @@ from .common import (
     pruned_text,
     report_title,
     settings_text,
+    setup_headers,
     setup_rows,
     ttft_text,
     verdict_lines,
@@ -144,6 +146,11 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     lines += section(verdict_title(analysis))
     for index, verdict in enumerate(analysis.verdicts()):
         lines += ([""] if markdown and index else []) + verdict_lines(verdict, analysis, markdown)
+    cross = cross_engine(analysis)
+    if cross is not None:
+        lines += section(cross_title(cross))
+        lines.append(tabulate(cross_rows(cross), headers=CROSS_HEADERS, tablefmt=table_format, disable_numparse=True))
+        lines += [""] + [f"- {line}" for line in cross_lines(analysis, cross)]
     if metric == "speedup":
         other = "decode" if analysis.objective == "e2e" else "e2e"
         tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
@@ -162,7 +169,7 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
                            predicted))
     setups = setup_rows(analysis)
     if setups:
-        tables.insert(min(2, len(tables)), (SETUPS_TITLE, (SETUP_HEADERS, setups)))
+        tables.insert(min(2, len(tables)), (SETUPS_TITLE, (setup_headers(analysis), setups)))
     for title, (headers, rows) in tables:
         lines += section(title)
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))
