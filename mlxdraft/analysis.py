@@ -3,7 +3,10 @@ measured beside it (paired by prompt and pass, then averaged per prompt: the pro
 replication, `paired_ratios`), and per target a verdict that does not pick noise and says what it is about.
 
 Derived from the raw samples of a results file every time a report is rendered; nothing here is
-measured or stored. Statistics themselves live in `stats`.
+measured or stored. Statistics themselves live in `stats`, the per-unit pieces the measuring side shares in
+`estimates`. What a method is (needs a draft, uses k, fixed k, its summary) and how to run a setup come from the
+file (`Results.method_info`, `Results.commands`), never from what is installed: this module imports neither
+`methods` nor `engines`, so a file renders wherever mlxdraft does.
 """
 
 from __future__ import annotations

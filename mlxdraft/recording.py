@@ -22,7 +22,9 @@ def record_methods(results: Results, engines, methods) -> None:
     for method in [get_method("baseline"), *methods]:
         results.methods[method.key] = method.describe()
     for engine in engines:
-        results.engines[engine.name] = engine.describe()
+        describe = getattr(engine, "describe", None)  # an engine written before engines described themselves: its name
+        results.engines[engine.name] = describe() if describe else {"name": engine.name,
+                                                                    "label": getattr(engine, "label", engine.name)}
 
 
 def record_commands(results: Results, engine, target: str, draft: str | None, setups) -> None:

@@ -21,9 +21,10 @@ prompt it has narrows nothing about prompts like these):
   own upper bound at or above 1.00x): "no gain" needs each one surely slower.
 
 A round measures one unit these setups missed (the first in the plan's order), then the verdict is judged
-again: settling stops as soon as the verdict is decided (on SmolLM2 one unit often does it, where catching up
-all four cost four times the runs), and it ends because every round leaves fewer units missed. Everything
-here is decided from the saved samples alone: an interrupted sweep resumes by judging again.
+again (from the per-unit estimates of module `estimates`, by the verdict rule the report applies, without the
+report's analysis): settling stops as soon as the verdict is decided (on SmolLM2 one unit often does it,
+where catching up all four cost four times the runs), and it ends because every round leaves fewer units
+missed. Everything here is decided from the saved samples alone: an interrupted sweep resumes by judging again.
 """
 
 from __future__ import annotations
