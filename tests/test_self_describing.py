@@ -214,3 +214,18 @@ def make_fixtures() -> None:  # pragma: no cover - run by hand: python tests/tes
 
 if __name__ == "__main__":
     make_fixtures()
+
+
+def test_rendering_a_schema_3_file_loads_neither_methods_nor_engines(tmp_path):
+    """`mlxdraft report` of a file that describes itself reads the file alone: in a fresh process, no module of
+    `methods` or `engines` (nor mlx-lm) is loaded by the time every format is written."""
+    code = ("import sys\nfrom mlxdraft.cli import main\nsource, output = sys.argv[1:]\n"
+            "for fmt in ('table', 'markdown', 'html', 'csv', 'json'):\n"
+            "    sys.argv = ['mlxdraft', 'report', source, '--format', fmt, '-o', output + '.' + fmt]\n"
+            "    try:\n        main()\n    except SystemExit as exit:\n        assert not exit.code, exit.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('mlxdraft.methods', 'mlxdraft.engines', 'mlx_lm'))))")
+    done = subprocess.run([sys.executable, "-c", code, str(DATA / "sweep-v3-plugin.json"), str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert all((tmp_path / f"r.{fmt}").stat().st_size for fmt in FORMATS)
