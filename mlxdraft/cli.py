@@ -729,6 +729,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 def report(results_file, fmt, metric, objective, estimand, output):
     """Render a results file (sweep or pair): verdicts, speedup matrices, mlx-lm commands."""
     from . import files
+    from .recording import fill_commands
     from .reports import render_sweep
     from .results import load_results
 
@@ -740,7 +741,9 @@ def report(results_file, fmt, metric, objective, estimand, output):
         if files.is_results_file(output):
             raise InvalidInputError(f"-o {output} holds mlxdraft results; choose another output file "
                                     "(report never overwrites measurements)")
-    text = render_sweep(load_results(Path(results_file)), fmt, metric, objective, estimand)
+    results = load_results(Path(results_file))
+    fill_commands(results)  # a file before schema 3 recorded none: written by its engine, when installed here
+    text = render_sweep(results, fmt, metric, objective, estimand)
     if output:
         files.write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n")
         progress(f"Wrote {output}")

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .analysis import draft_token_s
 from .catalog import CatalogEntry, family_entries, precision_matches, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
+from .estimates import draft_token_s, fit_group_predictions, stored_predictions
 from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
@@ -27,6 +27,7 @@ from .precision import bits_word
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
+from .recording import record_commands, record_methods
 from .results import GroupRecord, PlanRecord, Results, command_line, group_key, load_results, now_iso
 from .settle import drop_unpaired_baselines, next_catch_up
 
@@ -702,6 +703,20 @@ class SweepRun:
             stop.set()
             thread.join()
 
+    def _record_metadata(self) -> None:
+        """What the file must say about its methods and engines to render anywhere (module `recording`); a file
+        of an older schema, resumed, gets the commands of the groups it measured before."""
+        record_methods(self.results, [self.engines[name] for name in self.plan.engines], self.plan.methods)
+        if not self.results.commands_recorded:
+            for group in self.plan.groups():
+                if self.results.groups.get(group.key) and self.results.groups[group.key].status == "done":
+                    self._record_commands(group)
+            self.results.commands_recorded = True
+
+    def _record_commands(self, group: Group) -> None:
+        record_commands(self.results, self.engines[group.engine], group.target.name,
+                        group.draft.name if group.draft else None, group.setups(self.plan.num_draft_tokens))
+
     def save(self) -> None:
         if self.output is not None:
             self.results.updated_at = now_iso()
@@ -719,6 +734,7 @@ class SweepRun:
             else:
                 self.results = new_results(self.plan, self.engine, self.command, engines)
             self.results.sessions.append({"started_at": now_iso(), **environment(engines)})
+            self._record_metadata()
             self.save()
             yield from self._measure()
         finally:
@@ -952,6 +968,8 @@ class SweepRun:
                     yield event("run", index, group, sample=item)
                 runs_done = runs_after_group  # a race that ended early leaves runs it will never need
                 record.status = "done"
+                self._record_commands(group)
+                record.predictions = stored_predictions(fit_group_predictions(results, record))  # fitted once
                 self.save()
                 yield event("done", index, group)
             except _Skip as skip_reason:

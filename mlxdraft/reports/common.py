@@ -351,6 +351,7 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
     lines = [f"{name}{plain_sentence(verdict, analysis)}"]
     lines += [indent + line for line in evidence_lines(verdict, analysis)]
     lines += [indent + (f"`{command}`" if markdown else command) for command in verdict.commands]
+    lines += [indent + f"({verdict.commands_note})"] if verdict.commands_note else []
     return lines
 
 

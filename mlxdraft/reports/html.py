@@ -172,6 +172,7 @@ def _verdict_block(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
         f'<p class="reason">{escape(reason)}</p>',
         "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in details) + "</ul>" if details else "",
         "".join(f"<pre>{escape(command)}</pre>" for command in verdict.commands),
+        f'<p class="reason">{escape(verdict.commands_note)}</p>' if verdict.commands_note else "",
         "</div>",
     ])
 

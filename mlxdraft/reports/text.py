@@ -6,7 +6,6 @@ from tabulate import tabulate
 
 from ..analysis import TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
 from ..crossengine import CROSS_HEADERS, cross_engine, cross_rows, cross_title
-from ..methods import get_method
 from ..results import Results
 from .common import (
     BEST_K_UNADJUSTED,
@@ -79,13 +78,13 @@ def render_pair(results: Results | dict, objective: str = "e2e", estimand: str =
         memory = f"with the draft {format_summary(peak, 'GB', 2)}"
     rows = [
         ("Target", _model_line(models.get(target, {"name": target}))),
-        ("Method", f"{case.method} ({get_method(case.method).summary})"),
+        ("Method", f"{case.method} ({analysis.results.method_info(case.method)['summary']})"),
         ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
         ("Estimand", estimand_line(analysis).removeprefix("Estimand: ")),
         ("Verdict", "\n".join([line.removeprefix("verdict: ") for line in evidence_lines(verdict, analysis)]
-                               + verdict.commands)),
+                               + verdict.commands + ([verdict.commands_note] if verdict.commands_note else []))),
         ("Shown", f"k={case.num_draft_tokens}"),
         ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
                      f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
