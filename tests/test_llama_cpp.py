@@ -90,6 +90,11 @@ def test_tokens_llama_cpp_held_back_inside_a_character_are_counted_where_they_we
     trace = trace_from_steps(steps, speculative=False, finish_reason="length")
     assert trace.token_ids == [5, HIDDEN, HIDDEN, 8, 9] and "".join(trace.token_texts) == "a🌊b"
     assert trace.round_end_s == [0.01, 0.04, 0.04, 0.04, 0.05]
+    # a token held to the end (max-tokens inside a character) is counted by the last event alone
+    steps = group_steps(with_hidden_tokens([*held, TokenEvent((), "", 0.06, predicted=6)]), max_tokens=6,
+                        num_draft_tokens=0)
+    assert trace_from_steps(steps, speculative=False, finish_reason="length").token_ids == [5, HIDDEN, HIDDEN, 8, 9,
+                                                                                          HIDDEN]
 
 
 def test_a_step_in_the_running_totals_starts_a_round_of_accepted_plus_one_tokens():

@@ -426,7 +426,8 @@ class LlamaServer:
                 raise MlxdraftError(f"llama.cpp's /completion failed: {_error_message(line[6:])}")
             timings = data.get("timings") or {}
             if data.get("stop"):
-                if data.get("tokens"):  # the last event may carry tokens too
+                if data.get("tokens") or data.get("tokens_predicted"):  # the last event may carry tokens, or
+                    # count tokens held back to the end (a character left unfinished at max-tokens)
                     yield TokenEvent(tuple(data["tokens"]), data.get("content") or "", now,
                                      int(timings.get("draft_n") or 0), int(timings.get("draft_n_accepted") or 0),
                                      data.get("tokens_predicted"))
