@@ -10,6 +10,10 @@
    of wall time), p50 and p95 time to first token and request latency.
 3. Memory: N requests in a row (200 by default); the server's resident memory after the first one and
    after the last.
+4. Would batching pay? One forward pass of B sequences against B passes of one, for the target's verify
+   width (k + 1 tokens) and the draft's (1 token), on a cache of the prompt's length, interleaved, medians.
+   A ratio t(B) / t(1) near B means the machine is already busy with one sequence: batching the requests
+   would not raise throughput; near 1, it could (up to B times).
 
 Usage: python scripts/bench_serve.py [--quick] [--tiny] [--target fp16 --draft q8 --method draft -k 4]
        [--json results/bench-serve.json]
@@ -185,6 +189,30 @@ def overhead(server: Server, target, draft, args, prompts: list[str]) -> dict:
             "target_ratio": TARGET_RATIO}
 
 
+def batch_probe(loaded, width: int, batch: int, context: int = 64, repeats: int = 10) -> dict:
+    """Median seconds of one forward pass of `width` tokens for 1 sequence and for `batch` sequences, each on
+    a cache of `context` tokens (rewound after every pass), the two interleaved."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    seconds: dict[int, list[float]] = {1: [], batch: []}
+    caches = {}
+    for size in seconds:
+        caches[size] = make_prompt_cache(loaded.model)
+        mx.eval(loaded.model(mx.array([[7] * context] * size), cache=caches[size]))
+    for repeat in range(repeats + 1):
+        for size in seconds:
+            tokens = mx.array([[11] * width] * size)
+            start = time.perf_counter()
+            mx.eval(loaded.model(tokens, cache=caches[size]))
+            elapsed = time.perf_counter() - start
+            trim_prompt_cache(caches[size], width)
+            if repeat:
+                seconds[size].append(elapsed)
+    one, many = statistics.median(seconds[1]), statistics.median(seconds[batch])
+    return {"width": width, "batch": batch, "one_s": one, "batch_s": many, "ratio": many / one}
+
+
 def memory(server: Server, prompts: list[str], count: int, max_tokens: int) -> dict:
     import openai
 
@@ -212,6 +240,7 @@ def main() -> int:
     parser.add_argument("--in-a-row", type=int, default=200, help="requests for the memory check")
     parser.add_argument("--overhead-passes", type=int, default=2)
     parser.add_argument("--no-mlx-lm-server", action="store_true", help="skip the comparison with mlx_lm.server")
+    parser.add_argument("--batching-only", action="store_true", help="only the batching probe (section 4)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     prompts = PROMPTS
@@ -246,6 +275,15 @@ def measure(args, engine, target_source, draft_source, prompts: list[str]) -> in
     report: dict = {"setup": {"target": args.target, "draft": args.draft, "method": args.method, "k": args.k,
                               "max_tokens": args.max_tokens, "quick": args.quick},
                     "machine": engine.environment()["machine"]}
+    print(f"Batching: one forward pass of 4 sequences against one of 1 ({args.method} k={args.k})", flush=True)
+    report["batching"] = {"target_verify": batch_probe(target, args.k + 1, 4),
+                          "draft_step": batch_probe(draft, 1, 4)}
+    for role, probe in report["batching"].items():
+        print(f"  {role}: {probe['width']} tokens x 1 sequence {probe['one_s'] * 1e3:.1f} ms, x {probe['batch']} "
+              f"sequences {probe['batch_s'] * 1e3:.1f} ms: {probe['ratio']:.2f}x the time for {probe['batch']}x the "
+              "work", flush=True)
+    if args.batching_only:
+        return write(report, args.json)
     serve_command = [sys.executable, "-m", "mlxdraft", "serve", str(target_source.path), "--draft",
                      str(draft_source.path), "--method", args.method, "-k", str(args.k), "--queue-size", "64"]
     port = free_port()
@@ -281,10 +319,14 @@ def measure(args, engine, target_source, draft_source, prompts: list[str]) -> in
     mem = report["memory"]
     print(f"\nResident memory over {mem['requests']} requests in a row: {mem['rss_start_mb']:.0f} MB after the "
           f"first, {mem['rss_end_mb']:.0f} MB after the last ({mem['rss_end_mb'] - mem['rss_start_mb']:+.0f} MB)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"Wrote {args.json}")
+    return write(report, args.json)
+
+
+def write(report: dict, path: str | None) -> int:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2))
+        print(f"Wrote {path}")
     return 0
 
 

@@ -242,7 +242,7 @@ async def _answer(http: Request, request: CompletionRequest, worker: Worker, con
         if not isinstance(first, Started):  # the client is gone
             return Response(status_code=499)
         if request.stream:
-            stream = _stream(request, request_id, events, job, watcher)
+            stream = _stream(request, request_id, events, job, watcher, first.queue_s)
             watcher = None  # the stream owns it now
             return StreamingResponse(stream, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -262,7 +262,8 @@ async def _answer(http: Request, request: CompletionRequest, worker: Worker, con
             watcher.cancel()
 
 
-async def _stream(request: CompletionRequest, request_id: str, events: asyncio.Queue, job: Job, watcher):
+async def _stream(request: CompletionRequest, request_id: str, events: asyncio.Queue, job: Job, watcher,
+                  queue_s: float):
     """The answer as server-sent events: a role chunk (chat), text chunks, a last chunk with the finish
     reason and the mlxdraft figures (and usage unless stream_options.include_usage asks for its own chunk,
     as OpenAI sends it), then [DONE]."""
@@ -276,7 +277,8 @@ async def _stream(request: CompletionRequest, request_id: str, events: asyncio.Q
             elif isinstance(event, Finished):
                 counts = usage(event.prompt_tokens, event.completion_tokens)
                 yield sse(chunk_body(request, request_id, finish_reason=event.finish_reason,
-                                     usage_=None if request.include_usage else counts, extension=event.extension))
+                                     usage_=None if request.include_usage else counts,
+                                     extension={**event.extension, "queue_s": queue_s}))
                 if request.include_usage:
                     yield sse(chunk_body(request, request_id, usage_=counts, no_choices=True))
                 yield sse("[DONE]")
