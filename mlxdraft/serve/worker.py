@@ -240,8 +240,8 @@ def extension(served: ServedModel, figures, timed_out: bool) -> dict:
 
 
 class TextGate:
-    """The answer's text on its way to the client: held back while its end could still be the start of a
-    stop sequence, and cut before the first stop sequence, which ends the generation."""
+    """The answer's text on its way to the client: its end held back while it could still begin a stop
+    sequence, and the text cut before the first stop sequence, which ends the generation."""
 
     def __init__(self, stop: list[str], emit: Callable[[str], None]):
         self.stop, self.emit = stop, emit
@@ -261,7 +261,15 @@ class TextGate:
             self.stopped = True
             self._send(len(self.text))
             raise _StopSequence
-        self._send(len(self.text) - self.hold)
+        self._send(len(self.text) - self._held())
+
+    def _held(self) -> int:
+        """Characters at the end that could still begin a stop sequence: the longest such tail."""
+        for size in range(min(self.hold, len(self.text)), 0, -1):
+            tail = self.text[-size:]
+            if any(stop.startswith(tail) for stop in self.stop):
+                return size
+        return 0
 
     def finish(self, stopped: bool) -> None:
         self.stopped = stopped
