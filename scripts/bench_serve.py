@@ -240,9 +240,13 @@ def main() -> int:
     parser.add_argument("--in-a-row", type=int, default=200, help="requests for the memory check")
     parser.add_argument("--overhead-passes", type=int, default=2)
     parser.add_argument("--no-mlx-lm-server", action="store_true", help="skip the comparison with mlx_lm.server")
-    parser.add_argument("--batching-only", action="store_true", help="only the batching probe (section 4)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    args.only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if not args.only or args.only - set(SECTIONS):
+        parser.error(f"--only takes sections of {', '.join(SECTIONS)}")
     prompts = PROMPTS
     if args.quick:
         prompts, args.max_tokens, args.requests, args.in_a_row, args.overhead_passes = PROMPTS[:2], 8, 2, 10, 1
@@ -270,55 +274,63 @@ def model_folder(name: str) -> str:
     return name
 
 
+SECTIONS = ("batching", "overhead", "compare", "memory")
+
+
 def measure(args, engine, target_source, draft_source, prompts: list[str]) -> int:
     target, draft = engine.load(target_source), engine.load(draft_source)
     report: dict = {"setup": {"target": args.target, "draft": args.draft, "method": args.method, "k": args.k,
                               "max_tokens": args.max_tokens, "quick": args.quick},
                     "machine": engine.environment()["machine"]}
-    print(f"Batching: one forward pass of 4 sequences against one of 1 ({args.method} k={args.k})", flush=True)
-    report["batching"] = {"target_verify": batch_probe(target, args.k + 1, 4),
-                          "draft_step": batch_probe(draft, 1, 4)}
-    for role, probe in report["batching"].items():
-        print(f"  {role}: {probe['width']} tokens x 1 sequence {probe['one_s'] * 1e3:.1f} ms, x {probe['batch']} "
-              f"sequences {probe['batch_s'] * 1e3:.1f} ms: {probe['ratio']:.2f}x the time for {probe['batch']}x the "
-              "work", flush=True)
-    if args.batching_only:
-        return write(report, args.json)
-    serve_command = [sys.executable, "-m", "mlxdraft", "serve", str(target_source.path), "--draft",
-                     str(draft_source.path), "--method", args.method, "-k", str(args.k), "--queue-size", "64"]
-    port = free_port()
-    ours = Server("mlxdraft serve", serve_command + ["--port", str(port)], port, str(target_source.path))
+    if "batching" in args.only:
+        print(f"Batching: one forward pass of 4 sequences against one of 1 ({args.method} k={args.k})", flush=True)
+        report["batching"] = {"target_verify": batch_probe(target, args.k + 1, 4),
+                              "draft_step": batch_probe(draft, 1, 4)}
+        for role, probe in report["batching"].items():
+            print(f"  {role}: {probe['width']} tokens x 1 sequence {probe['one_s'] * 1e3:.1f} ms, x {probe['batch']} "
+                  f"sequences {probe['batch_s'] * 1e3:.1f} ms: {probe['ratio']:.2f}x the time for {probe['batch']}x "
+                  "the work", flush=True)
+    servers = []
     try:
-        print(f"Overhead: {len(prompts) * args.overhead_passes} prompts, {args.max_tokens} tokens, T=0", flush=True)
-        report["overhead"] = overhead(ours, target, draft, args, prompts)
-        show_overhead(report["overhead"])
+        port = free_port()
+        ours = Server("mlxdraft serve", [sys.executable, "-m", "mlxdraft", "serve", str(target_source.path),
+                                         "--draft", str(draft_source.path), "--method", args.method, "-k", str(args.k),
+                                         "--queue-size", "64", "--port", str(port)], port, str(target_source.path))
+        servers.append(ours)
+        if "overhead" in args.only:
+            print(f"Overhead: {len(prompts) * args.overhead_passes} prompts, {args.max_tokens} tokens, T=0",
+                  flush=True)
+            report["overhead"] = overhead(ours, target, draft, args, prompts)
+            show_overhead(report["overhead"])
         del target, draft
         engine.free_memory()
-        report["cells"] = []
-        for temp in (0.0, 0.7):
-            for concurrency in (1, 4):
-                report["cells"].append(run_cell(ours, prompts, args.requests, concurrency, args.max_tokens, temp))
-        print(f"Memory: {args.in_a_row} requests in a row", flush=True)
-        report["memory"] = memory(ours, prompts, args.in_a_row, args.max_tokens)
-    finally:
-        ours.stop()
-    if not args.no_mlx_lm_server:
-        port = free_port()
-        theirs = Server("mlx_lm.server", [sys.executable, "-m", "mlx_lm.server", "--model", str(target_source.path),
-                                          "--draft-model", str(draft_source.path), "--num-draft-tokens", str(args.k),
-                                          "--port", str(port)], port, "default_model")
-        try:
-            run_cell(theirs, prompts[:1], 1, 1, 4, 0.0)  # its first request loads the models: not measured
-            for temp in (0.0, 0.7):
-                for concurrency in (1, 4):
-                    report["cells"].append(run_cell(theirs, prompts, args.requests, concurrency, args.max_tokens,
+        if "compare" in args.only:
+            if not args.no_mlx_lm_server:
+                port = free_port()
+                theirs = Server("mlx_lm.server", [sys.executable, "-m", "mlx_lm.server", "--model",
+                                                  str(target_source.path), "--draft-model", str(draft_source.path),
+                                                  "--num-draft-tokens", str(args.k), "--port", str(port)],
+                                port, "default_model")
+                servers.append(theirs)
+            for server in servers:  # one unmeasured request each (mlx_lm.server loads its models on the first)
+                run_cell(server, prompts[:1], 1, 1, 4, 0.0)
+            print(f"Against mlx_lm.server: {args.requests} requests per cell, {args.max_tokens} tokens", flush=True)
+            report["cells"] = []
+            for index, (temp, concurrency) in enumerate([(0.0, 1), (0.0, 4), (0.7, 1), (0.7, 4)]):
+                order = servers if index % 2 == 0 else servers[::-1]  # A B, B A, ...: drift hits both alike
+                for server in order:
+                    report["cells"].append(run_cell(server, prompts, args.requests, concurrency, args.max_tokens,
                                                     temp))
-        finally:
-            theirs.stop()
-    show_cells(report["cells"])
-    mem = report["memory"]
-    print(f"\nResident memory over {mem['requests']} requests in a row: {mem['rss_start_mb']:.0f} MB after the "
-          f"first, {mem['rss_end_mb']:.0f} MB after the last ({mem['rss_end_mb'] - mem['rss_start_mb']:+.0f} MB)")
+            report["cells"].sort(key=lambda c: (c["server"] != "mlxdraft serve", c["temp"], c["concurrency"]))
+            show_cells(report["cells"])
+        if "memory" in args.only:
+            print(f"Memory: {args.in_a_row} requests in a row", flush=True)
+            report["memory"] = mem = memory(ours, prompts, args.in_a_row, args.max_tokens)
+            print(f"  resident memory {mem['rss_start_mb']:.0f} MB after the first request, {mem['rss_end_mb']:.0f} MB "
+                  f"after the last ({mem['rss_end_mb'] - mem['rss_start_mb']:+.0f} MB)")
+    finally:
+        for server in servers:
+            server.stop()
     return write(report, args.json)
 
 
