@@ -574,7 +574,8 @@ def serve(target, results_file, results_target, draft, method_key, num_draft_tok
             f"Serving {setup.describe()} at {url} (queue {queue_size}, timeout {timeout_s:g} s"
             f"{', API key required' if api_key else ''}); Ctrl-C stops"))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after uvicorn's graceful shutdown: the way a server stops
-        progress("Stopped.")
+        pass
+    progress("Stopped.")
 
 
 def retry_command() -> str:
