@@ -142,3 +142,10 @@ def test_a_setup_is_checked_before_anything_loads():
     with pytest.raises(Exception, match="runs the mlx-lm engine"):
         ServedSetup("t", engine="llama.cpp").check()
     assert ServedSetup("t", "draft", "d", 4, {}).describe() == "t, method draft, draft d, k=4"
+
+
+def test_only_loopback_addresses_count_as_local():
+    from mlxdraft.serve.app import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.5", "example.com"]))
