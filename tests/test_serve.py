@@ -202,3 +202,26 @@ def test_a_client_leaving_mid_stream_frees_the_server_at_once(server, client):
     assert freed_s < max(1.0, 20 * streaming_s)
     answer = chat(client, "Hello", max_tokens=4, temperature=0)
     assert answer.usage.completion_tokens == 4
+
+
+def test_a_client_leaving_while_it_waits_in_the_queue_is_never_run(server, client):
+    import json
+
+    model = _model(client)
+    before = health(server.base)
+    busy = _open_stream(server.base, model, max_tokens=4000)  # the worker is taken
+    parts = urlsplit(server.base)
+    body = json.dumps({"model": model, "max_tokens": 4000, "messages": [{"role": "user", "content": "Wait"}]}).encode()
+    waiting = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    waiting.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    deadline = time.perf_counter() + 10
+    while health(server.base)["waiting"] != 1:
+        assert time.perf_counter() < deadline
+        time.sleep(0.01)
+    waiting.close()
+    busy.close()
+    while (state := health(server.base))["generating"] or state["waiting"]:
+        assert time.perf_counter() < deadline + 10
+        time.sleep(0.01)
+    assert state["cancelled"] == before["cancelled"] + 2 and state["completed"] == before["completed"]
