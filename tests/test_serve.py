@@ -96,6 +96,9 @@ def test_the_same_seed_gives_the_same_sampled_text_as_mlxdraft_generate(client, 
     first = chat(client, prompt, max_tokens=16, temperature=0.8, seed=7).choices[0].message.content
     again = chat(client, prompt, max_tokens=16, temperature=0.8, seed=7).choices[0].message.content
     assert first == again == library(loaded, prompt, temp=0.8, seed=7).text
+    drawn = chat(client, prompt, max_tokens=16, temperature=0.8)  # no seed: one is drawn, and said
+    seed = drawn.model_extra["mlxdraft"]["seed"]
+    assert drawn.choices[0].message.content == library(loaded, prompt, temp=0.8, seed=seed).text
     others = {chat(client, prompt, max_tokens=16, temperature=0.8, seed=seed).choices[0].message.content
               for seed in (8, 9)}
     assert others != {first}, "other seeds sample other text"

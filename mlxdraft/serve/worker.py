@@ -212,10 +212,10 @@ def run_job(served: ServedModel, job: Job, default_max_tokens: int = DEFAULT_MAX
         gate.finish(stopped=not timed_out)
         sample = rounds.sample(served, settings, "length" if timed_out else "stop")
         return Finished(gate.text, "length" if timed_out else "stop", len(request.prompt_ids),
-                        len(sample.token_ids), extension(served, sample, timed_out))
+                        len(sample.token_ids), {**extension(served, sample, timed_out), "seed": seed})
     gate.finish(stopped=gate.stopped)
     return Finished(gate.text, "stop" if gate.stopped else result.finish_reason, len(request.prompt_ids),
-                    len(result.token_ids), extension(served, result, False))
+                    len(result.token_ids), {**extension(served, result, False), "seed": seed})
 
 
 def extension(served: ServedModel, figures, timed_out: bool) -> dict:
