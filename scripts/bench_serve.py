@@ -6,8 +6,11 @@
    ratio serve / generate, median over prompts; target >= 0.97. Both the engine's own decode figure (the
    answer's "mlxdraft" object) and the client's (tokens after the first chunk / their time) are shown.
 2. Against `mlx_lm.server` (a subprocess with the same target and draft, the same openai client and
-   prompts): at temperature 0 and 0.7, with 1 and 4 concurrent clients: throughput (completion tokens / s
-   of wall time), p50 and p95 time to first token and request latency.
+   prompts, both servers up and measured in alternating order): at temperature 0 and 0.7, with 1 and 4
+   concurrent clients: throughput (completion tokens / s of wall time), p50 and p95 time to first token and
+   request latency. Every request's prompt is new to the server (mlx_lm.server keeps a prompt cache, and
+   would answer a repeated prompt without prefilling it); the chat template's shared opening may still be
+   reused there, as in real use.
 3. Memory: N requests in a row (200 by default); the server's resident memory after the first one and
    after the last.
 4. Would batching pay? One forward pass of B sequences against B passes of one, for the target's verify
@@ -138,11 +141,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_cell(server: Server, prompts: list[str], requests: int, concurrency: int, max_tokens: int,
-             temp: float) -> dict:
+             temp: float, cell: int = 0) -> dict:
+    """`requests` streamed requests, `concurrency` at a time. Each prompt is new to the server ("Question
+    <cell>.<i>: ..."), so that no server answers from a cache of an earlier identical prompt; the chat
+    template's opening, shared by all, may still be reused by a server that caches prefixes (mlx_lm.server)."""
     import openai
 
     client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=600)
-    jobs = [(prompts[i % len(prompts)], i) for i in range(requests)]
+    jobs = [(f"Question {cell}.{i}: {prompts[i % len(prompts)]}", i) for i in range(requests)]
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(lambda job: one_request(client, server.model, job[0], max_tokens, temp, job[1]),
@@ -320,7 +326,7 @@ def measure(args, engine, target_source, draft_source, prompts: list[str]) -> in
                 order = servers if index % 2 == 0 else servers[::-1]  # A B, B A, ...: drift hits both alike
                 for server in order:
                     report["cells"].append(run_cell(server, prompts, args.requests, concurrency, args.max_tokens,
-                                                    temp))
+                                                    temp, cell=index + 1))
             report["cells"].sort(key=lambda c: (c["server"] != "mlxdraft serve", c["temp"], c["concurrency"]))
             show_cells(report["cells"])
         if "memory" in args.only:
