@@ -69,8 +69,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check mlxdraft tests scripts
 
+## make bench-overhead: parity with mlx-lm (the baseline vs mlx_lm.stream_generate, the own loop vs mlx-lm's
+## speculative loop) on SmolLM2; BENCH_OVERHEAD_ARGS=--tiny: tiny random models, seconds
 bench-overhead: $(STAMP)
-	$(BIN)/python scripts/bench_overhead.py
+	$(BIN)/python scripts/bench_overhead.py $(BENCH_OVERHEAD_ARGS)
 
 ## make bench-methods: the drafting methods side by side on SmolLM2 (about an hour on a 2-core CPU)
 bench-methods: $(STAMP)

@@ -6,6 +6,14 @@ generation with any method; results files load with `mlxdraft.results.load_resul
 
 __version__ = "0.2.0"
 
-from .generation import GenerationResult, generate  # noqa: E402 - after the version, which cli reads
-
 __all__ = ["GenerationResult", "generate", "__version__"]
+
+
+def __getattr__(name: str):
+    """`generate` and `GenerationResult`, imported when first used: importing any module of the package (the
+    report side, `mlxdraft.results`) then loads neither the engines nor mlx."""
+    if name in ("GenerationResult", "generate"):
+        from . import generation
+
+        return getattr(generation, name)
+    raise AttributeError(f"module 'mlxdraft' has no attribute {name!r}")

@@ -3,30 +3,41 @@ measured beside it (paired by prompt and pass, then averaged per prompt: the pro
 replication, `paired_ratios`), and per target a verdict that does not pick noise and says what it is about.
 
 Derived from the raw samples of a results file every time a report is rendered; nothing here is
-measured or stored. Statistics themselves live in `stats`.
+measured or stored. Statistics themselves live in `stats`, the per-unit pieces the measuring side shares in
+`estimates`. What a method is (needs a draft, uses k, fixed k, its summary) and how to run a setup come from the
+file (`Results.method_info`, `Results.commands`), never from what is installed: this module imports neither
+`methods` nor `engines`, so a file renders wherever mlxdraft does.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
+from .estimates import (  # noqa: F401 - unit_of, paired_runs, paired_ratios: analysis' public names too
+    as_units,
+    check_estimand,
+    draft_token_s,
+    group_predictions,
+    group_setups,
+    judge,
+    label,
+    paired_ratios,
+    paired_runs,
+    setup_label,
+    unit_of,
+)
 from .measure import MeasureSettings
 from .prediction import Prediction
-from .results import PlanRecord, Results
+from .results import PlanRecord, Results, setup_key
 from .stats import (
-    ESTIMANDS,
-    Candidate,
     Losslessness,
     RatioEstimate,
     Summary,
     Verdict,
     compare_outputs,
-    decide,
     estimate_ratio,
     find_paired_outliers,
-    per_prompt,
     summarize,
     within_prompt_sd,
 )
@@ -39,40 +50,6 @@ TEMPERATURE_NOTE = (
     "draft-adaptive methods use exact speculative sampling, which keeps the target's distribution and "
     "accepts more"
 )
-
-
-def unit_of(sample) -> tuple[int, int]:
-    """The unit of pairing: one prompt in one pass, measured for every variant back to back."""
-    return (sample.prompt_index, sample.pass_index)
-
-
-def paired_runs(baseline_samples, speculative_samples, metric: str) -> dict[tuple[int, int], float]:
-    """Per run (prompt, pass), speculative / baseline of `metric` (decode_tps or e2e_tps), where both exist."""
-    reference = {unit_of(s): getattr(s, metric) for s in baseline_samples}
-    ratios = {}
-    for sample in speculative_samples:
-        base, spec = reference.get(unit_of(sample)), getattr(sample, metric)
-        if base and spec and base > 0 and spec > 0 and math.isfinite(base) and math.isfinite(spec):
-            ratios[unit_of(sample)] = spec / base
-    return ratios
-
-
-def _check_estimand(estimand: str) -> None:
-    if estimand not in ESTIMANDS:
-        raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {estimand!r}")
-
-
-def paired_ratios(baseline_samples, speculative_samples, metric: str, estimand: str = "workload") -> dict:
-    """The ratios every speedup interval and verdict is computed from. Under the "workload" estimand (prompts
-    like these, the default): per prompt, the median of its passes' paired ratios (`stats.per_prompt`),
-    since the prompt is the unit of replication. Under "suite" (these exact prompts): per run (prompt, pass)."""
-    _check_estimand(estimand)
-    return _as_units(paired_runs(baseline_samples, speculative_samples, metric), estimand)
-
-
-def _as_units(runs: dict, estimand: str) -> dict:
-    """{(prompt, pass): ratio} as the units of `estimand`: per prompt ("workload") or per run ("suite")."""
-    return per_prompt(runs) if estimand == "workload" else runs
 
 
 @dataclass
@@ -121,14 +98,14 @@ class Comparison:
 def compare(baseline_samples, speculative_samples, num_draft_tokens: int, greedy: bool,
             with_categories: bool = True, estimand: str = "workload") -> Comparison:
     """Derive a Comparison from the samples of one draft at one k and its group's baseline."""
-    _check_estimand(estimand)
+    check_estimand(estimand)
     histogram = [0] * (num_draft_tokens + 1)
     for sample in speculative_samples:
         for accepted, count in enumerate(sample.accepted_length_counts[: num_draft_tokens + 1]):
             histogram[accepted] += count
     decode_runs = paired_runs(baseline_samples, speculative_samples, "decode_tps")
     e2e_runs = paired_runs(baseline_samples, speculative_samples, "e2e_tps")
-    decode, e2e = (_as_units(runs, estimand) for runs in (decode_runs, e2e_runs))
+    decode, e2e = (as_units(runs, estimand) for runs in (decode_runs, e2e_runs))
     per_category = {}
     categories = sorted({s.category for s in speculative_samples})
     if with_categories and len(categories) > 1:
@@ -184,6 +161,7 @@ class SweepCase:
     prediction: Prediction | None = None  # the speedup model's, from the runs at the largest k
     pruned: str | None = None  # why the smart sweep stopped measuring it (it is then out of the verdict)
     pruned_after_units: int | None = None  # after how many units (prompt x pass) it was stopped
+    engine: str | None = None  # the engine that measured it
 
     @property
     def setup(self) -> tuple[str, str | None]:
@@ -206,6 +184,7 @@ class TargetVerdict:
     tied: list[SweepCase] = field(default_factory=list)
     other: TargetVerdict | None = None  # the same target judged by the other objective
     commands: list[str] = field(default_factory=list)
+    commands_note: str | None = None  # why there are no commands, when the file did not record them
 
     @property
     def kind(self) -> str:
@@ -232,6 +211,7 @@ class TargetVerdict:
             "rule": self.verdict.rule if self.verdict else None,
             "tied": [setup(c) for c in self.tied],
             "commands": self.commands,
+            **({"commands_note": self.commands_note} if self.commands_note else {}),
         }
         if self.verdict and self.verdict.estimate:
             data[f"{self.objective}_speedup"] = self.verdict.estimate.to_dict()
@@ -325,20 +305,37 @@ class SweepAnalysis:
         return self.plan.drafts
 
     @property
+    def engines(self) -> list[str]:
+        """Every engine the file measured, side by side (one for most files)."""
+        return list(self.plan.engines or [self.plan.engine])
+
+    @property
+    def several_engines(self) -> bool:
+        return len(self.engines) > 1
+
+    def engine_of(self, target: str) -> str:
+        """The engine that measured a target: its groups' (or its model record's), else the plan's."""
+        record = next((r for r in self.results.groups.values() if r.target == target and r.engine), None)
+        return (record.engine if record else None) or self.results.models.get(target, {}).get("engine") \
+            or self.plan.engine
+
+    @property
     def settings(self) -> MeasureSettings:
         return self.plan.settings
 
     def setups(self) -> list[tuple[str, str | None]]:
         """(method, draft) of every row of a matrix, in the plan's order: each method that takes a
         draft with every draft, and each method that takes none on its own."""
-        from .methods import get_method
-
         rows = []
         for key in self.plan.methods:
-            if get_method(key).needs_draft:
+            if self.results.method_info(key)["needs_draft"]:
                 rows += [(key, draft) for draft in self.drafts]
             else:
                 rows.append((key, None))
+        if self.several_engines:  # only the setups some group measures: an engine's method with its own drafts
+            runs = {(key, r.draft if r.draft else None) for r in self.results.groups.values()
+                    for key in (r.methods if r.methods is not None else self.plan.methods)}
+            rows = [row for row in rows if row in runs]
         seen = set(rows)
         rows += [c.setup for c in self.cases if c.method != "baseline" and c.setup not in seen
                  and not seen.add(c.setup)]  # setups measured beyond the plan's (pair: all methods)
@@ -356,9 +353,7 @@ class SweepAnalysis:
 
     def status(self, target: str, method: str, draft: str | None) -> str | None:
         """The status of the group a setup is measured in."""
-        from .methods import get_method
-
-        if draft is None and get_method(method).needs_draft:
+        if draft is None and self.results.method_info(method)["needs_draft"]:
             return None
         return self.statuses.get((target, draft)) or (
             self.statuses.get((target, self.plan.drafts[0])) if self.results.kind == "pair" and self.drafts else None)
@@ -425,45 +420,32 @@ class SweepAnalysis:
 
     def verdict(self, target: str, objective: str | None = None, _with_other: bool = True) -> TargetVerdict:
         objective = objective or self.objective
-        cases = [c for c in self.measured(target) if c.ratios.get(objective)]
-        if not cases:  # a smart sweep that dropped every setup as slower than the baseline: judge what it measured
-            cases = [c for c in self.pruned(target) if c.comparison and c.ratios.get(objective)]
-        models = self.results.models
-        candidates = [Candidate(key=index, ratios=case.ratios[objective],
-                                cost=(_draft_size(models.get(case.draft, {})) if case.draft else 0.0,
-                                      case.num_draft_tokens))
-                      for index, case in enumerate(cases)]
+        # a smart sweep that dropped every setup as slower than the baseline: `judge` judges what it measured
         # widened for every setup compared, as an exhaustive sweep's: a smart sweep's pruned setups were compared too
         compared = sum(1 for c in self.cases if c.target == target and c.method != "baseline"
                        and (c.comparison or c.pruned))
-        result = (decide(candidates, describe=lambda index: cases[index].label, estimand=self.estimand,
-                         compared=compared) if candidates else None)
-        pick = lambda key: cases[key] if key is not None else None  # noqa: E731
-        verdict = TargetVerdict(target, objective, result,
-                                chosen=pick(result.chosen) if result else None,
-                                leader=pick(result.leader) if result else None,
-                                tied=[cases[key] for key in result.tied] if result else [])
+        pruned = [c for c in self.pruned(target) if c.comparison]
+        judged = judge(self.measured(target), pruned, objective, self.results.models, self.estimand, compared)
+        verdict = TargetVerdict(target, objective, judged.verdict, judged.chosen, judged.leader, judged.tied)
         if verdict.chosen:
             verdict.commands = self.commands(verdict.chosen)
+            if not verdict.commands and not self.results.commands_recorded:
+                verdict.commands_note = self.commands_note(verdict.chosen)
         if _with_other:
             verdict.other = self.verdict(target, "decode" if objective == "e2e" else "e2e", _with_other=False)
         return verdict
 
     def commands(self, case: SweepCase) -> list[str]:
-        """How to run a setup outside mlxdraft, by the engine that measured it."""
-        from .engines import get_engine
-        from .methods import get_method
+        """How to run a setup outside mlxdraft, by the engine that measured it, as the results file recorded it."""
+        return list(self.results.commands.get(setup_key(case.target, case.draft, case.method,
+                                                        case.num_draft_tokens), []))
 
-        models = self.results.models
-        method = get_method(case.method)
-        draft = models.get(case.draft, {"path": case.draft}) if case.draft and method.needs_draft else None
-        try:
-            engine = get_engine(self.plan.engine)
-        except Exception:  # an engine this installation lacks: no commands, the figures still stand
-            return []
-        return engine.commands(models.get(case.target, {"path": case.target}), draft, method,
-                               case.num_draft_tokens, asdict(self.settings),
-                               {**method.defaults, **self.plan.method_params.get(case.method, {})})
+    def commands_note(self, case: SweepCase) -> str:
+        """Why a setup shows no commands: its file was made before results recorded them, by an engine that is
+        not installed here."""
+        return (f"the commands that run it were not recorded in this results file (schema "
+                f"{self.results.read_version}) and its engine, {case.engine or self.plan.engine}, is not installed "
+                "here to write them")
 
     def prompts_to_add(self, verdict: TargetVerdict) -> dict[str, int]:
         """An inconclusive verdict about prompts like these: category -> prompts to add (`prompts_to_add`)."""
@@ -494,16 +476,11 @@ def prompts_to_add(more: int, categories: list) -> dict[str, int]:
     return {category: n for category, n in result.items() if n}
 
 
-def _draft_size(record: dict) -> float:
-    size = record.get("weights_gb")
-    return size if isinstance(size, (int, float)) else math.inf
-
-
 def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str = "workload") -> SweepAnalysis:
     """Every case's statistics and the verdicts' inputs. `results` may also be a results file's
     parsed JSON (as `json.load` gives it). `estimand` (stats.ESTIMANDS): "workload" judges prompts like these
     (the prompt is the unit, the median of its passes), "suite" these exact prompts (the run is the unit)."""
-    _check_estimand(estimand)
+    check_estimand(estimand)
     if isinstance(results, dict):
         results = Results.from_dict(results)
     greedy = results.settings.temp == 0
@@ -515,13 +492,15 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             "decode_tps": summarize(s.decode_tps for s in baseline),
             "e2e_tps": summarize(s.e2e_tps for s in baseline),
         }
-        setups = _setups_of(results, record)
+        setups = group_setups(results, record)
+        engine = record.engine or results.plan.engine
         if not setups:
-            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None))
+            cases.append(SweepCase(record.target, "baseline", None, None, record.status, record.reason, None,
+                                   engine=engine))
         group_cases = []
         for method, draft, k in setups:
             speculative = [s for s in samples if s.method == method and s.num_draft_tokens == k]
-            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None)
+            case = SweepCase(record.target, method, draft, k, record.status, record.reason, None, engine=engine)
             if speculative and baseline:
                 case.comparison = compare(baseline, speculative, k, greedy, estimand=estimand)
                 case.ratios = case.comparison.ratios
@@ -530,7 +509,7 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
             for case in group_cases:
                 if (case.method, case.num_draft_tokens) == (pruned["method"], pruned["num_draft_tokens"]):
                     case.pruned, case.pruned_after_units = pruned["reason"], pruned["after_units"]
-        _predict(results, record, group_cases, baseline)
+        _predict(results, record, group_cases)
         cases += group_cases
     return SweepAnalysis(
         results=results,
@@ -542,69 +521,9 @@ def analyse_sweep(results: Results | dict, objective: str = "e2e", estimand: str
     )
 
 
-def _predict(results: Results, record, cases: list[SweepCase], baseline) -> None:
-    """The speedup model's prediction for every k of each fixed-k setup, fitted to its runs at the
-    largest k and the timed forward passes stored with the models (none when either is missing)."""
-    from .methods import METHODS
-    from .prediction import predict_setups
-
-    verify = results.models.get(record.target, {}).get("verify_s")
-    if not verify or not baseline:
-        return
-    for draft in dict.fromkeys(c.draft for c in cases):
-        token_s = draft_token_s(results, record.target, draft)
-        fixed = [c.method for c in cases if c.draft == draft and METHODS.get(c.method) and METHODS[c.method].fixed_k]
-        if token_s is None or not fixed:
-            continue
-        in_plan = [s for s in record.samples if s.pass_index < results.plan.settings.runs]  # as the race fitted
-        predictions = predict_setups(in_plan, verify, token_s, max(results.plan.num_draft_tokens),
-                                     dict.fromkeys(fixed))
-        for case in cases:
-            if case.draft == draft:
-                case.prediction = predictions.get((case.method, case.num_draft_tokens))
-
-
-def draft_token_s(results: Results, target: str, draft: str | None) -> list[float] | None:
-    """The timed cost of one draft token (0 without a draft model; the target's own when it drafts
-    for itself), None when it was not timed."""
-    if draft is None:
-        return [0.0]
-    if draft == target:
-        return results.models.get(target, {}).get("verify_s", {}).get("1")
-    return results.models.get(draft, {}).get("token_s")
-
-
-def _setups_of(results: Results, record) -> list[tuple[str, str | None, int]]:
-    """(method, draft, k) measured (or to be measured) in a group: the plan's methods that run there
-    (with a draft: those that take one; alone: those that take none; a pair runs them all in its
-    one group), and whatever else its samples hold."""
-    from .methods import METHODS
-
-    plan, has_draft = results.plan, record.draft is not None
-    setups = []
-    for key in plan.methods:
-        method = METHODS.get(key)
-        needs_draft = method.needs_draft if method else True
-        if needs_draft != has_draft and not (results.kind == "pair" and has_draft):
-            continue
-        for k in plan.num_draft_tokens if (method is None or method.uses_k) else [0]:
-            setups.append((key, record.draft if needs_draft else None, k))
-    for sample in record.samples:
-        method = METHODS.get(sample.method)
-        setup = (sample.method, record.draft if method is None or method.needs_draft else None,
-                 sample.num_draft_tokens)
-        if not sample.is_baseline and setup not in setups:
-            setups.append(setup)
-    return setups
-
-
-def setup_label(method: str, draft: str | None) -> str:
-    """'mlx-lm q8-draft', 'prompt-lookup': how a setup is named in reports."""
-    return f"{method} {label(draft)}" if draft else method
-
-
-def label(name: str | None) -> str:
-    """Short display name: model lists' short names and repo ids as they are, folders by name."""
-    if name is None:
-        return "-"
-    return Path(name).name if name.startswith(("/", ".", "~")) else name
+def _predict(results: Results, record, cases: list[SweepCase]) -> None:
+    """The speedup model's prediction for every k of each fixed-k setup (`estimates.group_predictions`): as the
+    sweep stored them when the group was measured, else (files before they were stored) fitted here."""
+    predictions = group_predictions(results, record)
+    for case in cases:
+        case.prediction = predictions.get((case.method, case.draft, case.num_draft_tokens))

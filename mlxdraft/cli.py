@@ -144,11 +144,11 @@ def measure_options(function):
                      help="Ignore EOS so every run has max-tokens tokens, or stop at EOS."),
         click.option("--memory-gb", type=FiniteFloat(positive=True),
                      help="Memory budget in GB (default: Metal's recommended working set, else total RAM)."),
-        click.option("--methods", "--method", "methods_text", default="mlx-lm", show_default=True,
-                     help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + "."),
+        click.option("--methods", "--method", "methods_text",
+                     help="Drafting methods to measure, comma-separated: " + METHOD_NAMES + " (default: each "
+                          "engine's own: mlx-lm for mlx-lm, llama.cpp-draft for llama.cpp)."),
         click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE",
                      help="A method parameter (repeatable); see the examples below and the README."),
-        click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine."),
         click.option("--objective", type=click.Choice(["e2e", "decode"]), default="e2e", show_default=True,
                      help="What the verdict optimises: end-to-end time of the workload, or decode speed alone."),
         click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub."),
@@ -232,17 +232,17 @@ def _param_value(text: str, value: str, default):
     return number
 
 
-def measurement_setup(methods_text, param_texts, engine_name):
-    """(methods, their parameters, the engine) from the shared options, checked."""
+def measurement_setup(methods_text, param_texts, engine_names: list[str]):
+    """(methods, their parameters, the engines) from the shared options, checked: every method is run by
+    one of the engines (each engine measures those it runs); no --methods: each engine's default."""
     from .engines import get_engine
     from .methods import parse_methods
+    from .sweep import check_methods, default_methods
 
-    methods = parse_methods(methods_text)
-    engine = get_engine(engine_name)
-    for method in methods:
-        if not engine.supports(method):
-            raise InvalidInputError(f"the {engine.name} engine cannot run the {method.key} method")
-    return methods, parse_params(param_texts, methods), engine
+    engines = [get_engine(name) for name in dict.fromkeys(engine_names)]
+    methods = parse_methods(methods_text) if methods_text else default_methods(engines)
+    check_methods(methods, engines)
+    return methods, parse_params(param_texts, methods), engines
 
 
 def split_list(text: str | None) -> list[str]:
@@ -350,6 +350,8 @@ def run_measurement(sweep_run) -> bool:
 @click.argument("draft", required=False)
 @num_draft_tokens_option("4")
 @measure_options
+@click.option("--engine", help="Inference engine: mlx-lm or llama.cpp (default: the one that reads TARGET: "
+                               "llama.cpp for a .gguf file or a GGUF list name, else mlx-lm).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also save the full result as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
 def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
@@ -361,10 +363,12 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     may be left out for methods that need no draft model (--method prompt-lookup).
     """
     from . import files
+    from .sweep import pair_choices
 
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text)
-    methods, params, engine = measurement_setup(methods_text, param_texts, engine)
+    target_choice, draft_choice = pair_choices(target, draft, engine)
+    methods, params, (engine,) = measurement_setup(methods_text, param_texts, [target_choice.engine])
     needing = [m.key for m in methods if m.needs_draft]
     if needing and not draft:
         raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
@@ -377,8 +381,8 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
         lock = files.ResultsLock(path)
         lock.acquire()  # held until the result is saved: no other mlxdraft writes this file meanwhile
     try:
-        _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no_download, force, path,
-                      as_json, methods, params, engine, estimand)
+        _measure_pair(target_choice, draft_choice, ks, settings, prompts, memory_gb, objective, no_download, force,
+                      path, as_json, methods, params, engine, estimand)
     finally:
         if lock:
             lock.release()
@@ -388,11 +392,11 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
                   as_json, methods, params, engine, estimand="workload"):
     from . import files
     from .reports import render_pair, render_sweep
-    from .sweep import SweepPlan, SweepRun, choice_for_name
+    from .sweep import SweepPlan, SweepRun
 
-    plan = SweepPlan([choice_for_name(target)], [choice_for_name(draft)] if draft else [], ks, settings, prompts,
+    plan = SweepPlan([target], [draft] if draft else [], ks, settings, prompts,
                      engine.memory_budget(memory_gb), kind="pair", methods=methods, method_params=params,
-                     engine=engine.name)
+                     engine=target.engine)
     sweep_run = SweepRun(plan, allow_download=not no_download, raise_errors=True, progress=progress, engine=engine,
                          command=invoked_argv())
     measured = lambda: sum(len(g.samples) for g in sweep_run.results.groups.values()) if sweep_run.results else 0  # noqa: E731
@@ -451,7 +455,8 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
 @click.option("--min-p", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True)
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE", help="A method parameter.")
-@click.option("--engine", default="mlx-lm", show_default=True, help="Inference engine.")
+@click.option("--engine", help="Inference engine: mlx-lm or llama.cpp (default: the one that reads TARGET: "
+                               "llama.cpp for a .gguf file or a GGUF list name, else mlx-lm).")
 @click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document: text, token ids, statistics, "
               "each token's text and whether it came from the draft.")
@@ -465,7 +470,9 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     from .accepted import BracketMarker
     from .generation import generate as run_generation
     from .methods import get_method
+    from .sweep import pair_choices
 
+    engine = pair_choices(target, draft, engine)[0].engine
     method = get_method(method_key or ("draft" if draft else "baseline"))
     params = parse_params(param_texts, [method]).get(method.key)
     if prompt_text is None:
@@ -599,6 +606,10 @@ def retry_command() -> str:
 @click.option("--draft-sizes", help="Only family drafts of these sizes, e.g. 0.5b,1.5b.")
 @click.option("--draft-precisions", help="Only family drafts of these precisions.")
 @measure_options
+@click.option("--engines", "--engine", "engines_text",
+              help="Inference engines to measure side by side, comma-separated: mlx-lm, llama.cpp (default: "
+                   "mlx-lm, and the engine of each model named by a GGUF file or list name). Each engine measures "
+                   "its own models with the methods it runs; their figures are compared per size and bit width.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
 @click.option("--resume", is_flag=True,
@@ -608,8 +619,8 @@ def retry_command() -> str:
                    "and race what can still win, prompt by prompt; exhaustive: every setup on every prompt.")
 def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target_precisions, draft_sizes,
           draft_precisions, max_tokens, runs, warmup, prompt_text, prompts_file, temp, top_p, top_k, min_p, seed,
-          fixed_length, memory_gb, methods_text, param_texts, engine, objective, no_download, force, estimand, output,
-          resume, strategy):
+          fixed_length, memory_gb, methods_text, param_texts, engines_text, objective, no_download, force, estimand,
+          output, resume, strategy):
     """Measure every sensible target x draft x method x number of draft tokens; a verdict per target.
 
     Saved after every run; exits 3 when some pairs failed (everything else is saved, and
@@ -622,24 +633,28 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
         raise InvalidInputError("--resume continues the file and --force replaces it; choose one")
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text)
-    methods, params, engine = measurement_setup(methods_text, param_texts, engine)
-    prompts = choose_prompts(prompt_text, prompts_file)
+    engine_names = split_list(engines_text) or None
     chosen_targets, chosen_drafts = sweeping.choose_models(
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
-        split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions))
+        split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions), engine_names)
+    engine_names = list(dict.fromkeys(engine_names or sweeping.engines_of(chosen_targets + chosen_drafts)))
+    methods, params, engines = measurement_setup(methods_text, param_texts, engine_names)
+    engine = engines[0]
+    prompts = choose_prompts(prompt_text, prompts_file)
     plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts, engine.memory_budget(memory_gb),
-                              methods=methods, method_params=params, engine=engine.name, strategy=strategy,
-                              objective=objective)
+                              methods=methods, method_params=params, engines=engine_names,
+                              strategy=strategy, objective=objective)
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
     output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
     groups = plan.groups()
     runs_text = (f"at most {plan.total_runs()} runs in its races, and a few more where a verdict is left open "
                  "(smart)" if strategy == "smart" else f"{plan.total_runs()} runs ({strategy})")
+    on = f" on {', '.join(plan.engines)} (one engine after the other)" if len(plan.engines) > 1 else ""
     progress(f"Sweeping {len(chosen_targets)} target(s) x {len(chosen_drafts)} draft(s) x "
-             f"{', '.join(m.key for m in methods)} x k in {ks}: {len(groups)} groups, {runs_text}; memory budget "
+             f"{', '.join(m.key for m in methods)} x k in {ks}{on}: {len(groups)} groups, {runs_text}; memory budget "
              f"{plan.budget.gb:.1f} GB ({plan.budget.source}); saving to {output}")
     sweep_run = sweeping.SweepRun(plan, output, resume=resume, force=force, allow_download=not no_download,
-                                  progress=progress, engine=engine, command=invoked_argv())
+                                  progress=progress, engines=dict(zip(engine_names, engines)), command=invoked_argv())
     try:
         interrupted = run_measurement(sweep_run)
     except MlxdraftError:
@@ -681,6 +696,7 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
 def report(results_file, fmt, metric, objective, estimand, output):
     """Render a results file (sweep or pair): verdicts, speedup matrices, mlx-lm commands."""
     from . import files
+    from .recording import fill_commands
     from .reports import render_sweep
     from .results import load_results
 
@@ -692,7 +708,9 @@ def report(results_file, fmt, metric, objective, estimand, output):
         if files.is_results_file(output):
             raise InvalidInputError(f"-o {output} holds mlxdraft results; choose another output file "
                                     "(report never overwrites measurements)")
-    text = render_sweep(load_results(Path(results_file)), fmt, metric, objective, estimand)
+    results = load_results(Path(results_file))
+    fill_commands(results)  # a file before schema 3 recorded none: written by its engine, when installed here
+    text = render_sweep(results, fmt, metric, objective, estimand)
     if output:
         files.write_text_atomic(Path(output), text if text.endswith("\n") else text + "\n")
         progress(f"Wrote {output}")
@@ -702,11 +720,16 @@ def report(results_file, fmt, metric, objective, estimand, output):
 
 @cli.command(short_help="List the curated models and what fits this machine.")
 @click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["mlx-lm", "llama.cpp"]),
+              help="Only models this engine runs (repeatable): mlx-lm (MLX folders) or llama.cpp (GGUF files).")
 @click.option("--memory-gb", type=FiniteFloat(positive=True),
               help="Memory budget in GB (default: Metal's recommended working set, else total RAM).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models(families, memory_gb, as_json):
-    """List the curated models: size, whether they are downloaded, whether they fit this machine."""
+def models(families, engines, memory_gb, as_json):
+    """List the curated models: engine, size, whether they are downloaded, whether they fit this machine.
+
+    Pairs are only formed within one engine (a GGUF draft cannot serve an MLX target).
+    """
     from tabulate import tabulate
 
     from . import catalog, memory, sources
@@ -716,16 +739,20 @@ def models(families, memory_gb, as_json):
     chosen = {f: catalog.family_entries(f) for f in families} if families else catalog.load_catalog()
     rows, pairs = [], []
     for entries in chosen.values():
+        entries = [e for e in entries if not engines or e.engine in engines]
         rows += [{**entry.to_dict(), "local": sources.local_status(entry),
                   "fits": memory.fits(entry.size_gb, budget)} for entry in entries]
-        pairs += memory.pairs_that_fit(entries, budget)
+        for engine in dict.fromkeys(e.engine for e in entries):
+            pairs += memory.pairs_that_fit([e for e in entries if e.engine == engine], budget)
     if as_json:
         click.echo(json.dumps({"memory_budget": {"gb": budget.gb, "source": budget.source},
                                "models": rows, "pairs_that_fit": pairs}, indent=2, allow_nan=False))
         return
-    table = [[r["name"], r["repo"] or "built offline (mlxdraft prepare)", f"{r['params_b']:g}", r["precision"],
-              r["role"], f"{r['size_gb']:.2f}", r["local"], "yes" if r["fits"] else "no"] for r in rows]
-    click.echo(tabulate(table, headers=["name", "repo", "params (B)", "precision", "role", "size (GB)",
+    offline_text = {"mlx-lm": "built offline (mlxdraft prepare)", "llama.cpp": "built offline on first use"}
+    table = [[r["name"], r["engine"], r["repo"] or offline_text.get(r["engine"], "built offline"),
+              f"{r['params_b']:g}", r["precision"], r["role"], f"{r['size_gb']:.2f}", r["local"],
+              "yes" if r["fits"] else "no"] for r in rows]
+    click.echo(tabulate(table, headers=["name", "engine", "repo", "params (B)", "precision", "role", "size (GB)",
                                         "local", f"fits {budget.gb:.0f} GB"], disable_numparse=True))
     click.echo(f"\nMemory budget: {budget.gb:.1f} GB ({budget.source}); a model fits when its weights "
                f"x {memory.WORKING_OVERHEAD} do.")
@@ -748,10 +775,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     """Download models (short names or repo ids) from the Hugging Face Hub into its cache.
 
     Only safetensors, JSON, tokenizer files, chat templates and the model card are fetched,
-    never pickles or code. A broken-off transfer resumes; files already downloaded are kept.
+    never pickles or code; for a GGUF model (llama.cpp) only its listed .gguf file, or every part
+    of a split one. A broken-off transfer resumes; files already downloaded are kept.
     """
     from . import catalog
-    from .sources import resolve_model
+    from .sources import resolve_any
 
     names = list(model_names) + split_list(targets) + split_list(drafts)
     for family in families:
@@ -761,11 +789,11 @@ def pull(model_names, families, targets, drafts, max_gb):
     failures = []
     names = list(dict.fromkeys(names))
     if len(names) == 1:  # its error is the Error: line itself
-        click.echo(f"{names[0]}: {resolve_model(names[0], allow_download=True, progress=progress).path}")
+        click.echo(f"{names[0]}: {resolve_any(names[0], allow_download=True, progress=progress).path}")
         return
     for name in names:
         try:
-            click.echo(f"{name}: {resolve_model(name, allow_download=True, progress=progress).path}")
+            click.echo(f"{name}: {resolve_any(name, allow_download=True, progress=progress).path}")
         except MlxdraftError as exc:
             failures.append(name)
             progress(f"Failed: {exc}")

@@ -1,7 +1,11 @@
 """Downloads from the Hugging Face Hub through huggingface_hub: only the files inference
 needs (safetensors, json, tokenizer files, chat templates, the model card; never pickles or
 code), with a free-disk check first, resumable, honouring HF_HOME, HF_HUB_OFFLINE, HF_TOKEN
-and HF_ENDPOINT. Also what the local cache holds."""
+and HF_ENDPOINT. Also what the local cache holds.
+
+GGUF models (the llama.cpp engine) are single files in repos that hold every quantization:
+only the listed .gguf file (or every part of a split one) is fetched, with hf_hub_download,
+never the whole repo."""
 
 from __future__ import annotations
 
@@ -182,3 +186,91 @@ def download(repo_id: str, progress=None) -> tuple[Path, str]:
     except Exception as exc:  # every Hub failure becomes one message that names the repo
         raise _hub_error(repo_id, exc) from exc
     return folder, folder.name
+
+
+def _snapshots(repo_id: str) -> list[Path]:
+    """Snapshot folders of a cached repo: the main revision's first, then the others."""
+    folder = repo_folder(repo_id)
+    ref = folder / "refs" / "main"
+    candidates = [folder / "snapshots" / ref.read_text().strip()] if ref.is_file() else []
+    candidates += sorted((folder / "snapshots").glob("*")) if (folder / "snapshots").is_dir() else []
+    return list(dict.fromkeys(candidates))
+
+
+def local_gguf(repo_id: str, files: tuple[str, ...] | list[str]) -> Path | None:
+    """The cached first file of a GGUF model from a snapshot that holds every one of its files
+    (the main revision's first), else None."""
+    for snapshot in _snapshots(repo_id):
+        if files and all((snapshot / name).is_file() for name in files):
+            return snapshot / files[0]
+    return None
+
+
+def gguf_local_status(repo_id: str, files: tuple[str, ...] | list[str]) -> str:
+    """'downloaded', 'partial' (some of the files) or 'absent'."""
+    if local_gguf(repo_id, files) is not None:
+        return "downloaded"
+    held = any((snapshot / name).is_file() for snapshot in _snapshots(repo_id) for name in files)
+    return "partial" if held else "absent"
+
+
+def _snapshot_commit(repo_id: str, path: Path) -> str | None:
+    try:
+        return path.relative_to(repo_folder(repo_id) / "snapshots").parts[0]
+    except (ValueError, IndexError):
+        return None
+
+
+def ensure_gguf(repo_id: str, files: tuple[str, ...] | list[str], allow_download: bool = True,
+                progress=None) -> tuple[Path, str | None]:
+    """Local path of the first file of a GGUF model and its commit, downloading what is missing."""
+    first = local_gguf(repo_id, files)
+    if first is not None:
+        return first, _snapshot_commit(repo_id, first)
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"{files[0]} of {repo_id} is not in the local Hugging Face cache ({cache_dir()}) and downloading "
+            "is off; pull it first"
+        )
+    return download_gguf(repo_id, files, progress=progress)
+
+
+def remote_gguf(repo_id: str, files: tuple[str, ...] | list[str]) -> RemoteRepo:
+    """The repo's commit and the sizes of the GGUF files; every file must be in the repo."""
+    from huggingface_hub import HfApi
+
+    bad = [name for name in files if not name.endswith(".gguf")]
+    if bad:
+        raise DownloadError(f"{bad[0]} is not a .gguf file; only GGUF files are downloaded for llama.cpp")
+    try:
+        info = HfApi().model_info(repo_id, files_metadata=True)
+    except Exception as exc:  # every Hub failure becomes one message that names the repo
+        raise _hub_error(repo_id, exc) from exc
+    siblings = {s.rfilename: (s.size or 0) for s in (info.siblings or [])}
+    missing = [name for name in files if name not in siblings]
+    if missing:
+        held = sorted(name for name in siblings if name.endswith(".gguf"))
+        shown = ", ".join(held[:6]) + (f" and {len(held) - 6} more" if len(held) > 6 else "") or "none"
+        raise DownloadError(f"{repo_id} has no file {missing[0]} on the Hugging Face Hub (its GGUF files: "
+                            f"{shown}); the model list is out of date, or the file was renamed")
+    return RemoteRepo(repo_id, info.sha, {name: siblings[name] for name in files})
+
+
+def download_gguf(repo_id: str, files: tuple[str, ...] | list[str], progress=None) -> tuple[Path, str]:
+    """Download (or finish downloading) the files of one GGUF model, pinned to one commit;
+    returns (path of the first file, commit). Parts of a split GGUF land in one folder."""
+    from huggingface_hub import hf_hub_download
+
+    remote = remote_gguf(repo_id, files)
+    needed = missing_bytes(remote)
+    check_disk_space(remote, needed)
+    if progress:
+        what = files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1} more parts"
+        progress(f"Downloading {what} from {repo_id} ({needed / 1e9:.2f} GB to fetch) into {cache_dir()} ...")
+    paths = []
+    try:
+        for name in files:
+            paths.append(Path(hf_hub_download(repo_id, name, revision=remote.commit)))
+    except Exception as exc:  # every Hub failure becomes one message that names the repo
+        raise _hub_error(repo_id, exc) from exc
+    return paths[0], remote.commit

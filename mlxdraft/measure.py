@@ -10,10 +10,14 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInputError
-from .methods import Method, Sampling
 from .prompts import Prompt
+from .sampling import Sampling
+
+if TYPE_CHECKING:  # the measuring side's types; `results` and the report side import this module without `methods`
+    from .methods import Method
 
 WARMUP_MAX_TOKENS = 8  # enough to run every code path (prefill, verify, decode) once
 MAX_TOKENS_LIMIT = 100_000

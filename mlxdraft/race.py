@@ -40,7 +40,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .analysis import paired_ratios, unit_of
+from .estimates import METRIC, setup_ratios, unit_of
 from .prediction import PredictedLogs, Prediction, can_still_win, combined_interval
 from .stats import EQUIVALENCE_MARGIN, MIN_UNITS_FOR_INTERVAL, RatioEstimate, estimate_ratio, ratio_digits, t_quantile
 
@@ -50,7 +50,6 @@ TIE_MARGIN = EQUIVALENCE_MARGIN  # a setup surely no more than this faster than 
 # is pruned: the verdict's own margin, within which a cheaper setup may replace the fastest
 MIN_UNITS_FOR_RACE = 2 * PROBE_UNITS  # fewer units than this: nothing to gain, the group runs exhaustively
 BASELINE_SPEEDUP = 1.0  # the baseline's speedup over itself: every setup races against it too
-METRIC = {"e2e": "e2e_tps", "decode": "decode_tps"}
 
 Setup = tuple  # (method key, k)
 
@@ -87,10 +86,9 @@ class RaceState:
 
 def _ratios(samples, setup: Setup, metric: str) -> dict:
     """Per prompt, `setup`'s ratio to the baseline run measured next to it (the geometric mean over the prompt's
-    passes: `analysis.paired_ratios`), so that every interval and tie test of the race has the prompt as its
+    passes: `estimates.paired_ratios`), so that every interval and tie test of the race has the prompt as its
     unit of replication, as the verdict has."""
-    baseline = [s for s in samples if s.is_baseline]
-    return paired_ratios(baseline, [s for s in samples if (s.method, s.num_draft_tokens) == setup], metric)
+    return setup_ratios(samples, setup, metric)
 
 
 def _estimate(samples, setup: Setup, metric: str, candidates: int) -> RatioEstimate | None:

@@ -15,9 +15,11 @@ from importlib import metadata
 from pathlib import Path
 
 from .measure import MeasureSettings, RunSample
-from .schema import read_results
+from .schema import LEGACY_METHODS, read_results, unknown_method
 
-SCHEMA_VERSION = 2  # 2: pair files share the sweep layout; samples carry round details (0.2: and methods)
+# 2: pair files share the sweep layout; samples carry round details (0.2: and methods). 3: the file describes its
+# methods and engines and records the commands that run each setup, so that it renders where they are not installed
+SCHEMA_VERSION = 3
 
 
 def package_version(name: str) -> str | None:
@@ -93,11 +95,19 @@ class PlanRecord:
     # module `order`), or "fixed" (older files: the baseline first, then k ascending). Not part of the fingerprint:
     # an older file resumes, its new units in random order
     order: str = "fixed"
+    engines: list[str] | None = None  # every engine measured side by side (older files: [engine])
+    # how groups of different engines were measured: "sequential" (one engine's groups after the other's, on the
+    # same prompts, not interleaved per prompt). Not part of the fingerprint
+    engine_order: str = "sequential"
+
+    def __post_init__(self):
+        self.engines = list(self.engines or [self.engine])
 
     def fingerprint(self) -> dict:
         data = self.to_dict()
         data.pop("memory_budget_gb")
         data.pop("order")
+        data.pop("engine_order")
         if self.strategy == "exhaustive":  # the objective only steers a race; reports choose their own
             data.pop("objective")
         return data
@@ -126,24 +136,44 @@ class GroupRecord:
     retry: bool = True  # whether --resume tries a skipped or failed group again
     samples: list[RunSample] = field(default_factory=list)
     pruned: list[dict] = field(default_factory=list)  # smart strategy: setups it stopped measuring, and why
+    engine: str | None = None  # the engine that measured it (older files: the plan's engine)
+    methods: list[str] | None = None  # the plan's methods its engine runs (older files: all the plan's)
+    # the speedup model's predictions, fitted once when the group was measured (estimates.fit_group_predictions):
+    # [{"method", "draft", **Prediction}]; None when not stored (older files, a group not measured yet)
+    predictions: list[dict] | None = None
 
     @property
     def key(self) -> str:
         return group_key(self.target, self.draft)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
+        data = {"target": self.target, "draft": self.draft, "status": self.status, "reason": self.reason,
                 "retry": self.retry, "samples": [dict(vars(sample)) for sample in self.samples],  # shallow: fast
                 "pruned": self.pruned}
+        if self.engine is not None:
+            data["engine"] = self.engine
+        if self.methods is not None:
+            data["methods"] = list(self.methods)
+        if self.predictions is not None:
+            data["predictions"] = self.predictions
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRecord:
         return cls(data["target"], data["draft"], data["status"], data["reason"], data.get("retry", True),
-                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []))
+                   [sample_from_dict(sample) for sample in data["samples"]], list(data.get("pruned") or []),
+                   data.get("engine"), list(data["methods"]) if data.get("methods") is not None else None,
+                   [dict(p) for p in data["predictions"]] if data.get("predictions") is not None else None)
 
 
 def group_key(target: str, draft: str | None) -> str:
     return f"{target} | {draft if draft else '-'}"
+
+
+def setup_key(target: str, draft: str | None, method: str, k: int) -> str:
+    """How `Results.commands` names a setup: "target | draft | method | k" (draft "-" for a method that takes
+    none, whichever group it was measured in)."""
+    return f"{group_key(target, draft)} | {method} | {k}"
 
 
 @dataclass
@@ -160,9 +190,17 @@ class Results:
     memory_budget: dict | None = None  # {"gb": ..., "source": ...}
     sessions: list[dict] = field(default_factory=list)  # each start or resume, with its environment
     command: list[str] | None = None  # the command line that made the file (argv, "mlxdraft" first)
+    # schema 3, recorded when measured, so that reports need neither `methods` nor `engines` installed:
+    methods: dict[str, dict] = field(default_factory=dict)  # method key -> Method.describe() (baseline included)
+    engines: dict[str, dict] = field(default_factory=dict)  # engine name -> engine.describe()
+    commands: dict[str, list[str]] = field(default_factory=dict)  # setup_key -> shell commands that run it
     created_at: str = field(default_factory=lambda: now_iso())
     updated_at: str = field(default_factory=lambda: now_iso())
     schema_version: int = SCHEMA_VERSION
+    # the schema version of the file it was read from (None: made in this process); files before 3 recorded no
+    # commands (commands_recorded False until `recording.fill_commands`), their methods are schema.LEGACY_METHODS
+    read_version: int | None = field(default=None, compare=False)
+    commands_recorded: bool = field(default=True, compare=False)
 
     @property
     def settings(self) -> MeasureSettings:
@@ -174,14 +212,27 @@ class Results:
             "updated_at": self.updated_at, "machine": self.machine, "versions": self.versions,
             "memory_budget": self.memory_budget, "plan": self.plan.to_dict(), "models": self.models,
             "groups": {key: group.to_dict() for key, group in self.groups.items()}, "sessions": self.sessions,
-            "command": self.command,
+            "command": self.command, "methods": self.methods, "engines": self.engines, "commands": self.commands,
         }
+
+    def method_info(self, key: str) -> dict:
+        """A method's metadata as the file records it (Method.describe()): key, label, summary, needs_draft,
+        uses_k, fixed_k, lossless_at_temp_0, ... Files before schema 3 use the built-in methods of schema 2."""
+        return self.methods.get(key) or unknown_method(key)
+
 
     @classmethod
     def from_dict(cls, data: dict) -> Results:
         """A checked results file's data (schema 2, or 1 converted) as typed records."""
         if data.get("kind") == "pair" and "plan" not in data:
             data = _pair_v1_as_sweep(data)
+        methods = dict(data.get("methods") or {})
+        if data.get("schema_version", SCHEMA_VERSION) < 3:  # no metadata recorded: the built-ins of schema 2
+            used = ["baseline", *data["plan"].get("methods", ["mlx-lm"])]
+            used += [s.get("method") or ("baseline" if s["num_draft_tokens"] == 0 else "mlx-lm")
+                     for g in data["groups"].values() for s in g["samples"]]
+            methods = {key: dict(LEGACY_METHODS[key]) for key in dict.fromkeys(used) if key in LEGACY_METHODS}
+        engine = data["plan"].get("engine", "mlx-lm")
         return cls(
             kind=data["kind"],
             plan=PlanRecord.from_dict(data["plan"]),
@@ -192,9 +243,15 @@ class Results:
             memory_budget=data.get("memory_budget"),
             sessions=list(data.get("sessions") or []),
             command=list(data["command"]) if data.get("command") else None,
+            methods=methods,
+            engines=dict(data.get("engines") or {name: {"name": name, "label": name}
+                                                 for name in data["plan"].get("engines") or [engine]}),
+            commands={key: list(value) for key, value in (data.get("commands") or {}).items()},
             created_at=data.get("created_at") or "",
             updated_at=data.get("updated_at") or "",
             schema_version=SCHEMA_VERSION,
+            read_version=data.get("schema_version"),
+            commands_recorded=data.get("schema_version", SCHEMA_VERSION) >= 3,
         )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import InvalidInputError
 from .paths import MAX_RESULTS_FILE_BYTES, read_user_file
 
-SCHEMA_VERSIONS = (1, 2)  # versions this mlxdraft reads
+SCHEMA_VERSIONS = (1, 2, 3)  # versions this mlxdraft reads
 KINDS = ("pair", "sweep")
 STATUSES = ("pending", "done", "skipped", "failed")
 DERIVED_KEYS = ("summary",)  # recomputed from the samples when rendering: not checked
@@ -153,6 +153,40 @@ def mapping_of(item: Check) -> Check:
     return check
 
 
+# --- what older files did not record ---------------------------------------------------------
+
+def _legacy(key, label, summary, needs_draft, uses_k, fixed_k=True, by_mlx_lm=False, defaults=None) -> dict:
+    return {"key": key, "label": label, "summary": summary, "needs_draft": needs_draft, "uses_k": uses_k,
+            "defaults": dict(defaults or {}), "lossless_at_temp_0": True, "fixed_k": fixed_k, "native_engine": None,
+            "speculative": uses_k, "by_mlx_lm": by_mlx_lm}
+
+
+# The built-in methods as they were at schema 2, frozen: a file of schema 1 or 2 records no method metadata, so its
+# methods are described by this table, never by what is installed now (a method changed or removed since then
+# must not change how an old file reads). Schema 3 files carry their own.
+LEGACY_METHODS = {m["key"]: m for m in (
+    _legacy("baseline", "baseline", "the target alone, with mlx-lm's decoding loop", False, False, by_mlx_lm=True),
+    _legacy("mlx-lm", "mlx-lm", "mlx-lm's own speculative loop: a draft model proposes k tokens per round", True,
+            True, by_mlx_lm=True),
+    _legacy("draft", "draft", "mlxdraft's own speculative loop: a draft model proposes k tokens per round, exact "
+            "speculative sampling at temperature > 0", True, True),
+    _legacy("draft-adaptive", "draft-adaptive", "a draft model proposes up to k tokens per round, stopping after a "
+            "token it is less than `threshold` sure of (calibrated by recent acceptance)", True, True, fixed_k=False,
+            defaults={"threshold": 0.4, "calibrate": True}),
+    _legacy("prompt-lookup", "prompt lookup", "no draft model: proposes up to k tokens that followed the last n "
+            "tokens' most recent earlier occurrence in prompt + output (n = 3, falling back to 2, 1)", False, True,
+            fixed_k=False, defaults={"ngram_max": 3, "ngram_min": 1}),
+)}
+
+
+def unknown_method(key: str) -> dict:
+    """What is assumed of a method a file names but does not describe (only a hand-made older file can): it takes
+    a draft and k, and the speedup model does not apply."""
+    return {"key": key, "label": key, "summary": "not described in this results file", "needs_draft": True,
+            "uses_k": True, "defaults": {}, "lossless_at_temp_0": True, "fixed_k": False, "native_engine": None,
+            "speculative": True}
+
+
 # --- the tables ---------------------------------------------------------------------------------
 
 HEADER = table({"schema_version": one_of(*SCHEMA_VERSIONS), "kind": one_of(*KINDS)})
@@ -232,7 +266,40 @@ GROUP = table({  # one target + draft of a sweep
     "retry": Optional(boolean),
     "pruned": Optional(list_of(table({"method": text, "num_draft_tokens": whole(0), "after_units": whole(0),
                                       "reason": text}))),
+    "engine": Optional(text),  # the engine that measured the group (sweeps of several engines)
+    "methods": Optional(list_of(text)),  # the plan's methods that engine runs
+    "predictions": Optional(nullable(list_of(table({  # schema 3: prediction.Prediction, fitted when measured
+        "method": text, "draft": nullable(text), "k": whole(1), "decode_speedup": number(0),
+        "low": nullable(number(0)), "high": nullable(number(0)), "e2e_speedup": nullable(number(0)),
+        "e2e_low": nullable(number(0)), "e2e_high": nullable(number(0)),
+        "expected_tokens_per_round": number(0), "round_s": number(0), "units": Optional(whole(0)),
+        "confidence": Optional(number(0)),
+    })))),
 })
+
+METHOD = table({  # Method.describe(), recorded when it was measured (schema 3)
+    "key": text,
+    "label": text,
+    "summary": text,
+    "needs_draft": boolean,
+    "uses_k": boolean,
+    "fixed_k": boolean,
+    "lossless_at_temp_0": boolean,
+    "defaults": Optional(mapping_of(lambda value, where: None)),  # parameters: any JSON value
+    "native_engine": Optional(nullable(text)),
+})
+
+ENGINE = table({  # engine.describe() (schema 3)
+    "name": text,
+    "label": Optional(text),
+    "capabilities": Optional(table({})),
+})
+
+METADATA = {  # schema 3: what the file's methods and engines were, and how to run each setup, when measured
+    "methods": mapping_of(METHOD),
+    "engines": mapping_of(ENGINE),
+    "commands": mapping_of(list_of(text)),  # "target | draft | method | k" -> shell commands
+}
 
 SWEEP = table({  # sweeps, and pairs from schema 2 on
     "plan": table({
@@ -245,6 +312,8 @@ SWEEP = table({  # sweeps, and pairs from schema 2 on
         "methods": Optional(list_of(text)),  # from 0.2
         "method_params": Optional(mapping_of(mapping_of(number()))),
         "engine": Optional(text),
+        "engines": Optional(list_of(text)),  # every engine measured side by side
+        "engine_order": Optional(text),  # how groups of different engines were measured ("sequential")
         "strategy": Optional(one_of("exhaustive", "smart")),
         "objective": Optional(one_of("e2e", "decode")),
         "order": Optional(one_of("fixed", "random")),  # within each unit; older files: fixed (baseline first)
@@ -290,6 +359,8 @@ def _first_non_finite(value, where: str) -> None:
 def _check(data: dict) -> None:
     if data["kind"] == "sweep" or data["schema_version"] >= 2:
         SWEEP(data, "")
+        if data["schema_version"] >= 3:
+            table(METADATA)(data, "")
         for key, record in data["groups"].items():
             _prompts_exist(record["samples"], f"groups[{json.dumps(key, ensure_ascii=False)}].samples",
                            data["plan"]["prompts"])

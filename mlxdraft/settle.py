@@ -21,16 +21,17 @@ prompt it has narrows nothing about prompts like these):
   own upper bound at or above 1.00x): "no gain" needs each one surely slower.
 
 A round measures one unit these setups missed (the first in the plan's order), then the verdict is judged
-again: settling stops as soon as the verdict is decided (on SmolLM2 one unit often does it, where catching up
-all four cost four times the runs), and it ends because every round leaves fewer units missed. Everything
-here is decided from the saved samples alone: an interrupted sweep resumes by judging again.
+again (from the per-unit estimates of module `estimates`, by the verdict rule the report applies, without the
+report's analysis): settling stops as soon as the verdict is decided (on SmolLM2 one unit often does it,
+where catching up all four cost four times the runs), and it ends because every round leaves fewer units
+missed. Everything here is decided from the saved samples alone: an interrupted sweep resumes by judging again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import SweepCase, analyse_sweep, unit_of
+from .estimates import SetupEstimate, judge_target, unit_of
 from .results import GroupRecord, Results
 from .stats import estimate_ratio, units_to_decide
 
@@ -74,16 +75,16 @@ def drop_unpaired_baselines(record: GroupRecord, passes: int) -> int:
     return dropped
 
 
-def _own_high(case: SweepCase, objective: str) -> float:
-    estimate = case.comparison.speedup(objective) if case.comparison else None
+def _own_high(case: SetupEstimate, objective: str) -> float:
+    estimate = case.own(objective)
     return estimate.high if estimate and estimate.high is not None else float("inf")
 
 
 def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | None:
     """The next catch-up round for `target`, or None when its verdict is decided or nothing it hangs on
-    missed a unit."""
-    analysis = analyse_sweep(results, objective)
-    verdict = analysis.verdict(target, objective, _with_other=False)
+    missed a unit. Decided from the per-unit estimates alone (`estimates.judge_target`: the verdict rule a report
+    applies), with no report analysis and no predictions."""
+    verdict, cases = judge_target(results, target, objective)
     # a "speculative" verdict that chose a setup other than the fastest, because the fastest (tied with it) was
     # measured on fewer prompts, is settled too: its choice hangs on the late leader
     recommends_slower = (verdict.kind == "speculative" and verdict.leader is not None
@@ -93,29 +94,28 @@ def next_catch_up(results: Results, target: str, objective: str) -> CatchUp | No
     passes = results.plan.settings.runs
     records = {(r.target, r.draft): (key, r) for key, r in results.groups.items() if r.status == "done"}
 
-    cases = [c for c in analysis.measured(target) if c.ratios.get(objective)]
     # the prompt is the unit of replication: a unit counts as missed only when the setup has no run of its prompt
     # at all (another pass of a prompt it has would narrow nothing about prompts like these)
     missing = {id(c): [unit for unit in missed_units(records[(c.target, c.draft)][1], (c.method, c.num_draft_tokens),
                                                       passes) if unit[0] not in c.ratios[objective]]
                if (c.target, c.draft) in records else [] for c in cases}
 
-    def missed(case: SweepCase) -> list[tuple[int, int]]:
+    def missed(case: SetupEstimate) -> list[tuple[int, int]]:
         return missing.get(id(case), [])
 
     leader, estimate = verdict.leader, verdict.verdict.estimate if verdict.verdict else None
     candidates = verdict.verdict.candidates if verdict.verdict else 1
     why = ""
 
-    def would_show_gain(case: SweepCase) -> bool:
+    def would_show_gain(case: SetupEstimate) -> bool:
         widened = estimate_ratio(list(case.ratios[objective].values()), candidates=candidates)
         total = units_to_decide(widened) if widened and widened.geomean > 1.0 else None
         gained = len({unit[0] for unit in missed(case)})  # prompts it has no run of (the ratios are per prompt)
         return total is not None and total <= widened.n + gained
 
-    def promising() -> list[SweepCase]:
+    def promising() -> list[SetupEstimate]:
         return sorted((c for c in verdict.tied if missed(c) and would_show_gain(c)),
-                      key=lambda c: -c.comparison.speedup(objective).geomean)
+                      key=lambda c: -c.own(objective).geomean)
 
     if leader is not None and missed(leader):
         # with the leader, its group's other late setups: measured on the same prompts as the leader, any

@@ -13,48 +13,105 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .analysis import draft_token_s
-from .catalog import CatalogEntry, family_entries, sensible_pair
+from .catalog import CatalogEntry, family_entries, precision_matches, sensible_pair
 from .engines import DEFAULT_ENGINE, Engine, get_engine
 from .errors import IncompatibleModelsError, InvalidInputError, MlxdraftError, ResumeMismatchError
+from .estimates import draft_token_s, fit_group_predictions, stored_predictions
 from .files import ResultsLock, write_json_atomic
 from .measure import MeasureSettings, RunSample, Variant, iter_interleaved_runs, measure_run, warm_up
 from .memory import MemoryBudget, fits
 from .methods import METHODS, Method, get_method
 from .order import DESIGN as ORDER_DESIGN
 from .order import unit_order
+from .precision import bits_word
 from .prediction import predict_setups
 from .prompts import Prompt
 from .race import MIN_UNITS_FOR_RACE, Race, earlier_rivals, leader_floor
+from .recording import record_commands, record_methods
 from .results import GroupRecord, PlanRecord, Results, command_line, group_key, load_results, now_iso
 from .settle import drop_unpaired_baselines, next_catch_up
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model named for the sweep; catalog facts when it came from a model list."""
+    """A model named for the sweep; catalog facts when it came from a model list. `engine`: the engine
+    that reads its files (None: the plan's first engine)."""
 
     name: str
     params_b: float | None = None
     precision: str | None = None
     size_gb: float | None = None
+    engine: str | None = None
+    family: str | None = None
+    size: str | None = None  # the model lists' size label ("7b")
 
     @classmethod
     def from_entry(cls, entry: CatalogEntry) -> ModelChoice:
-        return cls(entry.name, entry.params_b, entry.precision, entry.size_gb)
+        return cls(entry.name, entry.params_b, entry.precision, entry.size_gb,
+                   entry.engine, entry.family, entry.size_label)
+
+    def facts(self) -> dict:
+        """What a results file records about the model beside its files: its engine and, from a model list,
+        its family, size and precision (reports compare engines by size and bit width)."""
+        facts = {"engine": self.engine, "family": self.family, "size_label": self.size, "params_b": self.params_b,
+                 "list_precision": self.precision}
+        return {key: value for key, value in facts.items() if value is not None}
 
 
-def normal_precision(text: str) -> str:
-    """The model lists' spelling of a precision: q8 and 8-bit are 8bit, f16 is fp16, and so on."""
-    text = text.strip().lower().replace("-", "")
-    if text.startswith("q") and text[1:].isdigit():
-        return f"{text[1:]}bit"
-    return {"f16": "fp16", "f32": "fp32", "float16": "fp16", "float32": "fp32", "bfloat16": "bf16"}.get(text, text)
+# The speculative method measured when none is named, per engine (an engine not listed: "mlx-lm" when it runs it,
+# else the first speculative method it declares).
+DEFAULT_METHODS = {"mlx-lm": "mlx-lm", "llama.cpp": "llama.cpp-draft"}
+
+
+def engine_of_path(name: str) -> str | None:
+    """The engine that reads a model given by path: a .gguf file is llama.cpp's, a folder with config.json
+    mlx-lm's; None for anything else (a repo id, a short name)."""
+    try:
+        path = Path(name).expanduser()
+        if path.suffix.lower() == ".gguf":
+            return "llama.cpp"
+        if path.is_dir() and (path / "config.json").is_file():
+            return "mlx-lm"
+    except (OSError, ValueError):  # a name too long to be a path, or one holding a NUL
+        pass
+    return None
+
+
+def supports(engine, method: Method) -> bool:
+    return engine.supports(method)
+
+
+def can(engine, capability: str) -> bool:
+    """Whether an engine declares a capability (engines.base.Capabilities: "forward_timing",
+    "memory_estimate", ...); an engine from before capabilities were declared could do everything."""
+    capabilities = getattr(engine, "capabilities", None)
+    return True if capabilities is None else bool(getattr(capabilities, capability, False))
+
+
+def default_methods(engines: list) -> list[Method]:
+    """The speculative methods measured when --methods is not given: each engine's default, in order."""
+    keys = []
+    for engine in engines:
+        key = DEFAULT_METHODS.get(engine.name)
+        if key is None:
+            declared = getattr(getattr(engine, "capabilities", None), "methods", None)
+            speculative = [k for k in declared or () if k != "baseline" and k in METHODS]
+            key = "mlx-lm" if declared is None or "mlx-lm" in speculative or not speculative else speculative[0]
+        keys.append(key)
+    return [get_method(key) for key in dict.fromkeys(keys)]
+
+
+def check_methods(methods: list[Method], engines: list) -> None:
+    """Every method must be run by one of the engines: one Error line names the first that is not."""
+    for method in methods:
+        if not any(supports(engine, method) for engine in engines):
+            names = " or ".join(f"the {engine.name} engine" for engine in engines)
+            raise InvalidInputError(f"{names} cannot run the {method.key} method")
 
 
 def _matches(entry: CatalogEntry, sizes: list[str], precisions: list[str]) -> bool:
     return ((not sizes or entry.size_label in [s.lower() for s in sizes])
-            and (not precisions or entry.precision in [normal_precision(p) for p in precisions]))
+            and (not precisions or any(precision_matches(entry, p) for p in precisions)))
 
 
 def _choices_text(entries: list[CatalogEntry], role: str) -> str:
@@ -65,21 +122,29 @@ def _choices_text(entries: list[CatalogEntry], role: str) -> str:
 
 
 def choose_models(families: list[str], targets: list[str], drafts: list[str], target_sizes=(),
-                  target_precisions=(), draft_sizes=(), draft_precisions=()):
-    """(targets, drafts) as ModelChoices from families (filtered by size and precision) plus
-    explicitly named models."""
+                  target_precisions=(), draft_sizes=(), draft_precisions=(), engines: list[str] | None = None):
+    """(targets, drafts) as ModelChoices from families (filtered by size and precision, and by engine:
+    only entries of `engines`, default mlx-lm's) plus explicitly named models, each of which must belong
+    to one of `engines` when they are given."""
     if not families and not (targets and drafts):
         raise InvalidInputError("name what to sweep: --family F, or both --targets and --drafts")
     chosen_targets: list[ModelChoice] = []
     chosen_drafts: list[ModelChoice] = []
-    entries = [entry for family in families for entry in family_entries(family)]
+    wanted = list(engines or [DEFAULT_ENGINE])
+    entries = [entry for family in families for entry in family_entries(family)
+               if entry.engine in wanted]
     for entry in entries:
         if entry.can_target and _matches(entry, list(target_sizes), list(target_precisions)):
             chosen_targets.append(ModelChoice.from_entry(entry))
         if entry.can_draft and _matches(entry, list(draft_sizes), list(draft_precisions)):
             chosen_drafts.append(ModelChoice.from_entry(entry))
-    chosen_targets += [choice_for_name(name) for name in targets]
-    chosen_drafts += [choice_for_name(name) for name in drafts]
+    named = [choice_for_name(name, wanted[0]) for name in targets + drafts]
+    for choice in named:
+        if engines and choice.engine not in engines:
+            raise InvalidInputError(f"{choice.name} is a model of the {choice.engine} engine, not of "
+                                    f"{', '.join(engines)}; add {choice.engine} to --engines")
+    chosen_targets += named[:len(targets)]
+    chosen_drafts += named[len(targets):]
     if not chosen_targets:
         raise InvalidInputError("no targets left to sweep; loosen --target-sizes/--target-precisions "
                                 f"({_choices_text(entries, 'target')})")
@@ -96,19 +161,41 @@ def _is_folder(name: str) -> bool:
         return False
 
 
-def choice_for_name(name: str) -> ModelChoice:
-    """A model the user named: with its list facts when it is a short name; a folder by its
-    absolute path, so that a results file means the same models from any working directory."""
+def choice_for_name(name: str, engine: str | None = None) -> ModelChoice:
+    """A model the user named: with its list facts (and engine) when it is a short name; a folder or
+    file by its absolute path, so that a results file means the same models from any working
+    directory, and of the engine that reads it (`engine_of_path`); else of `engine` (default mlx-lm)."""
     if ":" in name and "/" not in name:
         from .catalog import find_entry
 
         return ModelChoice.from_entry(find_entry(name))
-    if name.startswith((".", "/", "~")) or _is_folder(name):
+    if name.startswith((".", "/", "~")) or _is_folder(name) or name.lower().endswith(".gguf"):
         from .errors import ModelNotFoundError
         from .paths import expand_user
 
-        return ModelChoice(str(expand_user(name, "model folder", ModelNotFoundError).absolute()))
-    return ModelChoice(name)
+        path = str(expand_user(name, "model folder", ModelNotFoundError).absolute())
+        return ModelChoice(path, engine=engine_of_path(path) or engine or DEFAULT_ENGINE)
+    return ModelChoice(name, engine=engine or DEFAULT_ENGINE)
+
+
+def pair_choices(target: str, draft: str | None, engine: str | None = None) -> tuple[ModelChoice, ModelChoice | None]:
+    """A target and its draft as `pair` and `generate` measure them: on `engine`, or on the engine that
+    reads the target; a draft must run on the target's engine."""
+    target_choice = choice_for_name(target, engine)
+    if engine and target_choice.engine != engine:
+        raise InvalidInputError(f"{target} is a model of the {target_choice.engine} engine, not of {engine}; "
+                                f"name another model or --engine {target_choice.engine}")
+    engine = target_choice.engine
+    draft_choice = choice_for_name(draft, engine) if draft else None
+    if draft_choice and draft_choice.engine != engine:
+        raise InvalidInputError(f"the draft {draft} is a model of the {draft_choice.engine} engine and the target "
+                                f"{target} of {engine}; a draft runs on its target's engine")
+    return target_choice, draft_choice
+
+
+def engines_of(choices: list[ModelChoice]) -> list[str]:
+    """The engines of the chosen models, in order (mlx-lm when none says)."""
+    return list(dict.fromkeys(choice.engine or DEFAULT_ENGINE for choice in choices)) or [DEFAULT_ENGINE]
 
 
 def _unique(choices: list[ModelChoice]) -> list[ModelChoice]:
@@ -127,7 +214,8 @@ class Group:
 
     target: ModelChoice
     draft: ModelChoice | None
-    methods: tuple[Method, ...] = ()  # speculative methods measured here
+    methods: tuple[Method, ...] = ()  # speculative methods measured here (those its engine runs)
+    engine: str = DEFAULT_ENGINE  # the engine that loads and runs target and draft
 
     @property
     def key(self) -> str:
@@ -141,6 +229,11 @@ class Group:
         return setups
 
 
+# How groups of different engines are measured: "sequential", one engine's groups after the other's on the same
+# prompts (not interleaved per prompt), so a ratio between engines can include drift between their times.
+ENGINE_ORDER = "sequential"
+
+
 @dataclass
 class SweepPlan:
     targets: list[ModelChoice]
@@ -152,25 +245,65 @@ class SweepPlan:
     kind: str = "sweep"  # "pair": exactly one group, the target with the draft the user named (or none)
     methods: list[Method] = field(default_factory=lambda: [get_method("mlx-lm")])
     method_params: dict[str, dict] = field(default_factory=dict)  # only parameters the user set
-    engine: str = DEFAULT_ENGINE
+    engine: str = DEFAULT_ENGINE  # the first of `engines` (older callers name one engine here)
     strategy: str = "exhaustive"  # "smart": each group a race that measures only what can still win
     objective: str = "e2e"  # what the race is run on
+    engines: list[str] | None = None  # every engine measured, side by side (default: [engine])
+    # engine name -> engine object, overriding the registry (SweepRun fills it; tests pass fakes)
+    engine_objects: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.engines = list(dict.fromkeys(self.engines or [self.engine]))
+        self.engine = self.engines[0]
+
+    def engine_for(self, name: str):
+        """The engine object of an engine name: the override given, else the registry's."""
+        return self.engine_objects.get(name) or get_engine(name)
+
+    def engine_of(self, choice: ModelChoice) -> str:
+        return choice.engine or self.engines[0]
+
+    def _runs(self, engine: str, method: Method) -> bool:
+        try:
+            return supports(self.engine_for(engine), method)
+        except MlxdraftError:  # an engine not registered here: the run names it
+            return True
+
+    def measuring_order(self) -> list[ModelChoice]:
+        """The targets in the order they are measured: as chosen; with several engines, each target right after
+        the first one of the same size and bit width (smollm2:fp16, then smollm2:f16), engines in the order
+        given, so that the runs an engine ratio pairs are measured close in time (though not interleaved)."""
+        if len(self.engines) < 2:
+            return list(self.targets)
+        rank = {engine: index for index, engine in enumerate(self.engines)}
+
+        def row(target: ModelChoice):
+            size = target.size or (f"{target.params_b:g}b" if target.params_b else None)
+            bits = bits_word(target.precision)
+            return (target.family, size, bits) if size and bits else (target.name,)
+        first: dict = {}
+        for index, target in enumerate(self.targets):
+            first.setdefault(row(target), index)
+        return sorted(self.targets, key=lambda t: (first[row(t)], rank.get(self.engine_of(t), len(rank))))
 
     def groups(self) -> list[Group]:
-        """Each target with every draft that is not itself and not larger than it, for the methods
-        that take a draft; alone for the methods that take none, and alone (for its baseline) when
-        no draft suits it."""
-        with_draft = tuple(m for m in self.methods if m.needs_draft)
-        alone = tuple(m for m in self.methods if not m.needs_draft)
-        if self.kind == "pair":
-            draft = self.drafts[0] if self.drafts else None
-            return [Group(self.targets[0], draft, tuple(self.methods) if draft else alone)]
+        """Each target with every draft of its own engine that is not itself and not larger than it,
+        for the methods that take a draft; alone for the methods that take none, and alone (for its
+        baseline) when no draft suits it. A group measures the methods its engine runs."""
         groups = []
-        for target in self.targets:
-            drafts = [draft for draft in self.drafts if sensible_pair(target, draft)] if with_draft else []
-            paired = [Group(target, draft, with_draft) for draft in drafts]
+        for target in self.measuring_order() if self.kind != "pair" else self.targets[:1]:
+            engine = self.engine_of(target)
+            runs = tuple(m for m in self.methods if self._runs(engine, m))
+            with_draft = tuple(m for m in runs if m.needs_draft)
+            alone = tuple(m for m in runs if not m.needs_draft)
+            if self.kind == "pair":
+                draft = self.drafts[0] if self.drafts else None
+                return [Group(target, draft, runs if draft else alone, engine)]
+            drafts = [draft for draft in self.drafts
+                      if self.engine_of(draft) == engine and sensible_pair(target, draft)] if with_draft else []
+            paired = [Group(target, draft, with_draft, engine) for draft in drafts]
             if alone or not paired:
-                paired.append(Group(target, None, alone))
+                paired.append(Group(target, None, alone, engine))
             groups += paired
         return groups
 
@@ -198,11 +331,17 @@ class SweepPlan:
             objective=self.objective,
             memory_budget_gb=round(self.budget.gb, 3),
             order=ORDER_DESIGN,
+            engines=list(self.engines),
+            engine_order=ENGINE_ORDER,
         )
 
-    def predicts(self) -> bool:
-        """Whether the speedup model applies: a fixed-k method tried (timing costs a few passes)."""
-        return any(m.fixed_k and m.uses_k for m in self.methods)
+    def predicts(self, engine=None) -> bool:
+        """Whether the speedup model applies: a fixed-k method tried (timing costs a few passes); with an
+        engine, a fixed-k method it runs, and an engine that can time forward passes."""
+        if engine is None:
+            return any(m.fixed_k and m.uses_k for m in self.methods)
+        return can(engine, "forward_timing") and any(m.fixed_k and m.uses_k and supports(engine, m)
+                                                     for m in self.methods)
 
     def units(self) -> list[tuple[int, int]]:
         """(prompt_index, pass_index) of every unit, in measuring order."""
@@ -254,15 +393,27 @@ class SweepEvent:
     eta_basis: str | None = None  # set when the ETA is a rough estimate: what it comes from ("the first run")
 
 
-def new_results(plan: SweepPlan, engine: Engine, command: list[str] | None = None) -> Results:
-    return Results(kind=plan.kind, plan=plan.record(), **engine.environment(),
+def environment(engines: list[Engine]) -> dict:
+    """{"machine", "versions"}: the first engine's, with every other engine's versions added."""
+    first = engines[0].environment()
+    versions = dict(first.get("versions") or {})
+    for engine in engines[1:]:
+        for name, version in (engine.environment().get("versions") or {}).items():
+            versions.setdefault(name, version)
+    return {**first, "versions": versions}
+
+
+def new_results(plan: SweepPlan, engine: Engine, command: list[str] | None = None,
+                engines: list[Engine] | None = None) -> Results:
+    return Results(kind=plan.kind, plan=plan.record(), **environment(engines or [engine]),
                    memory_budget={"gb": plan.budget.gb, "source": plan.budget.source}, command=command)
 
 
 # A plan's fields as the options that set them, for the --resume check's message.
 _OPTIONS = {"max_tokens": "--max-tokens", "runs": "--runs", "warmup": "--warmup", "temp": "--temp",
             "top_p": "--top-p", "top_k": "--top-k", "min_p": "--min-p", "seed": "--seed",
-            "num_draft_tokens": "-k", "methods": "--methods", "engine": "--engine", "strategy": "--strategy",
+            "num_draft_tokens": "-k", "methods": "--methods", "engine": "--engine", "engines": "--engines",
+            "strategy": "--strategy",
             "objective": "--objective"}
 
 
@@ -335,13 +486,14 @@ PERMANENT_FAILURES = (IncompatibleModelsError,)  # (a tokenizer mismatch found b
 
 
 def open_results(plan: SweepPlan, engine: Engine, output: Path, resume: bool,
-                 force: bool = False, command: list[str] | None = None) -> tuple[Results, int]:
+                 force: bool = False, command: list[str] | None = None,
+                 engines: list[Engine] | None = None) -> tuple[Results, int]:
     """The results to continue (fresh ones, or the saved ones after checking their plan), and how
     many failed or skipped groups were set back to pending to be tried again. `command`, the
     command line measuring now, is recorded in a file it starts."""
     output = Path(output)
     if not output.exists() or force:  # --resume on a missing file simply starts the sweep
-        return new_results(plan, engine, command), 0
+        return new_results(plan, engine, command, engines), 0
     if not resume:
         raise InvalidInputError(
             f"{output} already exists; pass --resume to continue it, --force to replace it, "
@@ -422,20 +574,26 @@ class SweepRun:
     allow_download: bool = True
     raise_errors: bool = False  # pair: a group that cannot be measured is an error, not a record
     progress: Callable[[str], None] | None = None  # one-line messages about downloads and builds
-    engine: Engine | None = None  # default: the plan's engine from the registry
+    engine: Engine | None = None  # one engine for a one-engine plan (default: the plan's engine from the registry)
     results: Results | None = None
     retried: int = 0
     command: list[str] | None = None  # the command line measuring, recorded in a file it starts
+    engines: dict[str, Engine] = field(default_factory=dict)  # engine name -> engine, beside the registry's
     _group: Group | None = field(default=None, init=False, repr=False)  # the group being measured
 
     def __post_init__(self):
-        self.engine = self.engine or get_engine(self.plan.engine)
+        if self.engine is not None and len(self.plan.engines) == 1:
+            self.engines.setdefault(self.plan.engines[0], self.engine)
+        self.engines.update({name: self.engines.get(name) or self.plan.engine_for(name) for name in self.plan.engines})
+        self.plan.engine_objects.update(self.engines)
+        self.engine = self.engines[self.plan.engines[0]]
 
     def _race(self, group: Group, index: int, target, variants: list[Variant], encoded: list[list[int]],
               params: dict) -> Iterator[RunSample | str]:
         """Measure a group as a race (module `race`): yields each measured sample (the caller saves it
         before the next decision) and one line of news whenever the race changes."""
         plan, results = self.plan, self.results
+        engine = self.engines[group.engine]
         record = results.groups[group.key]
         by_setup = {v.key: v for v in variants}
         earlier = [g for key, g in results.groups.items()
@@ -463,14 +621,14 @@ class SweepRun:
         elif plan.settings.warmup:
             warm = [by_setup[("baseline", 0)]] + [by_setup[s] for s in race.probe_setups()]
             yield f"warming up: {plan.settings.warmup} short run(s) of each of {len(warm)} variants"
-            warm_up(self.engine, target, warm, encoded[0], plan.settings, params, self._watch)
+            warm_up(engine, target, warm, encoded[0], plan.settings, params, self._watch)
         news = {p.reason for p in state.pruned}
         while not state.finished(len(units)):
             prompt_index, pass_index = units[state.units_done]
             ordered = unit_order(plan.settings.seed, group.key, (prompt_index, pass_index),
                                  [("baseline", 0)] + state.alive)
             for position, setup in enumerate(ordered):
-                sample = measure_run(self.engine, target, by_setup[setup], plan.prompts[prompt_index],
+                sample = measure_run(engine, target, by_setup[setup], plan.prompts[prompt_index],
                                      encoded[prompt_index], prompt_index, pass_index, plan.settings,
                                      params.get(setup[0]), self._watch)
                 sample.position = position
@@ -545,6 +703,20 @@ class SweepRun:
             stop.set()
             thread.join()
 
+    def _record_metadata(self) -> None:
+        """What the file must say about its methods and engines to render anywhere (module `recording`); a file
+        of an older schema, resumed, gets the commands of the groups it measured before."""
+        record_methods(self.results, [self.engines[name] for name in self.plan.engines], self.plan.methods)
+        if not self.results.commands_recorded:
+            for group in self.plan.groups():
+                if self.results.groups.get(group.key) and self.results.groups[group.key].status == "done":
+                    self._record_commands(group)
+            self.results.commands_recorded = True
+
+    def _record_commands(self, group: Group) -> None:
+        record_commands(self.results, self.engines[group.engine], group.target.name,
+                        group.draft.name if group.draft else None, group.setups(self.plan.num_draft_tokens))
+
     def save(self) -> None:
         if self.output is not None:
             self.results.updated_at = now_iso()
@@ -555,12 +727,14 @@ class SweepRun:
         if lock:
             lock.acquire()
         try:
+            engines = [self.engines[name] for name in self.plan.engines]
             if self.output is not None:
                 self.results, self.retried = open_results(self.plan, self.engine, self.output, self.resume,
-                                                          self.force, self.command)
+                                                          self.force, self.command, engines)
             else:
-                self.results = new_results(self.plan, self.engine, self.command)
-            self.results.sessions.append({"started_at": now_iso(), **self.engine.environment()})
+                self.results = new_results(self.plan, self.engine, self.command, engines)
+            self.results.sessions.append({"started_at": now_iso(), **environment(engines)})
+            self._record_metadata()
             self.save()
             yield from self._measure()
         finally:
@@ -568,7 +742,9 @@ class SweepRun:
                 lock.release()
 
     def _measure(self) -> Iterator[SweepEvent]:
-        plan, results, engine = self.plan, self.results, self.engine
+        plan, results = self.plan, self.results
+        engine_name = plan.engines[0]
+        engine = self.engines[engine_name]  # the engine of the group being measured
         groups = plan.groups()
         runs_total = plan.total_runs()
         clock = _Clock()
@@ -583,21 +759,34 @@ class SweepRun:
                               eta_s, message, sample, repeated, at_most=plan.strategy == "smart", eta_basis=basis)
 
         def resolve(name):
-            if name not in resolved:
+            key = (engine_name, name)
+            if key not in resolved:
                 try:
-                    resolved[name] = engine.resolve(name, allow_download=self.allow_download,
-                                                    progress=self.progress)
+                    resolved[key] = engine.resolve(name, allow_download=self.allow_download,
+                                                   progress=self.progress)
                 except MlxdraftError as exc:
-                    resolved[name] = exc
-            if isinstance(resolved[name], MlxdraftError):
-                raise resolved[name]
-            return resolved[name]
+                    resolved[key] = exc
+            if isinstance(resolved[key], MlxdraftError):
+                raise resolved[key]
+            return resolved[key]
+
+        def on_engine() -> str:
+            """" on llama.cpp" in a sweep of several engines, where a loading line says which loads it."""
+            return f" on {engine_name}" if len(plan.engines) > 1 else ""
+
+        def use_engine(group: Group) -> None:
+            """Measure with the group's engine from here on; the models the other engine holds are freed first."""
+            nonlocal engine, engine_name, loaded_target
+            if group.engine != engine_name:
+                loaded_target = None
+                engine.free_memory()
+                engine_name, engine = group.engine, self.engines[group.engine]
 
         def settle(target_name: str) -> Iterator[SweepEvent]:
             """Once every group of a target is measured, the runs that settle a verdict its races left
             open (module `settle`): each saved before the next decision, like a race's. Rounds of one group
             keep its draft loaded and warm."""
-            nonlocal loaded_target, runs_done, runs_total
+            nonlocal loaded_target, runs_done, runs_total, engine
             if plan.strategy != "smart":
                 return
             for record in results.groups.values():
@@ -612,6 +801,9 @@ class SweepRun:
                                         if g.key == catch_up.group_key)
                     record = results.groups[group.key]
                     self._group = group
+                    if group.engine != engine_name:
+                        use_engine(group)
+                        draft_key, draft, encoded = None, None, None
                     runs_total += catch_up.total_runs
                     yield event("race", index, group, f"settling {target_name}: {catch_up.reason}")
                     try:
@@ -619,7 +811,7 @@ class SweepRun:
                         if loaded_target is None or loaded_target.name != target_name:
                             loaded_target, draft_key, draft = None, None, None
                             engine.free_memory()
-                            yield event("loading", index, group, f"loading target {target_name}")
+                            yield event("loading", index, group, f"loading target {target_name}{on_engine()}")
                             with self._heartbeat(f"loading target {target_name}"):
                                 loaded_target = engine.load(target_source)
                         if group.key != draft_key:
@@ -628,7 +820,7 @@ class SweepRun:
                             engine.free_memory()
                             if group.draft:
                                 draft_source = resolve(group.draft.name)
-                                yield event("loading", index, group, f"loading draft {group.draft.name}")
+                                yield event("loading", index, group, f"loading draft {group.draft.name}{on_engine()}")
                                 with self._heartbeat(f"loading draft {group.draft.name}"):
                                     draft = (loaded_target if draft_source.path == target_source.path
                                              else engine.load(draft_source))
@@ -674,12 +866,14 @@ class SweepRun:
                 yield from settle(groups[index - 2].target.name)
             runs_after_group = runs_done + plan.runs_in(group)
             record = results.groups.setdefault(
-                group.key, GroupRecord(group.target.name, group.draft.name if group.draft else None))
+                group.key, GroupRecord(group.target.name, group.draft.name if group.draft else None,
+                                       engine=group.engine, methods=[m.key for m in group.methods]))
             if record.status != "pending":
                 runs_done = runs_after_group
                 continue
             draft = None
             self._group = group
+            use_engine(group)
             try:
                 reason = _precheck_sizes(plan, group)
                 if reason:
@@ -701,10 +895,11 @@ class SweepRun:
                 if loaded_target is None or loaded_target.name != group.target.name:
                     loaded_target = None
                     engine.free_memory()
-                    yield event("loading", index, group, f"loading target {group.target.name}")
+                    yield event("loading", index, group, f"loading target {group.target.name}{on_engine()}")
                     with self._heartbeat(f"loading target {group.target.name}"):
                         loaded_target = engine.load(target_source)
-                    results.models.setdefault(group.target.name, {}).update(loaded_target.record())
+                    results.models.setdefault(group.target.name, {}).update(
+                        {**loaded_target.record(), **group.target.facts(), "engine": group.engine})
                     for warning in loaded_target.warnings:
                         yield event("warning", index, group, f"{group.target.name}: {warning}")
                     yield event("probe", index, group, "measuring the target's memory alone (one plain generation)")
@@ -713,7 +908,7 @@ class SweepRun:
                     results.models[group.target.name]["alone_peak_memory_gb"] = probe.peak_memory_gb
                     if probe.round_end_s and not clock.measured_runs:
                         clock.probe_run_s = probe.round_end_s[-1]
-                    if plan.predicts() and engine.capabilities.forward_timing:
+                    if plan.predicts(engine):
                         widths = list(range(1, max(plan.num_draft_tokens) + 2))
                         yield event("probe", index, group, "timing the target's forward passes for the speedup model "
                                                            f"(n = 1..{widths[-1]}, {TIMING_REPEATS} repeats"
@@ -722,18 +917,18 @@ class SweepRun:
                             verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
                         results.models[group.target.name]["verify_s"] = {str(n): s for n, s in verify.items()}
                 if group.draft:
-                    yield event("loading", index, group, f"loading draft {group.draft.name}")
+                    yield event("loading", index, group, f"loading draft {group.draft.name}{on_engine()}")
                     same = draft_source.path == target_source.path
                     with self._heartbeat(f"loading draft {group.draft.name}"):
                         draft = loaded_target if same else engine.load(draft_source)
-                    results.models.setdefault(group.draft.name, {}).update(draft.record())
+                    results.models.setdefault(group.draft.name, {}).update(
+                        {**draft.record(), **group.draft.facts(), "engine": group.engine})
                     for warning in [] if same else draft.warnings:
                         yield event("warning", index, group, f"{group.draft.name}: {warning}")
                     engine.check_loaded(loaded_target, draft)
                     # once per sweep: a later target's group timing it again would change, on replay, the
                     # decisions an earlier group's race made with the first timing
-                    if (plan.predicts() and engine.capabilities.forward_timing and not same
-                            and "token_s" not in results.models[group.draft.name]):
+                    if plan.predicts(engine) and not same and "token_s" not in results.models[group.draft.name]:
                         yield event("probe", index, group, "timing the draft's forward pass of one token "
                                                            f"({TIMING_REPEATS} repeats)")
                         with self._heartbeat("timing the draft's forward pass"):
@@ -768,6 +963,8 @@ class SweepRun:
                     yield event("run", index, group, sample=item)
                 runs_done = runs_after_group  # a race that ended early leaves runs it will never need
                 record.status = "done"
+                self._record_commands(group)
+                record.predictions = stored_predictions(fit_group_predictions(results, record))  # fitted once
                 self.save()
                 yield event("done", index, group)
             except _Skip as skip_reason:

@@ -140,17 +140,20 @@ def plan_of(world: World, strategy: str, objective: str, seed: int) -> SweepPlan
 @contextlib.contextmanager
 def quick():
     """Faster, same decisions in kind: 200 timing resamples per speedup model instead of 1,000, and no predictions
-    for the reports (the verdict never reads them)."""
-    from mlxdraft import analysis, prediction
+    for the reports (the verdict never reads them): none fitted when a group is measured, nor when reading."""
+    from mlxdraft import analysis, prediction, sweep
 
     defaults, predict = dict(prediction.fit_model.__kwdefaults__), analysis._predict
+    fit = sweep.fit_group_predictions
     prediction.fit_model.__kwdefaults__["bootstrap_repeats"] = 200
     analysis._predict = lambda *args, **kwargs: None
+    sweep.fit_group_predictions = lambda *args, **kwargs: {}
     try:
         yield
     finally:
         prediction.fit_model.__kwdefaults__.update(defaults)
         analysis._predict = predict
+        sweep.fit_group_predictions = fit
 
 
 def run_sweep(world: World, strategy: str, objective: str, seed: int, engine=None):

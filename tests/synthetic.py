@@ -77,7 +77,7 @@ def make_state(speedups: dict, *, targets=("big",), drafts=("small", "tiny"), ks
                                    peak_memory_gb=1.0 + models[draft]["weights_gb"],
                                    category=f"cat{prompt_index % 2}")))
     settings = {"max_tokens": 32, "runs": runs, "warmup": 0, "temp": temp, "seed": 0, "fixed_length": True}
-    return {
+    return with_metadata({
         "schema_version": 2, "kind": "sweep", "created_at": "2026-11-29T00:00:00+00:00",
         "updated_at": "2026-11-29T00:00:00+00:00", "machine": MACHINE, "versions": VERSIONS,
         "memory_budget": {"gb": 24.0, "source": "--memory-gb"},
@@ -86,4 +86,22 @@ def make_state(speedups: dict, *, targets=("big",), drafts=("small", "tiny"), ks
                  "prompts": [{"category": f"cat{i % 2}", "text": f"prompt {i}"} for i in range(prompts)],
                  "memory_budget_gb": 24.0},
         "models": models, "groups": groups,
-    }
+    })
+
+
+def with_metadata(state: dict, engine: str = "mlx-lm") -> dict:
+    """`state` as schema 3 saves it: its methods and engine described, the commands of every measured setup
+    recorded (module `recording`, as the sweep records them), by the installed `engine`."""
+    from mlxdraft.engines import get_engine
+    from mlxdraft.methods import get_method
+    from mlxdraft.recording import record_commands, record_methods
+    from mlxdraft.results import Results
+
+    results = Results.from_dict(state)
+    record_methods(results, [get_engine(engine)], [get_method(key) for key in results.plan.methods])
+    for record in results.groups.values():
+        setups = dict.fromkeys((s.method, s.num_draft_tokens) for s in record.samples)
+        record_commands(results, get_engine(engine), record.target, record.draft,
+                        [(get_method(key), k) for key, k in setups])
+    return {**state, "schema_version": 3, "methods": results.methods, "engines": results.engines,
+            "commands": results.commands}

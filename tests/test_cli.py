@@ -35,7 +35,9 @@ def test_pair_json_parses_and_saves(tiny, tmp_path):
     # one prompt in three passes: n counts prompts (the unit of replication), not passes
     assert verdict["n"] == 1 and set(verdict) >= {"e2e_speedup", "decode_speedup", "tied", "candidates"}
     saved = json.loads(out.read_text())
-    assert saved["schema_version"] == 2 and saved["kind"] == "pair"
+    assert saved["schema_version"] == 3 and saved["kind"] == "pair"
+    assert set(saved["methods"]) == {"baseline", "mlx-lm"} and saved["engines"]["mlx-lm"]["capabilities"]["methods"]
+    assert [key.rsplit(" | ", 2)[1:] for key in saved["commands"]] == [["mlx-lm", "4"]]
     [group] = saved["groups"].values()
     assert len(group["samples"]) == 6
     assert saved["versions"]["mlx-lm"] and saved["machine"]["memory_gb"] > 0

@@ -47,4 +47,7 @@ def test_model_lists_load_through_importlib_resources(monkeypatch, tmp_path):
     names = [name for name, _ in bundled_lists()]
     assert names == sorted(path.name for path in (ROOT / "model_lists").glob("*.toml"))
     assert resources.files(BUNDLED_PACKAGE).joinpath("qwen2.5.toml").is_file()
-    assert {"qwen2.5", "qwen2.5-coder", "llama3", "smollm2"} <= set(load_catalog())
+    catalog = load_catalog()
+    assert {"qwen2.5", "qwen2.5-coder", "llama3", "smollm2"} <= set(catalog)
+    engines = {e.engine for entries in catalog.values() for e in entries}
+    assert engines == {"mlx-lm", "llama.cpp"}  # the GGUF entries ship in the same lists

@@ -91,7 +91,7 @@ SAMPLE3 = (*GROUP, "samples", 2)
 @pytest.mark.parametrize("change, message", [
     (setter("kind", value="bench"), 'kind must be one of pair, sweep, not "bench"'),
     (setter("kind", delete=True), "kind is missing"),
-    (setter("schema_version", value="1"), 'schema_version must be one of 1, 2, not "1"'),
+    (setter("schema_version", value="1"), 'schema_version must be one of 1, 2, 3, not "1"'),
     (setter("plan", value=[]), "plan must be an object, not a list"),
     (setter("plan", "settings", "max_tokens", value=0), "plan.settings.max_tokens must be at least 1, not 0"),
     (setter("plan", "settings", "runs", value=1.5), "plan.settings.runs must be a whole number, not 1.5"),
@@ -157,9 +157,9 @@ def test_not_a_results_file_and_newer_versions():
         assert str(excinfo.value) == (f"{PATH} is not an mlxdraft results file (it has no schema_version); pass a "
                                       "file written by `mlxdraft pair -o` or `mlxdraft sweep`")
     with pytest.raises(InvalidInputError) as excinfo:
-        check_results({**sweep_state(), "schema_version": 3}, PATH)
-    assert str(excinfo.value) == (f"results file {PATH} has schema version 3, newer than this mlxdraft reads "
-                                  "(1, 2); upgrade mlxdraft")
+        check_results({**sweep_state(), "schema_version": 4}, PATH)
+    assert str(excinfo.value) == (f"results file {PATH} has schema version 4, newer than this mlxdraft reads "
+                                  "(1, 2, 3); upgrade mlxdraft")
 
 
 def test_read_results_catches_nan_literals_and_broken_json(tmp_path):
@@ -198,3 +198,44 @@ def test_pairs_of_schema_2_use_the_sweep_layout():
     with pytest.raises(InvalidInputError) as excinfo:
         check_results(data, PATH)
     assert str(excinfo.value) == damaged("plan is missing")
+
+
+def schema_3_state():
+    data = {**sweep_state(), "schema_version": 3}
+    data["methods"] = {key: {"key": key, "label": key, "summary": "s", "needs_draft": key != "baseline",
+                             "uses_k": key != "baseline", "fixed_k": True, "lossless_at_temp_0": True,
+                             "defaults": {"threshold": 0.4, "calibrate": True}, "native_engine": None}
+                       for key in ("baseline", "mlx-lm")}
+    data["engines"] = {"mlx-lm": {"name": "mlx-lm", "label": "MLX", "capabilities": {"methods": ["baseline"]}}}
+    data["commands"] = {"t | d | mlx-lm | 2": ["mlx_lm.generate --model /m/t"]}
+    return data
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("methods"), "methods is missing"),
+    (lambda d: d.pop("commands"), "commands is missing"),
+    (lambda d: d["methods"]["mlx-lm"].pop("needs_draft"), 'methods["mlx-lm"].needs_draft is missing'),
+    (lambda d: d["methods"]["mlx-lm"].update(uses_k="yes"),
+     'methods["mlx-lm"].uses_k must be true or false, not "yes"'),
+    (lambda d: d["engines"]["mlx-lm"].update(capabilities=[]), 'engines["mlx-lm"].capabilities must be an object, '
+                                                               "not a list"),
+    (lambda d: d["commands"].update(x="mlx_lm.generate"), 'commands["x"] must be a list, not "mlx_lm.generate"'),
+])
+def test_schema_3_metadata_is_checked(change, message):
+    check_results(schema_3_state(), PATH)
+    data = schema_3_state()
+    change(data)
+    with pytest.raises(InvalidInputError) as excinfo:
+        check_results(data, PATH)
+    assert str(excinfo.value) == damaged(message)
+
+
+def test_older_schemas_need_no_metadata_and_read_the_frozen_method_table():
+    from mlxdraft.results import Results
+
+    check_results({**sweep_state(), "schema_version": 2}, PATH)  # no methods, engines or commands
+    results = Results.from_dict(sweep_state())
+    assert sorted(results.methods) == ["baseline", "mlx-lm"] and not results.commands_recorded
+    assert results.method_info("mlx-lm")["needs_draft"] and results.method_info("baseline")["by_mlx_lm"]
+    assert results.engines == {"mlx-lm": {"name": "mlx-lm", "label": "mlx-lm"}}
+    assert Results.from_dict(schema_3_state()).commands == {"t | d | mlx-lm | 2": ["mlx_lm.generate --model /m/t"]}

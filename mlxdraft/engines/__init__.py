@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from .base import Capabilities, Engine, LoadedModel, describe_engine
+from .llama_cpp import LlamaCppEngine
 from .mlx_lm import MlxLmEngine
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "Capabilities", "Engine", "LoadedModel", "describe_engine", "get_engine",
@@ -29,3 +30,4 @@ def get_engine(name: str = DEFAULT_ENGINE) -> Engine:
 
 
 register_engine(MlxLmEngine())
+register_engine(LlamaCppEngine())

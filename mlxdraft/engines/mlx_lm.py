@@ -56,7 +56,7 @@ class MlxLmEngine:
         except Exception:  # device_info is not available on every backend/version
             pass
         return {
-            "machine": {**machine_info(), "mlx_device": device},
+            "machine": {**machine_info(), "mlx_device": device, "mlx_generation": generation_environment()},
             "versions": {"python": platform.python_version(),
                          **{name: package_version(name) for name in ("mlx", "mlx-lm", "huggingface-hub", "mlxdraft")}},
         }
@@ -151,14 +151,17 @@ class MlxLmEngine:
         generation is seeded with settings.seed (mlx-lm's loops through MLX's global generator, as
         mlx_lm.generate is; the own loops through their own stream), and the global generator's
         state (the caller's) is given back afterwards. draft_s and target_s are the sums of the rounds'
-        when every round measured them (draft_s stays None for a method without a draft model)."""
+        when every round measured them (draft_s stays None for a method without a draft model).
+        Every generation runs as mlx_lm.generate runs one (`as_mlx_lm_generates`: the wired limit on
+        Metal, mlx-lm's generation stream; the clock starts inside it, as stream_generate's does), and
+        every loop prefills the prompt in chunks of mlx_lm.generate's step (`prefill_step_size`)."""
         import mlx.core as mx
 
         max_tokens = max_tokens or settings.max_tokens
         inputs = GenerationInputs(
             model=target.model, draft_model=draft.model if draft is not None else None, prompt=list(prompt_ids),
             max_tokens=max_tokens, num_draft_tokens=num_draft_tokens, sampling=settings.sampling,
-            params={**method.defaults, **(params or {})}, seed=settings.seed,
+            params={**method.defaults, **(params or {})}, seed=settings.seed, prefill_step_size=prefill_step_size(),
         )
         eos = set() if settings.fixed_length else set(target.tokenizer.eos_token_ids)
         tokens: list[int] = []
@@ -167,7 +170,7 @@ class MlxLmEngine:
         rounds: list[VerifyRound] = []
         draft_s, target_s = 0.0, 0.0
         finish_reason = "length"
-        with callers_random_state():
+        with callers_random_state(), as_mlx_lm_generates(target.model):
             mx.random.seed(settings.seed)  # mlx-lm's loops draw from the global generator, as mlx_lm.generate does
             mx.reset_peak_memory()
             start = time.perf_counter()
@@ -209,23 +212,25 @@ class MlxLmEngine:
                      repeats: int = 5) -> dict[int, list[float]]:
         """Seconds for one forward pass of n tokens (each n in `widths`) on top of a cache holding
         `context_ids`: the cost of a verify pass of width n (and, for a draft, of one token). The
-        widths are interleaved within every repeat, after one unmeasured pass of each."""
+        widths are interleaved within every repeat, after one unmeasured pass of each. Timed inside the
+        same wired limit and generation stream as the generations, so the speedup model predicts them."""
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-        cache = make_prompt_cache(loaded.model)
-        mx.eval(loaded.model(mx.array(context_ids)[None], cache=cache))
-        token = context_ids[-1]
-        seconds: dict[int, list[float]] = {n: [] for n in widths}
-        for repeat in range(repeats + 1):
-            for n in widths:
-                inputs = mx.array([[token] * n])
-                start = time.perf_counter()
-                mx.eval(loaded.model(inputs, cache=cache))
-                elapsed = time.perf_counter() - start
-                trim_prompt_cache(cache, n)
-                if repeat:
-                    seconds[n].append(elapsed)
+        with as_mlx_lm_generates(loaded.model):  # timed as the generations run: wired limit, generation stream
+            cache = make_prompt_cache(loaded.model)
+            mx.eval(loaded.model(mx.array(context_ids)[None], cache=cache))
+            token = context_ids[-1]
+            seconds: dict[int, list[float]] = {n: [] for n in widths}
+            for repeat in range(repeats + 1):
+                for n in widths:
+                    inputs = mx.array([[token] * n])
+                    start = time.perf_counter()
+                    mx.eval(loaded.model(inputs, cache=cache))
+                    elapsed = time.perf_counter() - start
+                    trim_prompt_cache(cache, n)
+                    if repeat:
+                        seconds[n].append(elapsed)
         return seconds
 
     # -- outside mlxdraft ------------------------------------------------------------------------
@@ -246,6 +251,78 @@ class MlxLmEngine:
             if value != method.defaults.get(key):
                 options += f" --param {key}={value}"
         return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'"]
+
+
+def _mlx_lm_generate_attribute(name: str):
+    """The module mlx_lm.generate's `name` (the package's `mlx_lm.generate` is the function), read at
+    call time (tests replace it), or None in mlx-lm versions without it."""
+    import importlib
+
+    try:
+        module = importlib.import_module("mlx_lm.generate")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+@contextlib.contextmanager
+def as_mlx_lm_generates(model):
+    """The context mlx_lm.stream_generate runs every generation in (and mlx_lm.generate through it):
+    mlx-lm's own `wired_limit(model, [generation_stream])`, which on Metal raises the wired-memory
+    limit to the recommended working set for the generation and, after it, synchronizes the stream
+    and sets the old limit back (elsewhere it does nothing); inside it, mlx-lm's `generation_stream`
+    as the default stream, where its generate_step computes, so every method's work (mlx-lm's
+    loops and the own ones alike) runs there. An mlx-lm without them: no limit, the default stream.
+    The warning wired_limit prints to stdout for a model close to the working set becomes a Python
+    warning instead (stderr, once: `--json | jq` stays valid and a sweep does not repeat it every run)."""
+    import io
+    import warnings
+
+    import mlx.core as mx
+
+    stream = _mlx_lm_generate_attribute("generation_stream")
+    wired_limit = _mlx_lm_generate_attribute("wired_limit")
+    with contextlib.ExitStack() as stack:
+        if wired_limit is not None:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                stack.enter_context(wired_limit(model, None if stream is None else [stream]))
+            if printed.getvalue().strip():
+                warnings.warn(f"mlx-lm: {printed.getvalue().strip()}", RuntimeWarning, stacklevel=3)
+        if stream is not None:
+            stack.enter_context(mx.stream(stream))
+        yield
+
+
+def prefill_step_size() -> int:
+    """Prompt tokens per prefill chunk for every loop: mlx_lm.generate's DEFAULT_PREFILL_STEP_SIZE,
+    which its command line and mlx_lm.server pass to generate_step and speculative_generate_step
+    alike (the latter's own default, 512, is what only Python callers of stream_generate get)."""
+    value = _mlx_lm_generate_attribute("DEFAULT_PREFILL_STEP_SIZE")
+    return value if isinstance(value, int) and value > 0 else 2048
+
+
+def generation_environment() -> dict:
+    """How as_mlx_lm_generates runs every generation here, for the results file: the wired limit
+    (bytes; None off Metal), the stream and mlx-lm's prefill step."""
+    import mlx.core as mx
+
+    try:
+        working_set = mx.device_info().get("max_recommended_working_set_size")
+    except Exception:  # device_info is not available on every backend/version
+        working_set = None
+    limit = None
+    if _mlx_lm_generate_attribute("wired_limit") is None:
+        wired = "none: this mlx-lm has no wired_limit"
+    elif working_set:
+        limit = int(working_set)
+        wired = f"{limit} bytes (Metal's recommended working set), set by mlx-lm's wired_limit per generation"
+    else:
+        wired = "not Metal: mlx-lm's wired_limit sets none"
+    stream = _mlx_lm_generate_attribute("generation_stream")
+    return {"wired_limit": wired, "wired_limit_bytes": limit,
+            "stream": "mlx-lm's generation_stream" if stream is not None else "the default stream",
+            "prefill_step_size": prefill_step_size()}
 
 
 class TokenPieces:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from ..suggest import did_you_mean
-from . import baseline, draft, draft_adaptive, mlx_lm, prompt_lookup
+from . import baseline, draft, draft_adaptive, llama_cpp, mlx_lm, prompt_lookup
 from .base import Method, Sampling
 
 __all__ = ["METHODS", "Method", "Sampling", "get_method", "parse_methods", "register"]
@@ -57,3 +57,5 @@ register(mlx_lm.METHOD)
 register(draft.METHOD)
 register(draft_adaptive.METHOD)
 register(prompt_lookup.METHOD)
+register(llama_cpp.DRAFT)
+register(llama_cpp.NGRAM)

@@ -350,6 +350,7 @@ def verdict_lines(verdict: TargetVerdict, analysis: SweepAnalysis, markdown: boo
     lines = [f"{name}{plain_sentence(verdict, analysis)}"]
     lines += [indent + line for line in evidence_lines(verdict, analysis)]
     lines += [indent + (f"`{command}`" if markdown else command) for command in verdict.commands]
+    lines += [indent + f"({verdict.commands_note})"] if verdict.commands_note else []
     return lines
 
 
@@ -628,8 +629,14 @@ SETUP_HEADERS = ["target", "setup", "end-to-end speedup", "decode speedup", "TTF
                  "acceptance", "memory added", "status"]
 
 
+def setup_headers(analysis: SweepAnalysis) -> list[str]:
+    """SETUP_HEADERS, with an engine column after the target's when the file measured several engines."""
+    return SETUP_HEADERS[:1] + ["engine"] + SETUP_HEADERS[1:] if analysis.several_engines else list(SETUP_HEADERS)
+
+
 def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
-    """One row per measured (target, setup, k), pruned or not, with its own (not widened) figures."""
+    """One row per measured (target, setup, k), pruned or not, with its own (not widened) figures (and the engine
+    that measured it, when the file measured several: `setup_headers`)."""
     rows = []
     for case in analysis.cases:
         c = case.comparison
@@ -641,6 +648,8 @@ def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
                      ttft(c.baseline_ttft_s), ttft(c.speculative_ttft_s), _percent(c.acceptance_rate),
                      f"{added:+.2f} GB" if added is not None else "n/a",
                      pruned_text(case, analysis) if case.pruned else f"measured, n={c.units} {n_unit(analysis)}"])
+        if analysis.several_engines:
+            rows[-1].insert(1, case.engine or analysis.plan.engine)
     return rows
 
 
@@ -764,6 +773,20 @@ def order_text(analysis: SweepAnalysis, target: str | None = None) -> str:
             "the random order spreads over every variant as noise)")
 
 
+def cross_order_text(analysis: SweepAnalysis) -> str:
+    from ..crossengine import ORDER_TEXTS
+
+    order = getattr(analysis.plan, "engine_order", None) or "sequential"
+    return ORDER_TEXTS.get(order, f"measured {order}")
+
+
+def cross_lines(analysis: SweepAnalysis, cross) -> list[str]:
+    """Below the cross-engine table: a verdict line per size and bit width, and what the ratios rest on."""
+    from ..crossengine import interval_text, verdict_line
+
+    return [verdict_line(row, cross) for row in cross.rows] + [f"How to read it: {interval_text(cross)}."]
+
+
 def header_lines(analysis: SweepAnalysis) -> list[str]:
     results = analysis.results
     machine, versions = results.machine, results.versions
@@ -771,7 +794,8 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
         f"Machine: {machine.get('chip')}, {machine.get('memory_gb') or 0:.0f} GB RAM, {machine.get('os')}; "
         f"mlx {versions.get('mlx')}, mlx-lm {versions.get('mlx-lm')}, mlxdraft {versions.get('mlxdraft')}",
         f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, "
-        f"engine {results.plan.engine}",
+        + (f"engines {', '.join(analysis.engines)} (each on its own models; {cross_order_text(analysis)})"
+           if analysis.several_engines else f"engine {results.plan.engine}"),
         f"Objective: {objective_text(analysis)}",
         estimand_line(analysis),
         f"Order: {order_text(analysis)}",

@@ -5,7 +5,12 @@ Each row's bounds are that setup's own 95% interval, not adjusted for the other 
 `_unadjusted`): with many rows, some exclude 1.0 by chance. `estimand` says what they are about and `n` what
 they rest on: prompts ("workload", prompts like these) or runs ("suite", these exact prompts); `prompts` and
 `runs` count the paired prompts and runs. The speedup model is fitted to the runs at the largest k: there
-`predicted_is_anchor` is true and its figures are that measurement, not a prediction."""
+`predicted_is_anchor` is true and its figures are that measurement, not a prediction.
+
+A file of several engines gets a first column `table` ("case" for the rows above, "cross-engine" for one row per
+engine's target in each size and bit width: its baseline, its best setup and the ratios against the first engine
+of that row, `crossengine`) and the columns `engine` and CROSS_COLUMNS after the others; a file of one engine is
+written as before."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import csv
 import io
 
 from ..analysis import SweepAnalysis
+from ..crossengine import cross_engine
 from .common import is_anchor
 
 
@@ -34,6 +40,15 @@ CSV_COLUMNS = [
 ]
 
 
+CROSS_COLUMNS = [
+    "size", "bits", "versus_engine", "versus_target", "verdict", "best_speedup", "best_speedup_low",
+    "best_speedup_high", "best_speedup_objective",
+    *[f"{what}_ratio_{objective}{end}" for what in ("baseline", "best") for objective in ("e2e", "decode")
+      for end in ("", "_low", "_high", "_n")],
+    "engine_order",
+]
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
@@ -45,9 +60,13 @@ def _runs(units) -> str:
 
 def _sweep_csv(analysis: SweepAnalysis) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    cross = cross_engine(analysis)
+    plain = csv.writer(buffer, lineterminator="\n")
+    writer = plain if cross is None else _CaseWriter(plain, analysis)
+    plain.writerow(CSV_COLUMNS if cross is None else ["table", *CSV_COLUMNS, "engine", *CROSS_COLUMNS])
     for case in analysis.cases:
+        if cross is not None:
+            writer.case = case
         c = case.comparison
         mean = lambda s: _fmt(s.mean if s else None)  # noqa: E731
         estimate = lambda e: [_fmt(e.geomean), _fmt(e.low), _fmt(e.high)] if e else ["", "", ""]  # noqa: E731
@@ -71,4 +90,46 @@ def _sweep_csv(analysis: SweepAnalysis) -> str:
             *[_fmt(getattr(case.prediction, name) if case.prediction else None)
               for name in ("decode_speedup", "low", "high", "e2e_speedup")],
         ])
+    if cross is not None:
+        _cross_rows(plain, cross, analysis)
     return buffer.getvalue()
+
+
+class _CaseWriter:
+    """A case row of a file of several engines: "case" first, its engine and empty cross-engine columns after."""
+
+    def __init__(self, writer, analysis: SweepAnalysis):
+        self.writer, self.analysis, self.case = writer, analysis, None
+
+    def writerow(self, row: list) -> None:
+        engine = self.case.engine or self.analysis.plan.engine
+        self.writer.writerow(["case", *row, engine, *[""] * len(CROSS_COLUMNS)])
+
+
+def _cross_rows(writer, cross, analysis: SweepAnalysis) -> None:
+    estimate = lambda e: [_fmt(e.geomean), _fmt(e.low), _fmt(e.high)] if e else ["", "", ""]  # noqa: E731
+    for row in cross.rows:
+        reference = row.figures[0]
+        for figures in row.figures:
+            best, first = figures.best, figures is reference
+            case = dict.fromkeys(CSV_COLUMNS, "")
+            peak = lambda s: _fmt(s.mean if s else None)  # noqa: E731
+            case.update(target=figures.target, method=best.method if best else "",
+                        draft=(best.draft or "") if best else "", num_draft_tokens=best.num_draft_tokens or ""
+                        if best else "", estimand=analysis.estimand,
+                        baseline_decode_tps=peak(figures.baseline_decode_tps),
+                        baseline_e2e_tps=peak(figures.baseline_e2e_tps),
+                        target_alone_peak_memory_gb=_fmt(figures.alone_peak_memory_gb),
+                        speculative_peak_memory_gb=_fmt(figures.best_peak_memory_gb))
+            ratios = []
+            for what in ("baseline", "best"):
+                for objective in ("e2e", "decode"):
+                    found = None if first else next(
+                        (r for r in row.ratios if r.what == what and r.objective == objective
+                         and r.target == figures.target), None)
+                    e = found.estimate if found else None
+                    ratios += [*estimate(e), e.n if e else ""]
+            writer.writerow(["cross-engine", *case.values(), figures.engine, row.size, row.bits,
+                             "" if first else reference.engine, "" if first else reference.target, figures.verdict,
+                             *estimate(figures.best_speedup if best else None), cross.objective, *ratios,
+                             cross.order])

@@ -12,6 +12,7 @@ from html import escape
 
 from ..accepted import MARK_CLASS, first_marked_sample, html_marked
 from ..analysis import OBJECTIVE_NAMES, SweepAnalysis, SweepCase, TargetVerdict, label, setup_label
+from ..crossengine import CROSS_HEADERS, cross_engine, cross_rows, cross_title
 from ..errors import InvalidInputError
 from ..stats import RatioEstimate
 from .common import (
@@ -20,12 +21,12 @@ from .common import (
     METRIC_TITLES,
     PRUNED_MARK,
     PRUNED_TITLE,
-    SETUP_HEADERS,
     SETUPS_TITLE,
     SPEEDUP_TITLES,
     UNADJUSTED,
     baseline_matrix,
     caught_up_lines,
+    cross_lines,
     evidence_lines,
     format_cell,
     format_estimate,
@@ -36,6 +37,7 @@ from .common import (
     pruned_lines,
     pruned_text,
     report_title,
+    setup_headers,
     setup_rows,
     spans_one,
     verdict_reason,
@@ -77,9 +79,10 @@ def render_html(analysis: SweepAnalysis, metric: str = "speedup") -> str:
     """One self-contained page for a sweep, verdicts first."""
     sections = [
         _verdict_section(analysis),
+        _cross_engine_section(analysis),
         _setup_section(analysis),
         _speedup_section(analysis),
-        _text_section(SETUPS_TITLE, SETUP_HEADERS, setup_rows(analysis), row_names=False)
+        _text_section(SETUPS_TITLE, setup_headers(analysis), setup_rows(analysis), row_names=False)
         if setup_rows(analysis) else "",
         _text_section("Baseline tok/s measured beside each pair (decode / end to end)", *baseline_matrix(analysis)),
         *(_text_section(f"{METRIC_TITLES[metric]} at each pair's best k", *matrix(analysis, metric))
@@ -169,8 +172,20 @@ def _verdict_block(verdict: TargetVerdict, analysis: SweepAnalysis) -> str:
         f'<p class="reason">{escape(reason)}</p>',
         "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in details) + "</ul>" if details else "",
         "".join(f"<pre>{escape(command)}</pre>" for command in verdict.commands),
+        f'<p class="reason">{escape(verdict.commands_note)}</p>' if verdict.commands_note else "",
         "</div>",
     ])
+
+
+def _cross_engine_section(analysis: SweepAnalysis) -> str:
+    """Engines side by side (module `crossengine`), for a file that measured several; else nothing."""
+    cross = cross_engine(analysis)
+    if cross is None:
+        return ""
+    cells = [[f"<td>{escape(cell)}</td>" for cell in row] for row in cross_rows(cross)]
+    items = "".join(f"<li>{escape(line)}</li>" for line in cross_lines(analysis, cross))
+    return (f'<section id="engines">\n<h2>{escape(cross_title(cross))}</h2>\n{_table(CROSS_HEADERS, cells)}\n'
+            f"<ul>{items}</ul>\n</section>")
 
 
 def _setup_section(analysis: SweepAnalysis) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ..analysis import SweepAnalysis
+from ..crossengine import cross_engine
 from .common import DEFINITIONS, ESTIMAND_LABELS, advice_line, is_anchor, plain_sentence, pruned_text
 
 
@@ -14,7 +15,7 @@ def render_json(analysis: SweepAnalysis, metric: str = "speedup") -> str:
 
 def _sweep_json(analysis: SweepAnalysis) -> dict:
     results = analysis.results
-    return {
+    data = {
         "schema_version": results.schema_version,
         "kind": "report",  # a rendering, not measurements: `report -o` may replace it
         "results_kind": results.kind,
@@ -43,6 +44,13 @@ def _sweep_json(analysis: SweepAnalysis) -> dict:
         ],
         "definitions": dict(DEFINITIONS),
     }
+    cross = cross_engine(analysis)
+    if cross is not None:  # a file of several engines: each case says its engine, and the engines side by side
+        for case, row in zip(analysis.cases, data["cases"]):
+            row["engine"] = case.engine or results.plan.engine
+        data["engines"] = analysis.engines
+        data["cross_engine"] = cross.to_dict()
+    return data
 
 
 def _verdict(verdict, analysis: SweepAnalysis) -> dict:

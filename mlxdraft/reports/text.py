@@ -5,14 +5,13 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis import TEMPERATURE_NOTE, SweepAnalysis, analyse_sweep, label, setup_label
-from ..methods import get_method
+from ..crossengine import CROSS_HEADERS, cross_engine, cross_rows, cross_title
 from ..results import Results
 from .common import (
     BEST_K_UNADJUSTED,
     CAUGHT_UP_TITLE,
     METRIC_TITLES,
     PRUNED_TITLE,
-    SETUP_HEADERS,
     SETUPS_TITLE,
     SPEEDUP_TITLES,
     UNADJUSTED,
@@ -22,6 +21,7 @@ from .common import (
     anchor_k,
     baseline_matrix,
     caught_up_lines,
+    cross_lines,
     definition_lines,
     estimand_line,
     evidence_lines,
@@ -44,6 +44,7 @@ from .common import (
     pruned_text,
     report_title,
     settings_text,
+    setup_headers,
     setup_rows,
     ttft_text,
     verdict_lines,
@@ -76,13 +77,13 @@ def render_pair(results: Results | dict, objective: str = "e2e", estimand: str =
         memory = f"with the draft {format_summary(peak, 'GB', 2)}"
     rows = [
         ("Target", _model_line(models.get(target, {"name": target}))),
-        ("Method", f"{case.method} ({get_method(case.method).summary})"),
+        ("Method", f"{case.method} ({analysis.results.method_info(case.method)['summary']})"),
         ("Draft", _model_line(models.get(case.draft, {"name": case.draft})) if case.draft else "none"),
         ("Settings", settings_text(analysis)),
         ("Objective", objective_text(analysis)),
         ("Estimand", estimand_line(analysis).removeprefix("Estimand: ")),
         ("Verdict", "\n".join([line.removeprefix("verdict: ") for line in evidence_lines(verdict, analysis)]
-                               + verdict.commands)),
+                               + verdict.commands + ([verdict.commands_note] if verdict.commands_note else []))),
         ("Shown", f"k={case.num_draft_tokens}"),
         ("Baseline", f"decode {format_summary(baseline.get('decode_tps'), 'tok/s')}; "
                      f"end to end {format_summary(baseline.get('e2e_tps'), 'tok/s')}"),
@@ -145,6 +146,11 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
     lines += section(verdict_title(analysis))
     for index, verdict in enumerate(analysis.verdicts()):
         lines += ([""] if markdown and index else []) + verdict_lines(verdict, analysis, markdown)
+    cross = cross_engine(analysis)
+    if cross is not None:
+        lines += section(cross_title(cross))
+        lines.append(tabulate(cross_rows(cross), headers=CROSS_HEADERS, tablefmt=table_format, disable_numparse=True))
+        lines += [""] + [f"- {line}" for line in cross_lines(analysis, cross)]
     if metric == "speedup":
         other = "decode" if analysis.objective == "e2e" else "e2e"
         tables = [(f"{SPEEDUP_TITLES[analysis.objective]} at each pair's best k "
@@ -163,7 +169,7 @@ def render_text(analysis: SweepAnalysis, metric: str = "speedup", markdown: bool
                            predicted))
     setups = setup_rows(analysis)
     if setups:
-        tables.insert(min(2, len(tables)), (SETUPS_TITLE, (SETUP_HEADERS, setups)))
+        tables.insert(min(2, len(tables)), (SETUPS_TITLE, (setup_headers(analysis), setups)))
     for title, (headers, rows) in tables:
         lines += section(title)
         lines.append(tabulate(rows, headers=headers, tablefmt=table_format, disable_numparse=True))

@@ -14,5 +14,5 @@ def run(inputs: GenerationInputs) -> Iterator[Round]:
     from mlx_lm.generate import generate_step
 
     for token, _ in generate_step(mx.array(inputs.prompt), inputs.model, max_tokens=inputs.max_tokens,
-                                  sampler=make_sampler(inputs.sampling)):
+                                  sampler=make_sampler(inputs.sampling), prefill_step_size=inputs.prefill_step_size):
         yield Round([int(token)])

@@ -5,7 +5,8 @@ The loop (`speculative_rounds`) works with any proposer (a draft model here, n-g
 `prompt_lookup`): each round the proposer's tokens are stacked behind the last emitted token and
 the target runs once over those m+1 positions on top of its cache; `greedy_accept` (temperature 0)
 or `speculative_accept` (exact speculative sampling) decides how many to keep, and both caches are
-trimmed back to the tokens kept. Like mlx-lm's loop it prefills in chunks, drafts with one
+trimmed back to the tokens kept. Like mlx-lm's loop it prefills in chunks (of
+`inputs.prefill_step_size` tokens, mlx-lm's), drafts with one
 cached forward pass per token queued by `mx.async_eval`. The host waits twice per round, each
 time before it reads the clock: once for the proposal (drafting done), then for the verdict it
 reads back (accepted, next token), so `draft_s` and `target_s` split the round where the work
@@ -29,8 +30,6 @@ from ...methods.base import Sampling
 from ...methods.draft import METHOD  # noqa: F401  (the method this implements)
 from .inputs import GenerationInputs, RandomKeys, Round
 from .sampling import greedy_accept, one_hot, processed_logprobs, speculative_accept
-
-PREFILL_STEP = 512  # prompt tokens per prefill chunk, as mlx-lm's speculative loop
 
 
 @dataclass
@@ -74,12 +73,12 @@ def rewind(cache: list, count: int) -> None:
         trim_prompt_cache(cache, count)
 
 
-def prefill(model, cache: list, tokens: list[int]) -> None:
-    """Run `tokens` through `model` into `cache`, in chunks, evaluating each chunk."""
+def prefill(model, cache: list, tokens: list[int], step: int) -> None:
+    """Run `tokens` through `model` into `cache`, in chunks of `step` tokens, evaluating each chunk."""
     import mlx.core as mx
 
-    for start in range(0, len(tokens), PREFILL_STEP):
-        model(mx.array(tokens[start:start + PREFILL_STEP], mx.uint32)[None], cache=cache)
+    for start in range(0, len(tokens), step):
+        model(mx.array(tokens[start:start + step], mx.uint32)[None], cache=cache)
         mx.eval([layer.state for layer in cache])
         mx.clear_cache()
 
@@ -95,8 +94,8 @@ class Verifier:
         self.keys = keys or RandomKeys()
         self.cache = new_cache(model)
 
-    def prefill(self, prompt: list[int]) -> None:
-        prefill(self.model, self.cache, prompt[:-1])
+    def prefill(self, prompt: list[int], step: int) -> None:
+        prefill(self.model, self.cache, prompt[:-1], step)
 
     def verify(self, last: int, proposal: Proposal):
         import mlx.core as mx
@@ -133,8 +132,8 @@ class DraftModel:
         self.offset = 0
         self.round_start = 0
 
-    def prefill(self, prompt: list[int]) -> None:
-        prefill(self.model, self.cache, prompt[:-1])
+    def prefill(self, prompt: list[int], step: int) -> None:
+        prefill(self.model, self.cache, prompt[:-1], step)
         self.offset = len(prompt) - 1
 
     def step(self, tokens):
@@ -195,26 +194,23 @@ class DraftModel:
 
 
 def speculative_rounds(inputs: GenerationInputs, proposer, accept=speculative_accept) -> Iterator[Round]:
-    """Rounds of propose-then-verify until max_tokens tokens are emitted."""
-    import mlx.core as mx
-    from mlx_lm.generate import generation_stream
-
+    """Rounds of propose-then-verify until max_tokens tokens are emitted. The engine runs it on
+    mlx-lm's generation stream, as mlx-lm's loops run (engines/mlx_lm.py, as_mlx_lm_generates)."""
     if not inputs.prompt:
         raise InvalidInputError("the prompt has no tokens")
     k = inputs.num_draft_tokens
-    with mx.stream(generation_stream):
-        target = Verifier(inputs.model, inputs.sampling, accept, inputs.keys)
-        context = list(inputs.prompt)
-        target.prefill(context)
-        proposer.prefill(context)
-        emitted = 0
-        while emitted < inputs.max_tokens:
-            limit = max(0, min(k, inputs.max_tokens - emitted - 1))
-            step = verify_round(target, proposer, context, limit)
-            step.limited = step.proposed == limit < k
-            context += step.tokens
-            emitted += len(step.tokens)
-            yield step
+    target = Verifier(inputs.model, inputs.sampling, accept, inputs.keys)
+    context = list(inputs.prompt)
+    target.prefill(context, inputs.prefill_step_size)
+    proposer.prefill(context, inputs.prefill_step_size)
+    emitted = 0
+    while emitted < inputs.max_tokens:
+        limit = max(0, min(k, inputs.max_tokens - emitted - 1))
+        step = verify_round(target, proposer, context, limit)
+        step.limited = step.proposed == limit < k
+        context += step.tokens
+        emitted += len(step.tokens)
+        yield step
 
 
 def verify_round(target: Verifier, proposer, context: list[int], limit: int) -> Round:

@@ -43,6 +43,9 @@ class GenerationInputs:
     sampling: Sampling = field(default_factory=Sampling)
     params: dict = field(default_factory=dict)  # the method's parameters, defaults filled in
     seed: int | None = None  # the generation's own random stream; None = MLX's global generator
+    # prompt tokens per prefill chunk, in every loop: the engine passes mlx-lm's (as mlx_lm.generate and
+    # mlx_lm.server pass it to both of mlx-lm's loops; prefill_step_size in the engine module)
+    prefill_step_size: int = 2048
 
     @cached_property
     def keys(self) -> RandomKeys:

@@ -21,7 +21,8 @@ def run(inputs: GenerationInputs) -> Iterator[Round]:
     tokens: list[int] = []
     steps = speculative_generate_step(mx.array(inputs.prompt), inputs.model, inputs.draft_model,
                                       num_draft_tokens=k, max_tokens=inputs.max_tokens,
-                                      sampler=make_sampler(inputs.sampling))
+                                      sampler=make_sampler(inputs.sampling),
+                                      prefill_step_size=inputs.prefill_step_size)
     for token, _, from_draft in steps:
         tokens.append(int(token))
         if from_draft:

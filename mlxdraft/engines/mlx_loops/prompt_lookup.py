@@ -22,7 +22,7 @@ class PromptLookup:
     def __init__(self, ngram_max: int, ngram_min: int):
         self.index = NgramIndex(ngram_max, ngram_min)
 
-    def prefill(self, prompt: list[int]) -> None:
+    def prefill(self, prompt: list[int], step: int) -> None:  # step: a model's prefill chunk, unused here
         self.index.extend(prompt)
 
     def propose(self, context: list[int], limit: int) -> Proposal:
