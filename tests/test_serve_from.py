@@ -90,3 +90,16 @@ def test_serve_from_prints_one_line_and_serves_that_setup(tmp_path, tiny, kind):
         assert first.startswith(f"serving the target alone: the verdict is {kind} (")
         assert (served["method"], served["draft"], served["k"]) == ("baseline", None, None)
     assert rest[0].startswith("Serving ") and "Traceback" not in process.stderr
+
+
+def test_a_setup_only_mlxdraft_runs_comes_with_its_serve_command():
+    from mlxdraft.engines import get_engine
+    from mlxdraft.methods import get_method
+
+    engine = get_engine("mlx-lm")
+    target, draft = {"path": "/m/t", "repo_id": None}, {"path": "/m/d", "repo_id": None}
+    lines = engine.commands(target, draft, get_method("draft"), 4, {"temp": 0.7}, {})
+    assert lines == ["mlxdraft generate /m/t --draft /m/d --method draft -k 4 --temp 0.7 --prompt 'Hello'",
+                     "mlxdraft serve /m/t --draft /m/d --method draft -k 4"]
+    own = engine.commands(target, draft, get_method("mlx-lm"), 4, {"temp": 0.0}, {})
+    assert not any(line.startswith("mlxdraft serve") for line in own)  # mlx_lm.server runs that one
