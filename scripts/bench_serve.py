@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,17 +65,23 @@ class Server:
         self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
                                         stderr=subprocess.STDOUT)
+        try:
+            self._wait_until_ready(command)
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
+
+    def _wait_until_ready(self, command: list[str]) -> None:
         deadline = time.monotonic() + 180
         while True:
             if self.process.poll() is not None:
-                raise SystemExit(f"{name} exited with {self.process.returncode}: {' '.join(command)}")
+                raise SystemExit(f"{self.name} exited with {self.process.returncode}: {' '.join(command)}")
             try:  # /health: mlx_lm.server's /v1/models lists the Hugging Face cache, which may not exist
                 with urllib.request.urlopen(f"{self.url.rsplit('/v1', 1)[0]}/health", timeout=2):
-                    break
+                    return
             except OSError:
                 if time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit(f"{name} did not start in 180 s")
+                    raise SystemExit(f"{self.name} did not start in 180 s") from None
                 time.sleep(0.3)
 
     def rss_mb(self) -> float:
@@ -89,6 +96,7 @@ class Server:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(10)
         self.log.close()
 
 
@@ -364,5 +372,10 @@ def show_cells(cells: list[dict]) -> None:
               f"{c['latency_p50_s']:>11.3f}s {c['latency_p95_s']:>6.3f}s")
 
 
+def _exit_on_sigterm(number, frame):
+    raise SystemExit(143)  # so that the servers started are stopped on the way out (finally blocks)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())
