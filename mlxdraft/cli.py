@@ -36,13 +36,80 @@ class _Group(click.Group):
 
     def parse_args(self, ctx, args):
         ctx.meta["mlxdraft.argv"] = list(args)  # for the retry command a sweep prints
+        if os.environ.get("MLXDRAFT_ARGV") and ranks().distributed:  # started by --hostfile: the user's own
+            ctx.meta["mlxdraft.argv"] = json.loads(os.environ["MLXDRAFT_ARGV"])[1:]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MlxdraftError as exc:
+            rank_error(exc)
             raise click.ClickException(str(exc)) from None
+
+
+def ranks():
+    """This process's place among mlx.launch's ranks (one process: rank 0 of 1)."""
+    from . import distributed
+
+    return distributed.world()
+
+
+def rank_error(exc: Exception) -> None:
+    """Ranks other than 0 are silent; one failing alone (not an error every rank raised together)
+    says so in one line on its real stderr, and tells a --hostfile supervisor."""
+    from .distributed import DistributedError
+    from .launcher import tell_supervisor
+
+    current = ranks()
+    if current.is_leader or isinstance(exc, DistributedError):
+        return
+    if not tell_supervisor(rank=current.rank, host=current.host, error=str(exc)):
+        sys.__stderr__.write(f"Error: {current.where()}: {exc}\n")
+
+
+def launch_options(function):
+    """--hostfile and --backend: run the command on several Macs (mlx.launch, started for the user)."""
+    function = click.option("--backend", "launch_backend", expose_value=False, is_eager=False,
+                            callback=_remember_launch, help="mlx.launch's backend with --hostfile: ring (TCP, "
+                            "Ethernet or Wi-Fi) or jaccl (RDMA over Thunderbolt 5); default: the hostfile's.")(function)
+    return click.option("--hostfile", "launch_hostfile", expose_value=False, callback=_remember_launch,
+                        type=click.Path(dir_okay=False), metavar="FILE",
+                        help="Run on the hosts of this mlx.launch hostfile: the target sharded across them, "
+                             "the draft whole on each (see the README's \"More than one Mac\").")(function)
+
+
+def _remember_launch(ctx, param, value):
+    ctx.meta[param.name] = value
+    return value
+
+
+def launch_if_asked(extra_args=()) -> None:
+    """With --hostfile (and not already one rank of a launch): run this very command under mlx.launch,
+    pass rank 0's output through, and exit as it did (one Error line naming a rank that failed)."""
+    from . import launcher
+    from .results import load_results
+
+    ctx = click.get_current_context()
+    hostfile = ctx.meta.get("launch_hostfile")
+    if hostfile is None:
+        if ctx.meta.get("launch_backend"):
+            raise InvalidInputError("--backend goes with --hostfile (which hosts to run on)")
+        return
+    if ranks().distributed:
+        return  # already launched: the supervisor passed the user's command line on
+    argv = list(ctx.meta["mlxdraft.argv"]) + list(extra_args)  # "pair", "TARGET", ...
+
+    def runs_saved(path):
+        try:
+            return sum(len(g.samples) for g in load_results(Path(path)).groups.values())
+        except MlxdraftError:
+            return None
+
+    outcome = launcher.supervise(hostfile, ctx.meta.get("launch_backend"), argv, runs_saved=runs_saved)
+    if outcome.error:
+        raise click.ClickException(outcome.error)
+    raise SystemExit(outcome.exit_code)
 
 
 def progress(message: str) -> None:
@@ -338,7 +405,9 @@ def run_measurement(sweep_run) -> bool:
                 line = render_event(event)
                 if line:
                     progress(line)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if str(exc):  # a rank lost (distributed.PeerLostError): which, and why
+            progress(f"Warning: {exc}")
         return True
     return False
 
@@ -354,6 +423,7 @@ def run_measurement(sweep_run) -> bool:
                                "llama.cpp for a .gguf file or a GGUF list name, else mlx-lm).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also save the full result as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full machine-readable result.")
+@launch_options
 def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_text, prompts_file, temp,
          top_p, top_k, min_p, seed, fixed_length, memory_gb, methods_text, param_texts, engine, objective,
          no_download, force, estimand, output, as_json):
@@ -374,7 +444,9 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
         raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
                                 "name one after the target, or choose --method prompt-lookup, which needs none")
     prompts = choose_prompts(prompt_text, prompts_file)
-    path = check_new_output(output, force, can_resume=False)
+    path = check_new_output(output, force, can_resume=False) if ranks().is_leader else None  # rank 0 saves
+    launch_if_asked()
+    spread_over_ranks(engine, [target], [draft] if draft else [], memory_gb, path)
     lock = None
     if path is not None:
         files.check_writable(path)
@@ -462,6 +534,7 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
               "each token's text and whether it came from the draft.")
 @click.option("--show-accepted", is_flag=True, help="Mark the accepted draft tokens: green on a terminal, "
               "else each run of them in [brackets] (--json always lists them as from_draft).")
+@launch_options
 def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_tokens, temp, top_p, top_k, min_p, seed,
              param_texts, engine, no_download, as_json, show_accepted):
     """Generate from TARGET with a drafting method, streaming the text to stdout, so that a setup only
@@ -475,10 +548,15 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     engine = pair_choices(target, draft, engine)[0].engine
     method = get_method(method_key or ("draft" if draft else "baseline"))
     params = parse_params(param_texts, [method]).get(method.key)
+    piped = prompt_text is None
     if prompt_text is None:
         if sys.stdin.isatty():
             raise InvalidInputError("give --prompt TEXT, or pipe the prompt into standard input")
         prompt_text = sys.stdin.read()
+    launch_if_asked(["--prompt", prompt_text] if piped else [])  # the ranks get a piped prompt as --prompt
+    from .engines import get_engine
+
+    spread_over_ranks(get_engine(engine), [target], [draft] if draft else [], None, None)
     marking = show_accepted and not as_json
     colour = marking and sys.stdout.isatty()
     brackets = BracketMarker()
@@ -585,6 +663,26 @@ def serve(target, results_file, results_target, draft, method_key, num_draft_tok
     progress("Stopped.")
 
 
+def spread_over_ranks(engine, targets, drafts, memory_gb, output, resume=False):
+    """Under mlx.launch: the preflight on every rank before anything loads (rank 0 reports the plan),
+    and the results file this rank writes (rank 0's own; a private copy elsewhere). In one process
+    `output` as it is."""
+    from . import distributed
+    from .launcher import tell_supervisor
+
+    current = ranks()
+    if not current.distributed:
+        return output
+    output = distributed.private_output(output, resume, current)
+    plan = distributed.prepare(engine, targets, drafts, memory_gb, current)
+    if current.is_leader:
+        for line in plan.lines():
+            progress(line)
+        if output is not None:
+            tell_supervisor(rank=0, output=str(output))
+    return output
+
+
 def retry_command() -> str:
     from .results import command_line
 
@@ -614,6 +712,7 @@ def retry_command() -> str:
               help="Results file (JSON), saved after every run. Default: results/sweep-<family>.json")
 @click.option("--resume", is_flag=True,
               help="Continue the results file where it stopped (start it if missing); retries failed pairs.")
+@launch_options
 @click.option("--strategy", type=click.Choice(["smart", "exhaustive"]), default="smart", show_default=True,
               help="smart: per group, measure each method at its largest k on a few prompts, predict the other k "
                    "and race what can still win, prompt by prompt; exhaustive: every setup on every prompt.")
@@ -645,7 +744,11 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
                               methods=methods, method_params=params, engines=engine_names,
                               strategy=strategy, objective=objective)
     name = "+".join(Path(f).stem if f.endswith(".toml") else f for f in families) or "custom"
-    output = check_new_output(output or f"results/sweep-{name}.json", force, resume)
+    output = check_new_output(output or f"results/sweep-{name}.json", force, resume) if ranks().is_leader \
+        else Path(output or f"results/sweep-{name}.json")
+    launch_if_asked()
+    output = spread_over_ranks(engine, [c.name for c in chosen_targets], [c.name for c in chosen_drafts], memory_gb,
+                               output, resume)
     groups = plan.groups()
     runs_text = (f"at most {plan.total_runs()} runs in its races, and a few more where a verdict is left open "
                  "(smart)" if strategy == "smart" else f"{plan.total_runs()} runs ({strategy})")
@@ -826,7 +929,25 @@ def main():
     from .files import install_sigterm_handler
 
     install_sigterm_handler()
+    silence_other_ranks()
     cli()
+
+
+def silence_other_ranks() -> None:
+    """Under mlx.launch only rank 0 prints: every other rank's stdout and stderr go nowhere (its
+    own failure still reaches the real stderr, in rank_error)."""
+    from . import distributed
+    from .launcher import tell_supervisor
+
+    if not distributed.launched():
+        return
+    try:
+        current = ranks()
+    except MlxdraftError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+    tell_supervisor(rank=current.rank, host=current.host)
+    if not current.is_leader:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
 
 
 if __name__ == "__main__":

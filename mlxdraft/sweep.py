@@ -916,6 +916,11 @@ class SweepRun:
                         with self._heartbeat("timing the target's forward passes"):
                             verify = engine.time_forward(loaded_target, max(encoded, key=len), widths, TIMING_REPEATS)
                         results.models[group.target.name]["verify_s"] = {str(n): s for n, s in verify.items()}
+                        # across ranks (mlx.launch): the verify passes' communication alone, for its share
+                        communication = getattr(engine, "time_communication", None)
+                        spent = communication(loaded_target, widths, TIMING_REPEATS) if communication else None
+                        if spent:
+                            results.models[group.target.name]["communication_s"] = {str(n): s for n, s in spent.items()}
                 if group.draft:
                     yield event("loading", index, group, f"loading draft {group.draft.name}{on_engine()}")
                     same = draft_source.path == target_source.path

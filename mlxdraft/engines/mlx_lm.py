@@ -5,19 +5,92 @@ loaded, runs a method's rounds and reads the clock after each, and describes the
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import platform
 import shlex
 import time
 
+from .. import distributed
 from ..errors import IncompatibleModelsError, MlxdraftError, ModelNotFoundError
 from ..measure import MeasureSettings, Trace, VerifyRound
-from ..memory import MemoryBudget, estimate_pair, machine_memory_budget
+from ..memory import WORKING_OVERHEAD, MemoryBudget, PairEstimate, estimate_pair, machine_memory_budget
 from ..methods import Method
 from ..prompts import Prompt, encode_prompt
 from ..results import machine_info, package_version
 from ..sources import ModelSource, check_model_folder, config_warnings, context_length, read_model_config, resolve_model
 from .base import Capabilities, LoadedModel, describe_engine
 from .mlx_loops import IMPLEMENTATIONS, MLX_LM_OWN, GenerationInputs, RunFunction
+
+
+def _across_ranks(generate):
+    """Under mlx.launch every rank runs the same generation over the sharded target: the ranks'
+    emitted tokens are compared every few rounds and at the end (one error if they ever differ), a
+    lost rank becomes one error, and every rank returns rank 0's timings, so that sweeps and races
+    decide the same everywhere. In one process: the generation as it is."""
+
+    @functools.wraps(generate)
+    def wrapper(self, target, prompt_ids, settings, method, draft=None, num_draft_tokens=0, max_tokens=None,
+                params=None, on_round=None):
+        current = distributed.world()
+        if not current.distributed:
+            return generate(self, target, prompt_ids, settings, method, draft, num_draft_tokens, max_tokens,
+                            params, on_round)
+        check = distributed.TokenCheck(current)
+
+        def checked(emitted):
+            check.add(emitted)
+            if on_round is not None:
+                on_round(emitted)
+
+        with _peer_errors(current):
+            trace = generate(self, target, prompt_ids, settings, method, draft, num_draft_tokens, max_tokens,
+                             params, checked)
+            check.finish()
+        return _leaders_timings(trace, current)
+
+    return wrapper
+
+
+def _leaders_timings(trace: Trace, current) -> Trace:
+    """`trace` with rank 0's clock readings (its round ends, draft and target seconds, peak memory)."""
+    nan = float("nan")
+    values = distributed.broadcast_floats(
+        [trace.peak_memory_gb, nan if trace.draft_s is None else trace.draft_s,
+         nan if trace.target_s is None else trace.target_s, *trace.round_end_s], current)
+    trace.peak_memory_gb = values[0]
+    trace.draft_s = None if math.isnan(values[1]) else values[1]
+    trace.target_s = None if math.isnan(values[2]) else values[2]
+    trace.round_end_s = values[3:]
+    return trace
+
+
+@contextlib.contextmanager
+def _peer_errors(current):
+    """mlx raises RuntimeError from a collective whose peer is gone: say so once."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise distributed.PeerLostError(f"{current.where()} lost its connection to another rank ({exc}); that "
+                                        "rank stopped or its machine is unreachable") from exc
+
+
+def _leaders_seconds(time_forward):
+    """time_forward across ranks: every rank runs the passes (their collectives included), and every
+    rank returns rank 0's clock readings."""
+
+    @functools.wraps(time_forward)
+    def wrapper(self, loaded, context_ids, widths, repeats=5):
+        current = distributed.world()
+        if not current.distributed:
+            return time_forward(self, loaded, context_ids, widths, repeats)
+        distributed.all_sum_ints([1], current)  # start together: a rank arriving late is not timed as a pass
+        with _peer_errors(current):
+            seconds = time_forward(self, loaded, context_ids, widths, repeats)
+        flat = distributed.broadcast_floats([s for n in widths for s in seconds[n]], current)
+        return {n: flat[i * repeats:(i + 1) * repeats] for i, n in enumerate(widths)}
+
+    return wrapper
 
 
 class MlxLmEngine:
@@ -30,6 +103,15 @@ class MlxLmEngine:
     def __init__(self):
         self._tokenizers: dict[str, object] = {}  # folder -> tokenizer, loaded without weights
         self.implementations: dict[str, RunFunction] = dict(IMPLEMENTATIONS)
+        self.sharded: set[str] = set()  # folders of targets split across the ranks (under mlx.launch)
+        self.distributed_plan: distributed.DistributedPlan | None = None
+        self.sharding_modes: dict[str, str] = {}  # folder -> "tensor" or "pipeline", for the sharded ones
+
+    def distribute(self, plan: distributed.DistributedPlan, target_folders) -> None:
+        """Under mlx.launch, after the preflight: these targets load sharded across the ranks (their
+        drafts whole on every rank), and results record `plan`."""
+        self.distributed_plan = plan
+        self.sharded = {str(folder) for folder in target_folders}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -55,11 +137,14 @@ class MlxLmEngine:
             device.update({k: v for k, v in mx.device_info().items() if isinstance(v, (int, float, str))})
         except Exception:  # device_info is not available on every backend/version
             pass
-        return {
+        environment = {
             "machine": {**machine_info(), "mlx_device": device, "mlx_generation": generation_environment()},
             "versions": {"python": platform.python_version(),
                          **{name: package_version(name) for name in ("mlx", "mlx-lm", "huggingface-hub", "mlxdraft")}},
         }
+        if self.distributed_plan is not None:
+            environment["machine"]["distributed"] = self.distributed_plan.to_dict()
+        return environment
 
     def memory_budget(self, override_gb: float | None = None) -> MemoryBudget:
         """On Apple silicon the GPU's recommended working set (what Metal lets models use without
@@ -111,19 +196,36 @@ class MlxLmEngine:
         return context_length(read_model_config(source.path, source.name))
 
     def estimate_memory(self, target: ModelSource, draft: ModelSource | None, positions: int):
-        return estimate_pair(target.path, draft.path if draft else None, positions)
+        estimate = estimate_pair(target.path, draft.path if draft else None, positions)
+        size = distributed.world().size
+        if str(target.path) not in self.sharded or size == 1:
+            return estimate
+        share = estimate.target_weights_gb / size  # one rank's: its shard of the target, the draft whole
+        overhead = (WORKING_OVERHEAD - 1) * (share + estimate.draft_weights_gb + estimate.kv_cache_gb)
+        return PairEstimate(share, estimate.draft_weights_gb, estimate.kv_cache_gb, overhead)
 
     # -- models in memory --------------------------------------------------------------------------
     def load(self, source: ModelSource) -> LoadedModel:
         import mlx_lm
 
+        current = distributed.world()
+        sharded = current.distributed and str(source.path) in self.sharded
+        error = None
         try:
             with callers_random_state():  # building the model draws initial weights from the global generator
-                model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True)
-        except MlxdraftError:
-            raise
+                # a target to shard loads lazily: each rank reads only its shard's weights into memory
+                model, tokenizer, config = mlx_lm.load(str(source.path), return_config=True, lazy=sharded)
+            if sharded:
+                self.sharding_modes[str(source.path)] = shard_model(model, current)
+        except MlxdraftError as exc:
+            error = exc
         except Exception as exc:  # mlx-lm raises ValueError/KeyError/OSError for unusable folders
-            raise ModelNotFoundError(f"cannot load {source.name}: {exc}") from exc
+            error = ModelNotFoundError(f"cannot load {source.name}: {exc}")
+            error.__cause__ = exc
+        if current.distributed:  # every rank loaded it, or every rank stops naming the one that could not
+            distributed.agree(error, f"loading {source.name}", current)
+        elif error is not None:
+            raise error
         weights_bytes = sum(f.stat().st_size for f in source.path.glob("*.safetensors"))
         return LoadedModel(source, model, tokenizer, config, weights_bytes, config_warnings(config))
 
@@ -143,6 +245,7 @@ class MlxLmEngine:
         mx.clear_cache()
 
     # -- one generation -----------------------------------------------------------------------------
+    @_across_ranks
     def generate(self, target: LoadedModel, prompt_ids: list[int], settings: MeasureSettings, method: Method,
                  draft: LoadedModel | None = None, num_draft_tokens: int = 0, max_tokens: int | None = None,
                  params: dict | None = None, on_round=None) -> Trace:
@@ -208,6 +311,7 @@ class MlxLmEngine:
         except KeyError:
             raise MlxdraftError(f"the {self.name} engine does not run the {method.key} method") from None
 
+    @_leaders_seconds
     def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],
                      repeats: int = 5) -> dict[int, list[float]]:
         """Seconds for one forward pass of n tokens (each n in `widths`) on top of a cache holding
@@ -233,6 +337,38 @@ class MlxLmEngine:
                         seconds[n].append(elapsed)
         return seconds
 
+    def time_communication(self, loaded: LoadedModel, widths: list[int],
+                           repeats: int = 5) -> dict[int, list[float]] | None:
+        """Seconds of the communication alone that one forward pass of n tokens makes across the ranks
+        (each n in `widths`): for a tensor-parallel target, the two all-reduces of an (n x hidden)
+        activation per layer (after attention and after the MLP, mlx-lm's `sharded-to-all` layers), in
+        sequence, in the model's activation dtype. Every rank returns rank 0's clock readings. None
+        when the target is not sharded, or sharded in pipeline stages (not measured)."""
+        current = distributed.world()
+        if not current.distributed or self.sharding_modes.get(str(loaded.source.path)) != "tensor":
+            return None
+        import mlx.core as mx
+
+        inner = getattr(loaded.model, "model", loaded.model)
+        layers = len(inner.layers)
+        hidden = int(loaded.config.get("hidden_size") or loaded.config["text_config"]["hidden_size"])
+        norm = getattr(inner, "norm", None)
+        dtype = norm.weight.dtype if norm is not None and hasattr(norm, "weight") else mx.float16
+        seconds: dict[int, list[float]] = {n: [] for n in widths}
+        with _peer_errors(current):
+            for repeat in range(repeats + 1):
+                for n in widths:
+                    x = mx.zeros((1, n, hidden), dtype=dtype)
+                    mx.eval(x, mx.distributed.all_sum(mx.array(1.0), group=current.group))  # start together
+                    start = time.perf_counter()
+                    for _ in range(2 * layers):  # each waits for the one before, as in the forward pass
+                        x = mx.distributed.all_sum(x, group=current.group)
+                    mx.eval(x)
+                    if repeat:
+                        seconds[n].append(time.perf_counter() - start)
+        flat = distributed.broadcast_floats([s for n in widths for s in seconds[n]], current)
+        return {n: flat[i * repeats:(i + 1) * repeats] for i, n in enumerate(widths)}
+
     # -- outside mlxdraft ------------------------------------------------------------------------
     def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
                  settings: dict, params: dict | None = None) -> list[str]:
@@ -253,6 +389,23 @@ class MlxLmEngine:
                 options += f" --param {key}={value}"
         return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'",
                 f"mlxdraft serve {model}{options}"]  # sampling comes with each request
+
+
+def shard_model(model, current) -> str:
+    """Split a lazily loaded model across the ranks with mlx-lm's own sharding, then read its weights:
+    tensor parallel (`model.shard`) where the model has it, else pipeline stages. Returns the mode."""
+    import mlx.core as mx
+
+    if hasattr(model, "shard"):
+        model.shard(current.group)
+        mode = "tensor"
+    elif hasattr(getattr(model, "model", None), "pipeline"):
+        model.model.pipeline(current.group)
+        mode = "pipeline"
+    else:
+        raise IncompatibleModelsError(f"mlx-lm cannot shard a {type(model).__module__} model across ranks")
+    mx.eval(model.parameters())
+    return mode
 
 
 def _mlx_lm_generate_attribute(name: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import statistics
 from pathlib import Path
 
 from ..analysis import (
@@ -773,6 +774,33 @@ def order_text(analysis: SweepAnalysis, target: str | None = None) -> str:
             "the random order spreads over every variant as noise)")
 
 
+def distributed_text(results) -> str | None:
+    """The distributed setup a results file records (None for one process): ranks, backend, sharding,
+    each host's chip and memory, and the share of a verify pass spent communicating where measured."""
+    setup = (results.machine or {}).get("distributed")
+    if not setup:
+        return None
+    hosts = "; ".join(f"rank {r['rank']} {r['host']} ({r.get('chip') or '?'}, "
+                      f"{r['memory_gb']:.0f} GB)" if r.get("memory_gb") else f"rank {r['rank']} {r['host']}"
+                      for r in setup.get("ranks", []))
+    text = (f"{setup['world_size']} ranks over {setup['backend']}, target sharded ({setup['sharding']} parallel), "
+            f"draft whole on every rank: {hosts}")
+    shares = []
+    for name, model in sorted(results.models.items()):
+        communication, verify = model.get("communication_s"), model.get("verify_s")
+        if not communication or not verify:
+            continue
+        widths = sorted(communication, key=int)
+        parts = [f"{100 * statistics.median(communication[n]) / statistics.median(verify[n]):.0f}% at n={n}"
+                 for n in dict.fromkeys([widths[0], widths[-1]]) if n in verify and statistics.median(verify[n]) > 0]
+        if parts:
+            shares.append(f"{name}: {', '.join(parts)}")
+    if shares:
+        text += ("; share of a verify pass of n tokens spent communicating (the all-reduces alone, median): "
+                 + "; ".join(shares))
+    return text
+
+
 def cross_order_text(analysis: SweepAnalysis) -> str:
     from ..crossengine import ORDER_TEXTS
 
@@ -799,6 +827,7 @@ def header_lines(analysis: SweepAnalysis) -> list[str]:
         f"Objective: {objective_text(analysis)}",
         estimand_line(analysis),
         f"Order: {order_text(analysis)}",
+        *([f"Distributed: {distributed_text(results)}"] if distributed_text(results) else []),
         "Speedup = geometric mean over prompts of speculative / baseline speed, each prompt measured back to "
         f"back; [95% interval]; '?' marks an interval that spans 1.0; no interval below {MIN_UNITS_FOR_INTERVAL} "
         f"{'prompts' if analysis.estimand == 'workload' else 'runs'}. At a pair's best k the interval is widened "

@@ -23,6 +23,7 @@ from .common import (
     caught_up_lines,
     cross_lines,
     definition_lines,
+    distributed_text,
     estimand_line,
     evidence_lines,
     format_cell,
@@ -109,6 +110,8 @@ def render_pair(results: Results | dict, objective: str = "e2e", estimand: str =
         ("Peak memory", memory),
         ("Lossless", format_lossless(case)),
     ]
+    if distributed_text(analysis.results):
+        rows.append(("Distributed", distributed_text(analysis.results)))
     if analysis.settings.temp > 0:
         rows.append(("Note", TEMPERATURE_NOTE))
     if case.pruned:
