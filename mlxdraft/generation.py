@@ -39,7 +39,7 @@ class GenerationResult:
     wall_s: float  # from the call to the last token
     decode_tps: float | None  # tokens after the first round / their time
     e2e_tps: float | None  # all tokens / wall time
-    peak_memory_gb: float
+    peak_memory_gb: float | None  # None when the engine does not measure it
     proposed_draft_tokens: int = 0  # complete rounds only, as in every mlxdraft figure
     accepted_draft_tokens: int = 0
     acceptance_rate: float | None = None  # accepted / proposed draft tokens

@@ -98,7 +98,7 @@ class RunSample:
     decode_s: float  # time from the end of the first round to the last token
     decode_tps: float | None  # decode_tokens / decode_s; None when there was no decode phase
     wall_s: float
-    peak_memory_gb: float
+    peak_memory_gb: float | None  # None: the engine does not measure it (capabilities.peak_memory)
     finish_reason: str
     token_ids: list[int]
     draft_tokens: int = 0  # emitted tokens that came from the draft
@@ -178,7 +178,7 @@ class Trace:
     round_sizes: list[int]  # tokens emitted by each round (one per round for plain decoding)
     round_end_s: list[float]  # seconds from the call to the end of each round
     rounds: list[VerifyRound]  # speculative rounds (empty for plain decoding)
-    peak_memory_gb: float
+    peak_memory_gb: float | None  # None when the engine does not measure it
     finish_reason: str  # "length" or "stop" (EOS)
     draft_s: float | None = None  # drafting time summed over rounds, when the method measures it
     target_s: float | None = None  # the target's verify time summed over rounds, when measured

@@ -204,7 +204,7 @@ SAMPLE = table({  # measure.RunSample
     "decode_s": number(0),
     "decode_tps": nullable(number(0)),
     "wall_s": number(0),
-    "peak_memory_gb": number(0),
+    "peak_memory_gb": nullable(number(0)),  # null: the engine does not measure it (schema 3)
     "finish_reason": nullable(text),
     "token_ids": list_of(whole(0)),
     "draft_tokens": Optional(whole(0)),

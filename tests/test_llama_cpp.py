@@ -81,6 +81,17 @@ def test_plain_decoding_is_one_token_per_step():
     assert "".join(trace.token_texts) == "<5><6><7>"
 
 
+def test_tokens_llama_cpp_held_back_inside_a_character_are_counted_where_they_were_generated():
+    from mlxdraft.engines.llama_cpp import HIDDEN, with_hidden_tokens
+
+    held = [TokenEvent((5,), "a", 0.01, predicted=1), TokenEvent((8,), "🌊", 0.04, predicted=4),
+            TokenEvent((9,), "b", 0.05, predicted=5)]
+    steps = group_steps(with_hidden_tokens(held), max_tokens=5, num_draft_tokens=0)
+    trace = trace_from_steps(steps, speculative=False, finish_reason="length")
+    assert trace.token_ids == [5, HIDDEN, HIDDEN, 8, 9] and "".join(trace.token_texts) == "a🌊b"
+    assert trace.round_end_s == [0.01, 0.04, 0.04, 0.04, 0.05]
+
+
 def test_a_step_in_the_running_totals_starts_a_round_of_accepted_plus_one_tokens():
     # prefill token; a round proposing 3 of which 2 kept (3 tokens); a round keeping all 3 (4 tokens)
     stream = events(([1], 0, 0), ([2], 3, 2), ([3], 3, 2), ([4], 3, 2), ([5], 6, 5), ([6], 6, 5), ([7], 6, 5),
@@ -370,6 +381,26 @@ def test_speculative_output_equals_the_baseline_and_the_counts_add_up(llama):
     sample = sample_from_trace(drafted, "llama.cpp-draft", 3, len(ids))
     assert sample.acceptance_rate > 0.8
     assert {r.proposed for r in drafted.rounds if r.complete} == {3}
+
+
+@pytest.mark.slow
+def test_characters_split_over_tokens_keep_every_token_id_and_the_text(llama):
+    """llama-server streams only the last token of those that complete a character (an emoji here): the
+    engine still records every id (the same as a whole, unstreamed run), the text, and the pieces its
+    own decoder gives live."""
+    engine, target = llama
+    ids = engine.encode(target.source, Prompt("Repeat exactly: 🌊🌊🌊 café 你好"))
+    for key, k, draft in (("baseline", 0, None), ("llama.cpp-draft", 3, target)):
+        trace = run(engine, target, ids, key, k=k, draft=draft, max_tokens=40, fixed_length=False)
+        server = engine._server(target.source, draft.source if draft else None, key, k,
+                                get_method(key).checked_params(None) if key != "baseline" else {}, 512)
+        whole = server.post("/completion", {"prompt": ids, "n_predict": 40, "temperature": 0, "cache_prompt": False,
+                                            "return_tokens": True, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
+        assert trace.token_ids == whole["tokens"] and -1 not in trace.token_ids, key
+        assert "🌊" in whole["content"], "the prompt no longer makes the model write the emoji this test is about"
+        assert "".join(trace.token_texts) == whole["content"], key
+        pieces = engine.pieces(target)
+        assert "".join(pieces.add(t) for t in trace.token_ids) + pieces.finish() == whole["content"], key
 
 
 @pytest.mark.slow

@@ -101,6 +101,12 @@ class Engine(Protocol):
                  params: dict | None = None, on_round=None) -> Trace:
         """Run one generation and time it. `on_round(tokens)` is called after each round."""
 
+    def pieces(self, loaded: LoadedModel):
+        """A decoder of emitted token ids into text pieces as they arrive: `add(token) -> str` and
+        `finish() -> str` (text held back, belonging to the last token)."""
+
+    def eos_token_ids(self, loaded: LoadedModel) -> set[int]: ...
+
     def free_memory(self) -> None: ...
 
     def time_forward(self, loaded: LoadedModel, context_ids: list[int], widths: list[int],

@@ -20,7 +20,7 @@ written with, llama.cpp b11549 inside xllamacpp 2026.10.11549):
   is not a verify round. Near max-tokens llama.cpp proposes at most (tokens left - 1); such a round
   is `limited` and, as in the mlx-lm engine, left out of the round statistics.
 - Memory is not measured (llama.cpp reports no per-request peak; the process's resident size would
-  mix in everything else), so capabilities.peak_memory is False and peak_memory_gb is 0.
+  mix in everything else), so capabilities.peak_memory is False and peak_memory_gb is None (reports say "not measured").
 
 `commands()` gives llama-server command lines for a setup; running them needs llama.cpp installed
 (`brew install llama.cpp` on a Mac), not this wheel.
@@ -96,6 +96,12 @@ class GgufInfo:
     eos_token_id: int | None
     chat_template: str | None
     size_bytes: int
+    tokenizer_model: str | None = None  # "gpt2" (byte-level BPE: Qwen, Llama 3, SmolLM2) or "llama" (SentencePiece)
+    token_types: tuple[int, ...] = ()  # llama.cpp's token types (3: control, e.g. <|im_end|>)
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        return {self.eos_token_id} if self.eos_token_id is not None else set()
 
     def config(self) -> dict:
         """The model record's config (LoadedModel.config): architecture and precision."""
@@ -144,8 +150,65 @@ def read_gguf(path: Path, name: str | None = None) -> GgufInfo:
                     bos_token_id=_int_or_none(value("tokenizer.ggml.bos_token_id")),
                     eos_token_id=_int_or_none(value("tokenizer.ggml.eos_token_id")),
                     chat_template=value("tokenizer.chat_template") or None,
+                    tokenizer_model=str(value("tokenizer.ggml.model") or "") or None,
+                    token_types=tuple(int(t) for t in (value("tokenizer.ggml.token_type") or ())),
                     size_bytes=sum((path.parent / part).stat().st_size
                                    for part in split_parts(path.name) or [path.name]))
+
+
+CONTROL_TOKEN = 3  # llama.cpp's LLAMA_TOKEN_TYPE_CONTROL: rendered as no text, as llama-server's content does
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's printable stand-ins (GPT-2's table: bytes that are not printable shift to 256+),
+    character -> the byte it stands for."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1),
+                 *range(ord("\xae"), ord("\xff") + 1)]
+    table, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[chr(byte)] = byte
+        else:
+            table[chr(256 + shifted)] = byte
+            shifted += 1
+    return table
+
+
+class GgufPieces:
+    """Each emitted token's piece of the text, from the GGUF's own vocabulary (no server call): byte-level
+    BPE pieces map back to bytes through GPT-2's table, SentencePiece pieces turn \u2581 into spaces and
+    <0xNN> into bytes; the bytes are decoded incrementally as UTF-8, so a character split over tokens comes
+    with the token that completes it. End-of-sequence and control tokens are ''. The same interface as
+    the mlx-lm engine's TokenPieces (add, finish)."""
+
+    _BYTES = None
+
+    def __init__(self, info: GgufInfo):
+        import codecs
+
+        self.info = info
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if GgufPieces._BYTES is None:
+            GgufPieces._BYTES = _byte_decoder()
+
+    def _bytes(self, token: int) -> bytes:
+        piece = self.info.tokens[token] if 0 <= token < len(self.info.tokens) else ""
+        if self.info.tokenizer_model == "llama":  # SentencePiece
+            if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                return bytes([int(piece[3:5], 16)])
+            return piece.replace("\u2581", " ").encode("utf-8")
+        table = GgufPieces._BYTES
+        return bytes(table[ch] for ch in piece if ch in table) if all(ch in table for ch in piece) \
+            else piece.encode("utf-8")
+
+    def add(self, token: int) -> str:
+        types = self.info.token_types
+        if token in self.info.eos_token_ids or (token < len(types) and types[token] == CONTROL_TOKEN):
+            return ""
+        return self.decoder.decode(self._bytes(token))
+
+    def finish(self) -> str:
+        return self.decoder.decode(b"", final=True)
 
 
 def _int_or_none(value) -> int | None:
@@ -184,6 +247,7 @@ class TokenEvent:
     time_s: float
     drafted: int = 0
     accepted: int = 0
+    predicted: int | None = None  # llama.cpp's running count of generated tokens (tokens_predicted)
 
 
 @dataclass
@@ -205,6 +269,23 @@ class Step:
     @property
     def complete(self) -> bool:
         return not self.limited and len(self.tokens) == self.expected
+
+
+HIDDEN = -1  # a token llama.cpp generated but did not stream (see with_hidden_tokens)
+
+
+def with_hidden_tokens(events):
+    """llama-server holds back a token whose text ends inside a UTF-8 character and then streams only the
+    last token of the held ones (with all of their text): its running count (tokens_predicted) shows how
+    many were held. Each held token comes out here as HIDDEN, so that rounds and counts stay exact; the
+    engine fills in their ids after the run."""
+    seen = 0
+    for event in events:
+        held = event.predicted - seen - len(event.tokens) if event.predicted is not None else 0
+        if held > 0:
+            event = dataclasses.replace(event, tokens=(HIDDEN,) * held + event.tokens)
+        seen += len(event.tokens)
+        yield event
 
 
 def group_steps(events, max_tokens: int, num_draft_tokens: int, on_step=None) -> list[Step]:
@@ -251,7 +332,7 @@ def trace_from_steps(steps: list[Step], speculative: bool, finish_reason: str) -
     texts = [text for step in steps for text in step.texts]
     rounds = [VerifyRound(s.proposed, min(s.accepted, len(s.tokens)), s.complete) for s in steps[1:]] \
         if speculative else []
-    return Trace(tokens, [len(s.tokens) for s in steps], [s.end_s for s in steps], rounds, 0.0, finish_reason,
+    return Trace(tokens, [len(s.tokens) for s in steps], [s.end_s for s in steps], rounds, None, finish_reason,
                  None, None, token_texts=texts)
 
 
@@ -345,9 +426,14 @@ class LlamaServer:
                 raise MlxdraftError(f"llama.cpp's /completion failed: {_error_message(line[6:])}")
             timings = data.get("timings") or {}
             if data.get("stop"):
+                if data.get("tokens"):  # the last event may carry tokens too
+                    yield TokenEvent(tuple(data["tokens"]), data.get("content") or "", now,
+                                     int(timings.get("draft_n") or 0), int(timings.get("draft_n_accepted") or 0),
+                                     data.get("tokens_predicted"))
                 return data
             yield TokenEvent(tuple(data.get("tokens") or ()), data.get("content") or "", now,
-                             int(timings.get("draft_n") or 0), int(timings.get("draft_n_accepted") or 0))
+                             int(timings.get("draft_n") or 0), int(timings.get("draft_n_accepted") or 0),
+                             data.get("tokens_predicted"))
 
 
 def _error_message(data: bytes) -> str:
@@ -453,6 +539,13 @@ class LlamaCppEngine:
         if draft is not target:
             self.check_tokenizers(target.source, draft.source)
 
+    def pieces(self, loaded: LoadedModel) -> GgufPieces:
+        """A decoder of emitted tokens into text pieces, as they arrive (TokenPieces' interface)."""
+        return GgufPieces(loaded.tokenizer)
+
+    def eos_token_ids(self, loaded: LoadedModel) -> set[int]:
+        return loaded.tokenizer.eos_token_ids
+
     def free_memory(self) -> None:
         """Stop every server (each holds its models and KV cache)."""
         import gc
@@ -517,7 +610,7 @@ class LlamaCppEngine:
             def read():
                 summary.update((yield from events))
 
-            steps = group_steps(read(), max_tokens, k, on_round)
+            steps = group_steps(with_hidden_tokens(read()), max_tokens, k, on_round)
         finally:
             connection.close()
         if not steps:
@@ -525,6 +618,8 @@ class LlamaCppEngine:
         trace = trace_from_steps(steps, method.uses_k, "stop" if summary.get("stop_type") in ("eos", "word")
                                  else "length")
         _check_totals(trace, summary, method.uses_k)
+        if HIDDEN in trace.token_ids:  # after the clock: the same request again, whole, for the held tokens' ids
+            trace.token_ids = _fill_hidden(trace.token_ids, server.post("/completion", {**request, "stream": False}))
         return trace
 
     # -- outside mlxdraft ------------------------------------------------------------------------
@@ -552,6 +647,16 @@ class LlamaCppEngine:
             request.update(top_p=settings.get("top_p", 1.0), top_k=settings.get("top_k", 0),
                            min_p=settings.get("min_p", 0.0), seed=settings.get("seed", 0))
         return [line, f"curl -s http://127.0.0.1:8080/completion -d {shlex.quote(json.dumps(request))}"]
+
+
+def _fill_hidden(streamed: list[int], whole: dict) -> list[int]:
+    """The streamed ids with each HIDDEN one taken from the same request run again without streaming (the
+    same seed and settings: the same tokens), checked against every id the stream did show."""
+    ids = [int(t) for t in whole.get("tokens") or ()]
+    if len(ids) != len(streamed) or any(s != HIDDEN and s != t for s, t in zip(streamed, ids)):
+        raise MlxdraftError("llama.cpp held back some token ids while streaming, and running the request again to "
+                            "read them gave other tokens; this generation cannot be recorded exactly")
+    return ids
 
 
 def _check_totals(trace: Trace, summary: dict, speculative: bool) -> None:

@@ -235,6 +235,13 @@ class MlxLmEngine:
         check_trimmable(target.model, target.name)
         check_trimmable(draft.model, draft.name)
 
+    def pieces(self, loaded: LoadedModel) -> TokenPieces:
+        """A decoder of emitted tokens into text pieces, as they arrive (mlx-lm's streaming detokenizer)."""
+        return TokenPieces(loaded.tokenizer)
+
+    def eos_token_ids(self, loaded: LoadedModel) -> set[int]:
+        return set(loaded.tokenizer.eos_token_ids)
+
     def free_memory(self) -> None:
         """Give memory of models no longer referenced back before the next one loads."""
         import gc

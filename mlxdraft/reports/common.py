@@ -647,7 +647,7 @@ def setup_rows(analysis: SweepAnalysis) -> list[list[str]]:
         ttft = lambda summary: f"{summary.mean:.3f} s" if summary else "n/a"  # noqa: E731
         rows.append([label(case.target), case.label, format_cell(c.e2e_speedup), format_cell(c.decode_speedup),
                      ttft(c.baseline_ttft_s), ttft(c.speculative_ttft_s), _percent(c.acceptance_rate),
-                     f"{added:+.2f} GB" if added is not None else "n/a",
+                     f"{added:+.2f} GB" if added is not None else "not measured",
                      pruned_text(case, analysis) if case.pruned else f"measured, n={c.units} {n_unit(analysis)}"])
         if analysis.several_engines:
             rows[-1].insert(1, case.engine or analysis.plan.engine)

@@ -74,8 +74,10 @@ def render_pair(results: Results | dict, objective: str = "e2e", estimand: str =
     elif alone is not None and peak:
         memory = (f"target alone {alone:.2f} GB; with the draft {peak.max:.2f} GB "
                   f"({peak.max - alone:+.2f} GB for the draft)")
-    else:
+    elif peak:
         memory = f"with the draft {format_summary(peak, 'GB', 2)}"
+    else:
+        memory = "not measured (the engine does not report peak memory)"
     rows = [
         ("Target", _model_line(models.get(target, {"name": target}))),
         ("Method", f"{case.method} ({analysis.results.method_info(case.method)['summary']})"),
