@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: venv test test-fast wheel-check demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead \
-	bench-methods bench-sweep clean
+	bench-methods bench-sweep bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,13 @@ BENCH_SWEEP_MODELS ?= tiny
 bench-sweep: $(STAMP)
 	$(BIN)/python scripts/bench_sweep.py --models $(BENCH_SWEEP_MODELS) --max-tokens 16 \
 		--json results/bench-sweep-$(BENCH_SWEEP_MODELS).json
+
+## make bench-serve: mlxdraft serve against mlxdraft generate (overhead) and mlx_lm.server (throughput, time to first
+## token, latency at T 0 and 0.7, 1 and 4 clients), and its memory over 200 requests; SmolLM2 offline (fp16 target,
+## q8 draft, draft k=4). BENCH_SERVE_ARGS=--quick: a short check (under a minute on a quiet machine)
+BENCH_SERVE_ARGS ?=
+bench-serve: $(STAMP)
+	$(BIN)/python scripts/bench_serve.py $(BENCH_SERVE_ARGS) --json results/bench-serve.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -593,6 +593,76 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     progress(f"[{method.key}{f' k={result.num_draft_tokens}' if method.uses_k else ''}] " + "; ".join(figures))
 
 
+@cli.command(short_help="Serve a setup (or a results file's winner) over an OpenAI-compatible API.",
+             epilog="\b\nExamples:\n  mlxdraft serve smollm2:fp16 --draft smollm2:q8 --method draft -k 4\n"
+                    "  mlxdraft serve --from results/pair.json --port 8080 --api-key \"$KEY\"\n"
+                    "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' "
+                    "-d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'")
+@click.argument("target", required=False)
+@click.option("--from", "results_file", type=click.Path(dir_okay=False),
+              help="Serve the setup a results file's verdict chose (the target alone when it found no gain).")
+@click.option("--target", "results_target", help="With --from: which of the file's targets.")
+@click.option("--draft", help="Draft model (folder, repo id or short name), for methods that take one.")
+@click.option("--method", "method_key", help="Drafting method (default: draft with --draft, else baseline): "
+              "baseline, " + METHOD_NAMES + ".")
+@click.option("-k", "--num-draft-tokens", type=click.IntRange(1, MAX_DRAFT_TOKENS),
+              help="Draft tokens per verify round (default 4).")
+@click.option("--param", "param_texts", multiple=True, metavar="METHOD.NAME=VALUE", help="A method parameter.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets other machines in (a warning says so).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--queue-size", type=click.IntRange(0, 10_000), default=16, show_default=True,
+              help="Requests that may wait behind the one generating; more get 503 with Retry-After.")
+@click.option("--timeout", "timeout_s", type=FiniteFloat(positive=True), default=600.0, show_default=True,
+              help="Seconds one request may take, waiting included; a generation still running then ends there.")
+@click.option("--api-key", envvar="MLXDRAFT_API_KEY", help="Require 'Authorization: Bearer KEY' "
+              "(also from $MLXDRAFT_API_KEY, which keeps it out of the process list).")
+@click.option("--max-tokens", "default_max_tokens", type=click.IntRange(1, 100_000), default=512,
+              show_default=True, help="Tokens per answer when a request names no max_tokens.")
+@click.option("--no-download", is_flag=True, help="Never download from the Hugging Face Hub.")
+def serve(target, results_file, results_target, draft, method_key, num_draft_tokens, param_texts, host, port,
+          queue_size, timeout_s, api_key, default_max_tokens, no_download):
+    """Serve TARGET with a drafting method (or, with --from, the setup a measurement chose) over an
+    OpenAI-compatible HTTP API: /v1/chat/completions and /v1/completions (streamed or not), /v1/models
+    and /health. Requests run one at a time in arrival order."""
+    from .methods import get_method
+    from .serve import ServedSetup, load_served, require_server_stack, setup_from_results
+
+    require_server_stack()
+    if results_file is not None:
+        chosen = [flag for flag, given in (("TARGET", target), ("--draft", draft), ("--method", method_key),
+                                            ("-k", num_draft_tokens), ("--param", param_texts)) if given]
+        if chosen:
+            raise InvalidInputError(f"--from chooses the setup; drop {', '.join(chosen)} (use --target to pick "
+                                    "one of the file's targets)")
+        setup = setup_from_results(results_file, results_target)
+        progress(setup.reason)
+    else:
+        if target is None:
+            raise InvalidInputError("name the TARGET to serve, or a results file with --from")
+        if results_target is not None:
+            raise InvalidInputError("--target goes with --from; name the model to serve as TARGET")
+        method = get_method(method_key or ("draft" if draft else "baseline"))
+        params = parse_params(param_texts, [method]).get(method.key, {})
+        setup = ServedSetup(target, method.key, draft, (num_draft_tokens or 4) if method.uses_k else 0, params)
+    setup.check()
+    from .serve.app import ServeConfig, is_loopback, run_server
+
+    if not is_loopback(host):
+        progress(f"Warning: listening on {host}, not loopback: other machines can reach this server"
+                 + ("" if api_key else "; consider --api-key"))
+    served = load_served(setup, allow_download=not no_download, progress=progress)
+    config = ServeConfig(host=host, port=port, queue_size=queue_size, timeout_s=timeout_s, api_key=api_key or None,
+                         default_max_tokens=default_max_tokens)
+    try:
+        run_server(served, config, on_ready=lambda url: progress(
+            f"Serving {setup.describe()} at {url} (queue {queue_size}, timeout {timeout_s:g} s"
+            f"{', API key required' if api_key else ''}); Ctrl-C stops"))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after uvicorn's graceful shutdown: the way a server stops
+        pass
+    progress("Stopped.")
+
+
 def spread_over_ranks(engine, targets, drafts, memory_gb, output, resume=False):
     """Under mlx.launch: the preflight on every rank before anything loads (rank 0 reports the plan),
     and the results file this rank writes (rank 0's own; a private copy elsewhere). In one process

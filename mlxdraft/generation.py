@@ -13,7 +13,7 @@ from .engines import DEFAULT_ENGINE, LoadedModel, get_engine
 from .engines.mlx_lm import TokenPieces
 from .errors import InvalidInputError
 from .measure import MeasureSettings, sample_from_trace
-from .methods import get_method
+from .methods import Method, get_method
 from .prompts import MAX_PROMPT_CHARS, Prompt, encode_prompt
 from .sources import ModelSource
 
@@ -105,16 +105,34 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
     if loaded_draft is not None:
         backend.check_loaded(loaded_target, loaded_draft)
     prompt_ids = _prompt_ids(loaded_target.tokenizer, prompt)
-    _check_vocabulary(prompt_ids, [loaded for loaded in (loaded_target, loaded_draft) if loaded is not None])
-    stream = _TokenStream(TokenPieces(loaded_target.tokenizer), chosen.uses_k, max_tokens,
-                          set(loaded_target.tokenizer.eos_token_ids) if stop_at_eos else set(), on_text, on_token)
-    trace = backend.generate(loaded_target, prompt_ids, settings, chosen, loaded_draft, k, params=params,
-                             on_round=stream.on_round)
-    origins = token_origins(len(trace.token_ids), trace.rounds if chosen.uses_k else None)
+    return generate_loaded(backend, loaded_target, prompt_ids, chosen, settings, loaded_draft, k, params,
+                           on_text=on_text, on_token=on_token)
+
+
+def generate_loaded(backend, target: LoadedModel, prompt_ids: list[int], method: Method, settings: MeasureSettings,
+                    draft: LoadedModel | None = None, k: int = 0, params: dict | None = None,
+                    on_text: Callable[[str], None] | None = None,
+                    on_token: Callable[[str, bool], None] | None = None,
+                    on_round: Callable[[list[int]], None] | None = None) -> GenerationResult:
+    """`generate` for models already loaded and paired (check_loaded done once) and settings already
+    checked: what a caller that generates many times (`mlxdraft serve`) runs per request. `on_round`,
+    when given, sees each round's token ids before their text goes to `on_text`; an exception it
+    raises ends the generation there and propagates."""
+    _check_vocabulary(prompt_ids, [loaded for loaded in (target, draft) if loaded is not None])
+    stream = _TokenStream(TokenPieces(target.tokenizer), method.uses_k, settings.max_tokens,
+                          set() if settings.fixed_length else set(target.tokenizer.eos_token_ids), on_text, on_token)
+
+    def each_round(tokens: list[int]) -> None:
+        if on_round is not None:
+            on_round(tokens)
+        stream.on_round(tokens)
+
+    trace = backend.generate(target, prompt_ids, settings, method, draft, k, params=params, on_round=each_round)
+    origins = token_origins(len(trace.token_ids), trace.rounds if method.uses_k else None)
     stream.finish(origins)
-    sample = sample_from_trace(trace, chosen.key, k, len(prompt_ids))
+    sample = sample_from_trace(trace, method.key, k, len(prompt_ids))
     return GenerationResult(
-        text="".join(stream.pieces), token_ids=sample.token_ids, method=chosen.key, num_draft_tokens=k,
+        text="".join(stream.pieces), token_ids=sample.token_ids, method=method.key, num_draft_tokens=k,
         prompt_tokens=len(prompt_ids), finish_reason=sample.finish_reason, ttft_s=sample.ttft_s,
         wall_s=sample.wall_s, decode_tps=sample.decode_tps, e2e_tps=sample.e2e_tps,
         peak_memory_gb=sample.peak_memory_gb, proposed_draft_tokens=sample.proposed_draft_tokens,

@@ -101,6 +101,8 @@ def test_help_example_runs(fake_mlx_lm, where, command):
     args = shlex.split(command.split(" | ")[-1])[1:]
     if args[0] == "generate":
         pytest.skip("generate decodes text with the model's tokenizer, which the fake engine has not")
+    if args[0] == "serve":
+        pytest.skip("serve runs until it is stopped; tests/test_serve*.py run it in real server processes")
     if args[0] == "report":  # the results file it renders, made first
         made = CliRunner().invoke(cli, ["pair", "smollm2:fp16", "smollm2:q8", "--max-tokens", "8", "-o", args[1]])
         assert made.exit_code == 0, made.output

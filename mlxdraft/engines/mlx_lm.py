@@ -380,7 +380,8 @@ class MlxLmEngine:
     def commands(self, target: dict, draft: dict | None, method: Method, num_draft_tokens: int,
                  settings: dict, params: dict | None = None) -> list[str]:
         """Commands that use this setup (model records: repo id, else local path), with the
-        sampling settings it was measured with: mlx-lm's own when it runs the method itself."""
+        sampling settings it was measured with: mlx-lm's own when it runs the method itself, else
+        `mlxdraft generate` and `mlxdraft serve` (whose requests bring their own sampling)."""
         model = shlex.quote(target.get("repo_id") or target["path"])
         draft_model = shlex.quote(draft.get("repo_id") or draft["path"]) if draft else None
         sampling = _sampling_flags(settings)
@@ -393,7 +394,8 @@ class MlxLmEngine:
         for key, value in sorted((params or {}).items()):
             if value != method.defaults.get(key):
                 options += f" --param {key}={value}"
-        return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'"]
+        return [f"mlxdraft generate {model}{options}{sampling} --prompt 'Hello'",
+                f"mlxdraft serve {model}{options}"]  # sampling comes with each request
 
 
 def shard_model(model, current) -> str:
