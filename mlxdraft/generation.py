@@ -10,7 +10,6 @@ from pathlib import Path
 
 from .accepted import round_origins, token_origins
 from .engines import DEFAULT_ENGINE, LoadedModel, get_engine
-from .engines.mlx_lm import TokenPieces
 from .errors import InvalidInputError
 from .measure import MeasureSettings, sample_from_trace
 from .methods import Method, get_method
@@ -104,7 +103,7 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
     loaded_draft = as_loaded(draft, backend, "draft", allow_download, progress) if chosen.needs_draft else None
     if loaded_draft is not None:
         backend.check_loaded(loaded_target, loaded_draft)
-    prompt_ids = _prompt_ids(loaded_target.tokenizer, prompt)
+    prompt_ids = _prompt_ids(backend, loaded_target, prompt)
     return generate_loaded(backend, loaded_target, prompt_ids, chosen, settings, loaded_draft, k, params,
                            on_text=on_text, on_token=on_token)
 
@@ -119,8 +118,8 @@ def generate_loaded(backend, target: LoadedModel, prompt_ids: list[int], method:
     when given, sees each round's token ids before their text goes to `on_text`; an exception it
     raises ends the generation there and propagates."""
     _check_vocabulary(prompt_ids, [loaded for loaded in (target, draft) if loaded is not None])
-    stream = _TokenStream(TokenPieces(target.tokenizer), method.uses_k, settings.max_tokens,
-                          set() if settings.fixed_length else set(target.tokenizer.eos_token_ids), on_text, on_token)
+    stream = _TokenStream(backend.pieces(target), method.uses_k, settings.max_tokens,
+                          set() if settings.fixed_length else set(backend.eos_token_ids(target)), on_text, on_token)
 
     def each_round(tokens: list[int]) -> None:
         if on_round is not None:
@@ -130,6 +129,12 @@ def generate_loaded(backend, target: LoadedModel, prompt_ids: list[int], method:
     trace = backend.generate(target, prompt_ids, settings, method, draft, k, params=params, on_round=each_round)
     origins = token_origins(len(trace.token_ids), trace.rounds if method.uses_k else None)
     stream.finish(origins)
+    if stream.unknown:  # the engine streamed placeholders for ids it learnt only at the end (llama.cpp's held
+        # tokens): the text streamed live may show U+FFFD there; the result is decoded again from the exact ids
+        pieces = backend.pieces(target)
+        stream.pieces = [pieces.add(token) for token in trace.token_ids]
+        if stream.pieces:
+            stream.pieces[-1] += pieces.finish()
     sample = sample_from_trace(trace, method.key, k, len(prompt_ids))
     return GenerationResult(
         text="".join(stream.pieces), token_ids=sample.token_ids, method=method.key, num_draft_tokens=k,
@@ -150,14 +155,20 @@ class _TokenStream:
     tokens and then the target's own. The last round (it reached max_tokens or an EOS) may have
     been cut short among the draft tokens, so its tokens wait for the trace's counts (`finish`)."""
 
-    def __init__(self, pieces: TokenPieces, speculative: bool, max_tokens: int, eos: set[int], on_text, on_token):
+    def __init__(self, pieces, speculative: bool, max_tokens: int, eos: set[int], on_text, on_token):
         self.decoder, self.speculative, self.max_tokens, self.eos = pieces, speculative, max_tokens, eos
         self.on_text, self.on_token = on_text, on_token
         self.pieces: list[str] = []
         self.sent = 0  # tokens passed to on_token
+        self.unknown = False  # a round held a placeholder (a negative id) that the engine fills in after the run
 
     def on_round(self, tokens: list[int]) -> None:
-        texts = [self.decoder.add(token) for token in tokens]
+        given = getattr(tokens, "texts", None)  # the engine's own text of each token (measure.RoundTokens)
+        if given is not None and len(given) == len(tokens):
+            texts = list(given)
+        else:
+            self.unknown = self.unknown or any(token < 0 for token in tokens)
+            texts = [self.decoder.add(token) for token in tokens]
         self.pieces += texts
         if self.on_text and "".join(texts):
             self.on_text("".join(texts))
@@ -203,14 +214,16 @@ def _vocabulary_size(loaded: LoadedModel) -> int | None:
     return int(size) if size else None
 
 
-def _prompt_ids(tokenizer, prompt) -> list[int]:
+def _prompt_ids(backend, loaded: LoadedModel, prompt) -> list[int]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InvalidInputError("the prompt is empty; give the text to generate from")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidInputError(f"the prompt has {len(prompt)} characters, more than the {MAX_PROMPT_CHARS} "
                                     "allowed; shorten it")
-        return encode_prompt(tokenizer, Prompt(prompt))
+        if loaded.source.kind == "loaded":  # an (model, tokenizer) pair from mlx_lm.load: its own tokenizer
+            return encode_prompt(loaded.tokenizer, Prompt(prompt))
+        return backend.encode(loaded.source, Prompt(prompt))  # the engine's chat template and tokenizer
     ids = list(prompt)
     if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
         raise InvalidInputError("a prompt given as token ids must be a non-empty list of non-negative integers")

@@ -169,6 +169,16 @@ class VerifyRound:
     complete: bool = True  # not shortened by max-tokens, and ended with the target's own token
 
 
+class RoundTokens(list):
+    """One round's token ids as an engine passes them to `on_round` (a list, so callers that only count
+    or read ids need nothing more); `texts`, when not None, is each token's piece of the text as the engine
+    itself produced it (llama.cpp streams text for tokens whose ids it holds back until the run ends)."""
+
+    def __init__(self, tokens, texts: list[str] | None = None):
+        super().__init__(tokens)
+        self.texts = texts
+
+
 @dataclass
 class Trace:
     """What an engine saw during one generation: the tokens, when each round ended, and each

@@ -105,10 +105,10 @@ def test_a_step_in_the_running_totals_starts_a_round_of_accepted_plus_one_tokens
     steps = group_steps(stream, max_tokens=20, num_draft_tokens=3, on_step=seen.append)
     trace = trace_from_steps(steps, speculative=True, finish_reason="length")
     assert trace.round_sizes == [1, 3, 4]
-    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(3, 2, True), (3, 3, True)]
+    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(0, 0, True), (3, 2, True), (3, 3, True)]
     assert seen == [[1], [2, 3, 4], [5, 6, 7, 8]]  # each step reported as soon as its last token came
     assert trace.round_end_s == [0.01, 0.04, 0.08]
-    assert len(trace.token_ids) == 1 + sum(r.accepted + 1 for r in trace.rounds)
+    assert len(trace.token_ids) == sum(r.accepted + 1 for r in trace.rounds)
 
 
 def test_a_round_limited_by_max_tokens_and_a_step_that_proposed_nothing():
@@ -117,12 +117,12 @@ def test_a_round_limited_by_max_tokens_and_a_step_that_proposed_nothing():
     stream = events(([1], 0, 0), ([2], 4, 4), ([3], 4, 4), ([4], 4, 4), ([5], 4, 4), ([6], 4, 4),
                     ([7], 5, 5), ([8], 5, 5))
     trace = trace_from_steps(group_steps(stream, max_tokens=8, num_draft_tokens=4), True, "length")
-    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(4, 4, True), (1, 1, False)]
+    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(0, 0, True), (4, 4, True), (1, 1, False)]
     sample = sample_from_trace(trace, "llama.cpp-draft", 4, prompt_tokens=10)
-    assert (sample.verify_rounds, sample.partial_rounds, sample.proposed_draft_tokens) == (1, 1, 4)
+    assert (sample.verify_rounds, sample.partial_rounds, sample.proposed_draft_tokens) == (2, 1, 4)  # prefill + 1
     plain = trace_from_steps(group_steps(events(([1], 0, 0), ([2], 0, 0), ([3], 2, 1), ([4], 2, 1)),
                                          max_tokens=30, num_draft_tokens=2), True, "length")
-    assert [(r.proposed, r.accepted, r.complete) for r in plain.rounds] == [(0, 0, True), (2, 1, True)]
+    assert [(r.proposed, r.accepted, r.complete) for r in plain.rounds] == [(0, 0, True), (0, 0, True), (2, 1, True)]
 
 
 def test_an_event_of_several_tokens_finishes_the_open_round_first():
@@ -137,7 +137,7 @@ def test_an_event_of_several_tokens_finishes_the_open_round_first():
 def test_a_round_cut_short_by_end_of_sequence_is_partial():
     stream = events(([1], 0, 0), ([2], 3, 3), ([0], 3, 3))
     trace = trace_from_steps(group_steps(stream, max_tokens=30, num_draft_tokens=3), True, "stop")
-    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] == [(3, 2, False)]
+    assert [(r.proposed, r.accepted, r.complete) for r in trace.rounds] [1:] == [(3, 2, False)]
 
 
 class FakeServer:
@@ -176,7 +176,7 @@ def test_generate_sends_the_settings_and_reads_the_rounds(fake_servers):
     engine, target = fake_servers
     settings = MeasureSettings(max_tokens=4, temp=0.7, top_p=0.9, top_k=20, min_p=0.05, seed=7)
     trace = engine.generate(target, [0, 1], settings, get_method("llama.cpp-ngram"), num_draft_tokens=2)
-    assert trace.token_ids == [1, 2, 3, 4] and [(r.proposed, r.accepted) for r in trace.rounds] == [(2, 2)]
+    assert trace.token_ids == [1, 2, 3, 4] and [(r.proposed, r.accepted) for r in trace.rounds] == [(0, 0), (2, 2)]
     (server,) = engine._servers.values()
     assert server.key.spec_type == "ngram-simple" and server.key.num_draft_tokens == 2
     assert server.key.params == (("min_hits", 1), ("ngram_size", 12)) and server.key.n_ctx == 256  # the GGUF's
@@ -377,7 +377,8 @@ def test_speculative_output_equals_the_baseline_and_the_counts_add_up(llama):
     ngram = run(engine, target, ids, "llama.cpp-ngram", k=4, params={"ngram_size": 2})
     for trace, key, k in ((drafted, "llama.cpp-draft", 3), (ngram, "llama.cpp-ngram", 4)):
         assert trace.token_ids == baseline.token_ids, key
-        assert len(trace.token_ids) == 1 + sum(r.accepted + 1 for r in trace.rounds)  # prefill + every round
+        assert len(trace.token_ids) == sum(r.accepted + 1 for r in trace.rounds)  # the prefill's step too
+        assert trace.rounds[0].proposed == 0  # the prefill's token: nothing proposed
         assert all(0 <= r.accepted <= r.proposed <= k for r in trace.rounds)
         sample = sample_from_trace(trace, key, k, len(ids))
         assert 0 < sample.accepted_draft_tokens <= sample.proposed_draft_tokens
@@ -385,7 +386,7 @@ def test_speculative_output_equals_the_baseline_and_the_counts_add_up(llama):
     # from the draft's one-token passes), k per round until max-tokens leaves less room
     sample = sample_from_trace(drafted, "llama.cpp-draft", 3, len(ids))
     assert sample.acceptance_rate > 0.8
-    assert {r.proposed for r in drafted.rounds if r.complete} == {3}
+    assert {r.proposed for r in drafted.rounds[1:] if r.complete} == {3}  # [0]: the prefill, nothing proposed
 
 
 @pytest.mark.slow

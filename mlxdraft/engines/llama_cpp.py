@@ -46,7 +46,7 @@ from ..errors import (
     MlxdraftError,
     ModelNotFoundError,
 )
-from ..measure import MeasureSettings, Trace, VerifyRound
+from ..measure import MeasureSettings, RoundTokens, Trace, VerifyRound
 from ..memory import MemoryBudget, machine_memory_budget
 from ..methods import Method
 from ..prompts import Prompt
@@ -316,21 +316,23 @@ def group_steps(events, max_tokens: int, num_draft_tokens: int, on_step=None) ->
             step.end_s = event.time_s
             emitted += 1
             if on_step is not None and len(step.tokens) == step.expected:
-                on_step(list(step.tokens))
+                on_step(RoundTokens(step.tokens, list(step.texts)))
         if grown:  # the totals grew on an event that started no step: the stream is not what this reads
             raise MlxdraftError("llama.cpp's stream reported proposed tokens that no round emitted; "
                                 "this xllamacpp version streams differently from the one mlxdraft knows")
     if steps and on_step is not None and len(steps[-1].tokens) < steps[-1].expected:
-        on_step(list(steps[-1].tokens))  # the last step, cut short by end-of-sequence
+        on_step(RoundTokens(steps[-1].tokens, list(steps[-1].texts)))  # the last step, cut short by end-of-sequence
     return steps
 
 
 def trace_from_steps(steps: list[Step], speculative: bool, finish_reason: str) -> Trace:
-    """The Trace of one generation: the first step is the prefill's token; every later step is a
-    round (for a speculative method, with its proposed and accepted counts)."""
+    """The Trace of one generation: every step a round (for a speculative method, with its proposed and
+    accepted counts; the first step, the prefill's token, proposed nothing)."""
     tokens = [token for step in steps for token in step.tokens]
     texts = [text for step in steps for text in step.texts]
-    rounds = [VerifyRound(s.proposed, min(s.accepted, len(s.tokens)), s.complete) for s in steps[1:]] \
+    # the prefill's token is a step that proposed nothing, as a plain decoding step is: the rounds then cover
+    # every token, as the mlx-lm engine's do (accepted.token_origins relies on it)
+    rounds = [VerifyRound(s.proposed, min(s.accepted, len(s.tokens)), s.complete) for s in steps] \
         if speculative else []
     return Trace(tokens, [len(s.tokens) for s in steps], [s.end_s for s in steps], rounds, None, finish_reason,
                  None, None, token_texts=texts)
