@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: venv test test-fast wheel-check demo lint bench bench-m4max bench-m3pro-36gb bench-m2-16gb bench-overhead \
-	bench-methods bench-sweep bench-serve clean
+	bench-methods bench-sweep bench-serve bench-engines bench-distributed clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,19 @@ bench-sweep: $(STAMP)
 BENCH_SERVE_ARGS ?=
 bench-serve: $(STAMP)
 	$(BIN)/python scripts/bench_serve.py $(BENCH_SERVE_ARGS) --json results/bench-serve.json
+
+## make bench-engines: MLX beside llama.cpp on SmolLM2 offline (fp16/F16 and q8/Q8_0 targets, 4-bit drafts, k 2 and 4,
+## each engine's own loops): baselines, best setups and the ratio between engines, with intervals; a report beside it
+bench-engines: $(STAMP)
+	$(BIN)/mlxdraft sweep --family smollm2 --engines mlx-lm,llama.cpp --target-precisions fp16,q8 --draft-precisions q4 \
+		-k 2,4 --methods mlx-lm,draft,llama.cpp-draft,llama.cpp-ngram --max-tokens 48 --prompts scripts/demo_prompts.jsonl \
+		-o results/bench-engines.json --force
+	$(BIN)/mlxdraft report results/bench-engines.json --format html -o results/bench-engines.html
+
+## make bench-distributed: two ranks on localhost (ring) against one process: tok/s, tokens per round, the share
+## of a verify pass spent communicating; and the on-paper Qwen2.5-72B over two Macs from the speedup model
+bench-distributed: $(STAMP)
+	$(BIN)/python scripts/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
