@@ -433,12 +433,13 @@ def pair(target, draft, num_draft_tokens_text, max_tokens, runs, warmup, prompt_
     may be left out for methods that need no draft model (--method prompt-lookup).
     """
     from . import files
-    from .sweep import pair_choices
+    from .sweep import check_sampling, pair_choices
 
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text)
     target_choice, draft_choice = pair_choices(target, draft, engine)
     methods, params, (engine,) = measurement_setup(methods_text, param_texts, [target_choice.engine])
+    check_sampling(settings, [engine])
     needing = [m.key for m in methods if m.needs_draft]
     if needing and not draft:
         raise InvalidInputError(f"{', '.join(needing)} need{'s' if len(needing) == 1 else ''} a draft model: "
@@ -514,7 +515,8 @@ def _measure_pair(target, draft, ks, settings, prompts, memory_gb, objective, no
                     "--method prompt-lookup --json")
 @click.argument("target")
 @click.option("--draft", help="Draft model (folder, repo id or short name), for methods that take one.")
-@click.option("--method", "method_key", help="Drafting method (default: draft with --draft, else baseline): "
+@click.option("--method", "method_key", help="Drafting method (default with --draft: draft, or llama.cpp-draft "
+              "for a GGUF target; else baseline): "
               "baseline, " + METHOD_NAMES + ".")
 @click.option("-k", "--num-draft-tokens", type=click.IntRange(1, MAX_DRAFT_TOKENS), default=4, show_default=True,
               help="Draft tokens per verify round (the most per round for draft-adaptive).")
@@ -543,10 +545,10 @@ def generate(target, draft, method_key, num_draft_tokens, prompt_text, max_token
     from .accepted import BracketMarker
     from .generation import generate as run_generation
     from .methods import get_method
-    from .sweep import pair_choices
+    from .sweep import default_draft_method, pair_choices
 
     engine = pair_choices(target, draft, engine)[0].engine
-    method = get_method(method_key or ("draft" if draft else "baseline"))
+    method = get_method(method_key or (default_draft_method(engine) if draft else "baseline"))
     params = parse_params(param_texts, [method]).get(method.key)
     piped = prompt_text is None
     if prompt_text is None:
@@ -733,11 +735,16 @@ def sweep(families, targets, drafts, num_draft_tokens_text, target_sizes, target
     settings = make_settings(max_tokens, runs, warmup, temp, seed, fixed_length, top_p, top_k, min_p)
     ks = parse_num_draft_tokens(num_draft_tokens_text)
     engine_names = split_list(engines_text) or None
+    from .engines import get_engine
+
+    for name in engine_names or ():  # a misspelt engine is named as such, before it empties the model choice
+        get_engine(name)
     chosen_targets, chosen_drafts = sweeping.choose_models(
         list(families), split_list(targets), split_list(drafts), split_list(target_sizes),
         split_list(target_precisions), split_list(draft_sizes), split_list(draft_precisions), engine_names)
     engine_names = list(dict.fromkeys(engine_names or sweeping.engines_of(chosen_targets + chosen_drafts)))
     methods, params, engines = measurement_setup(methods_text, param_texts, engine_names)
+    sweeping.check_sampling(settings, engines)
     engine = engines[0]
     prompts = choose_prompts(prompt_text, prompts_file)
     plan = sweeping.SweepPlan(chosen_targets, chosen_drafts, ks, settings, prompts, engine.memory_budget(memory_gb),

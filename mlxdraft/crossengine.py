@@ -206,12 +206,13 @@ def _point(estimate: RatioEstimate) -> str:
     return f"{estimate.geomean:.{ratio_digits(estimate.geomean, estimate.low, estimate.high)}f}x"
 
 
-def _interval(estimate: RatioEstimate) -> str:
-    """'[1.95, 2.26], n=8', or 'n=2, too few for an interval'."""
+def _interval(estimate: RatioEstimate, unit: str = "") -> str:
+    """'[1.95, 2.26], n=8 prompts', or '(n=2 prompts, too few for an interval)'."""
+    unit = f" {unit}" if unit else ""
     if estimate.low is None:
-        return f"n={estimate.n}, too few for an interval"
+        return f"(n={estimate.n}{unit}, too few for an interval)"
     digits = ratio_digits(estimate.geomean, estimate.low, estimate.high)
-    return f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}], n={estimate.n}"
+    return f"[{estimate.low:.{digits}f}, {estimate.high:.{digits}f}], n={estimate.n}{unit}"
 
 
 def _bracket(estimate: RatioEstimate | None) -> str:
@@ -243,6 +244,8 @@ def verdict_line(row: CrossEngineRow, cross: CrossEngine) -> str:
     reference = row.figures[0]
     lines = []
     for other in row.figures[1:]:
+        if other.engine == reference.engine:  # a second target of the same engine and bit width: not compared here
+            continue
         base = next((r for r in row.ratios if r.what == "baseline" and r.objective == objective
                      and r.target == other.target and r.versus_target == reference.target), None)
         best = next((r for r in row.ratios if r.what == "best" and r.objective == objective
@@ -260,14 +263,15 @@ def verdict_line(row: CrossEngineRow, cross: CrossEngine) -> str:
                     f"{_interval(figures.best_speedup)}")
         already = " already" if base.estimate.low is not None and base.estimate.low > 1.0 else ""
         text = (f"{row.name}, {words}: {other.engine}'s baseline is{already} {_point(base.estimate)} "
-                f"{reference.engine}'s here {_interval(base.estimate)} {unit}; {adds(other, 'its')}; "
+                f"{reference.engine}'s here {_interval(base.estimate, unit)}; {adds(other, 'its')}; "
                 f"{adds(reference, reference.engine + chr(39) + 's')}")
         if best is not None and best.estimate is not None and (other.best or reference.best):
             text += (f"; best against best, {other.engine} is {_point(best.estimate)} {reference.engine}'s "
-                     f"{_interval(best.estimate)} {unit}")
+                     f"{_interval(best.estimate, unit)}")
         how = "one engine after the other, not interleaved" if cross.order == "sequential" else cross.order_text
         lines.append(f"{text} (measured {how})")
-    return "; ".join(lines)
+    return "; ".join(lines) or (f"{row.name}: only {reference.engine} measured this size and bit width; "
+                                "nothing to compare")
 
 
 def memory_text(figures: EngineFigures) -> str:

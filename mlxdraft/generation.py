@@ -99,6 +99,9 @@ def generate(target, prompt: str | list[int], *, draft=None, method: str = "draf
         raise InvalidInputError(f"{method} has no parameter {unknown[0]!r} (it has: {known})")
     chosen.checked_params(params)  # before anything loads
     backend = get_engine(engine)
+    from .sweep import check_sampling
+
+    check_sampling(settings, [backend])
     loaded_target = as_loaded(target, backend, "target", allow_download, progress)
     loaded_draft = as_loaded(draft, backend, "draft", allow_download, progress) if chosen.needs_draft else None
     if loaded_draft is not None:

@@ -101,6 +101,31 @@ def default_methods(engines: list) -> list[Method]:
     return [get_method(key) for key in dict.fromkeys(keys)]
 
 
+SAMPLING_IN_USE = (("temp", lambda s: s.temp > 0), ("top_p", lambda s: s.top_p not in (0, 1)),
+                   ("top_k", lambda s: s.top_k > 0), ("min_p", lambda s: s.min_p > 0))
+
+
+def check_sampling(settings: MeasureSettings, engines: list) -> None:
+    """Every sampling setting in use must be one each engine honours (its capabilities.sampling), so that no
+    figure is recorded under a setting an engine ignored: one Error line names the first that is not."""
+    for engine in engines:
+        honoured = getattr(getattr(engine, "capabilities", None), "sampling", None)
+        if honoured is None:
+            continue
+        for name, in_use in SAMPLING_IN_USE:
+            if in_use(settings) and name not in honoured:
+                flag = "--" + name.replace("_", "-")
+                raise InvalidInputError(f"the {engine.name} engine does not honour {flag} (it honours "
+                                        f"{', '.join(honoured) or 'none'}); leave {flag} at its default or "
+                                        "choose another engine")
+
+
+def default_draft_method(engine_name: str) -> str:
+    """The method `generate` runs when a draft is named and no method: mlxdraft's own loop on mlx-lm (exact at
+    temperature > 0), the engine's own speculation elsewhere."""
+    return {"mlx-lm": "draft"}.get(engine_name) or DEFAULT_METHODS.get(engine_name, "draft")
+
+
 def check_methods(methods: list[Method], engines: list) -> None:
     """Every method must be run by one of the engines: one Error line names the first that is not."""
     for method in methods:
@@ -181,6 +206,8 @@ def choice_for_name(name: str, engine: str | None = None) -> ModelChoice:
 def pair_choices(target: str, draft: str | None, engine: str | None = None) -> tuple[ModelChoice, ModelChoice | None]:
     """A target and its draft as `pair` and `generate` measure them: on `engine`, or on the engine that
     reads the target; a draft must run on the target's engine."""
+    if engine:
+        get_engine(engine)  # a misspelt engine is named as such
     target_choice = choice_for_name(target, engine)
     if engine and target_choice.engine != engine:
         raise InvalidInputError(f"{target} is a model of the {target_choice.engine} engine, not of {engine}; "

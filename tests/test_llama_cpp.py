@@ -201,7 +201,7 @@ def test_servers_are_kept_per_setup_and_restarted_for_a_longer_context(fake_serv
     assert [(key.num_draft_tokens, dict(key.params)["ngram_size"]) for key in FakeServer.started] == [
         (2, 12), (3, 12), (2, 3)]
     engine.generate(target, [0] * 300, MeasureSettings(max_tokens=4), ngram, num_draft_tokens=3)
-    assert FakeServer.started[-1].n_ctx == 4096 and len(engine._servers) == 3  # replaced the 256-token one
+    assert FakeServer.started[-1].n_ctx == 512 and len(engine._servers) == 3  # replaced the 256-token one
     with pytest.raises(InvalidInputError, match="n_min \\(3\\) cannot exceed -k \\(2\\)"):
         engine.generate(target, [0], MeasureSettings(), get_method("llama.cpp-draft"), target, 2,
                         params={"n_min": 3})

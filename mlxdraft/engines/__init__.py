@@ -26,7 +26,10 @@ def get_engine(name: str = DEFAULT_ENGINE) -> Engine:
     try:
         return ENGINES[name]
     except KeyError:
-        raise InvalidInputError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}") from None
+        from ..suggest import did_you_mean
+
+        raise InvalidInputError(f"unknown engine {name!r}{did_you_mean(name, ENGINES)}choose from "
+                                f"{', '.join(ENGINES)}") from None
 
 
 register_engine(MlxLmEngine())

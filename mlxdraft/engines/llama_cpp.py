@@ -59,7 +59,8 @@ INSTALL_HINT = f"pip install 'mlxdraft[{EXTRA}]'"
 DRAFT_METHOD = "llama.cpp-draft"
 NGRAM_METHOD = "llama.cpp-ngram"
 SPEC_TYPES = {"baseline": "none", DRAFT_METHOD: "draft-simple", NGRAM_METHOD: "ngram-simple"}
-CONTEXT_STEP = 4096  # server contexts are sized in steps of this, so nearby requests share a server
+CONTEXT_STEP = 512  # server contexts are sized in steps of this, so nearby requests share a server; small,
+# since every setup's server holds a KV cache that size (the weights are memory-mapped and shared)
 VOCAB_SIZE_SLACK = 128  # llama.cpp lets a draft's vocabulary be this much longer or shorter (padding)
 REQUEST_TIMEOUT_S = 3600.0
 
@@ -330,8 +331,10 @@ def trace_from_steps(steps: list[Step], speculative: bool, finish_reason: str) -
     accepted counts; the first step, the prefill's token, proposed nothing)."""
     tokens = [token for step in steps for token in step.tokens]
     texts = [text for step in steps for text in step.texts]
-    # the prefill's token is a step that proposed nothing, as a plain decoding step is: the rounds then cover
-    # every token, as the mlx-lm engine's do (accepted.token_origins relies on it)
+    # llama.cpp samples the first token from the prompt's logits before any draft proposes: a round that proposed
+    # nothing, counted as the mlx-lm engine counts a round whose proposer found nothing (prompt lookup). mlx-lm's
+    # loops already propose in their first round, so llama.cpp's tokens per round are lower by that one round
+    # per run: a real difference of the engine. The rounds cover every token (accepted.token_origins needs it)
     rounds = [VerifyRound(s.proposed, min(s.accepted, len(s.tokens)), s.complete) for s in steps] \
         if speculative else []
     return Trace(tokens, [len(s.tokens) for s in steps], [s.end_s for s in steps], rounds, None, finish_reason,

@@ -815,12 +815,18 @@ def cross_lines(analysis: SweepAnalysis, cross) -> list[str]:
     return [verdict_line(row, cross) for row in cross.rows] + [f"How to read it: {interval_text(cross)}."]
 
 
+def versions_text(versions: dict) -> str:
+    """The versions a results file recorded (every engine's libraries, whichever measured), Python left out."""
+    shown = [f"{name} {value}" for name, value in versions.items() if name != "python" and value]
+    return ", ".join(shown) or "versions not recorded"
+
+
 def header_lines(analysis: SweepAnalysis) -> list[str]:
     results = analysis.results
     machine, versions = results.machine, results.versions
     lines = [
         f"Machine: {machine.get('chip')}, {machine.get('memory_gb') or 0:.0f} GB RAM, {machine.get('os')}; "
-        f"mlx {versions.get('mlx')}, mlx-lm {versions.get('mlx-lm')}, mlxdraft {versions.get('mlxdraft')}",
+        f"{versions_text(versions)}",
         f"Settings: {settings_text(analysis)}, memory budget {results.plan.memory_budget_gb or 0:.1f} GB, "
         + (f"engines {', '.join(analysis.engines)} (each on its own models; {cross_order_text(analysis)})"
            if analysis.several_engines else f"engine {results.plan.engine}"),

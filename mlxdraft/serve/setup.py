@@ -77,7 +77,12 @@ def setup_from_results(path: str | Path, target: str | None = None, objective: s
             raise InvalidInputError(f"{path} has no target {target!r}; its targets: {', '.join(targets)}")
         target = matches[0]
     verdict = analysis.verdict(target)
-    engine = analysis.plan.engine or DEFAULT_ENGINE
+    engine = analysis.engine_of(target) or analysis.plan.engine or DEFAULT_ENGINE
+    if engine not in SERVING_ENGINES:
+        commands = analysis.commands(verdict.chosen) if verdict.kind == "speculative" and verdict.chosen else []
+        hint = f": {commands[0]}" if commands else " (llama-server, which the report's commands run)"
+        raise InvalidInputError(f"{target} was measured on the {engine} engine; mlxdraft serve serves "
+                                f"{', '.join(SERVING_ENGINES)} setups only. Serve it with its own server{hint}")
     target_location = _model_location(results.models.get(target, {}), target)
     reason = verdict.verdict.reason if verdict.verdict else "no speculative setup was measured"
     if verdict.kind != "speculative" or verdict.chosen is None:
