@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -44,3 +45,15 @@ def isolated_home(tmp_path, monkeypatch):
     """Keep every test away from the user's real mlxdraft state and model lists."""
     monkeypatch.setenv("MLXDRAFT_HOME", str(tmp_path / "mlxdraft-home"))
     monkeypatch.delenv("MLXDRAFT_MODEL_LISTS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Each test gets the process's SIGINT and SIGTERM handlers back as they were: a command run in-process
+    installs mlxdraft's one-shot handler (files.install_sigterm_handler), and once it has fired it ignores both
+    signals, which would leave Ctrl-C dead for every later test."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        if handler is not None and signal.getsignal(number) is not handler:
+            signal.signal(number, handler)
